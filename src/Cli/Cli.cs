@@ -1,0 +1,69 @@
+using ScratchNet.Data;
+using ScratchNet.Tensor;
+
+namespace ScratchNet.Cli;
+
+/// <summary>
+/// The scratchnet command: dispatches to a subcommand and turns every expected failure into one
+/// readable line and an exit code (2: bad command line, 1: bad data or out of memory). A stack trace
+/// is shown only for real bugs, and only with SCRATCHNET_DEBUG=1.
+/// </summary>
+public static class Cli
+{
+    public const int ExitOk = 0, ExitFailure = 1, ExitUsage = 2, ExitInterrupted = 130, ExitInternal = 70;
+
+    const string Usage = """
+        scratchnet: a deep-learning engine from scratch on ILGPU
+
+        usage: scratchnet <command> [options]     (scratchnet <command> --help for its options)
+
+        commands:
+          train        train the lesson's MLP and print accuracy and the memory report
+          export-subset  write the first N images of an IDX dataset as a smaller IDX dataset
+        """;
+
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
+        {
+            stdout.Write(Usage);
+            return args.Length == 0 ? ExitUsage : ExitOk;
+        }
+        string command = args[0];
+        string[] rest = args[1..];
+        try
+        {
+            return command switch
+            {
+                "train" => TrainCommand.Run(rest, stdout, stderr),
+                "export-subset" => ExportSubsetCommand.Run(rest, stdout),
+                _ => throw new UsageException($"unknown command '{command}'; commands: train, export-subset"),
+            };
+        }
+        catch (UsageException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return ExitUsage;
+        }
+        catch (DataFormatException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return ExitFailure;
+        }
+        catch (DeviceMemoryException e)
+        {
+            stderr.WriteLine($"error: {e.FullMessage}");
+            return ExitFailure;
+        }
+        catch (ArgumentException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return ExitUsage;
+        }
+        catch (Exception e) when (Environment.GetEnvironmentVariable("SCRATCHNET_DEBUG") != "1")
+        {
+            stderr.WriteLine($"internal error: {e.GetType().Name}: {e.Message} (set SCRATCHNET_DEBUG=1 for the stack trace; please report it)");
+            return ExitInternal;
+        }
+    }
+}

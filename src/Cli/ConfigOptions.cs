@@ -1,0 +1,66 @@
+using ScratchNet.Data;
+using ScratchNet.Kernels;
+using ScratchNet.Tensor;
+using ScratchNet.Training;
+
+namespace ScratchNet.Cli;
+
+/// <summary>The options shared by train and memory: dataset, model, optimizer, batch, device.</summary>
+public static class ConfigOptions
+{
+    public static readonly string[] Valued =
+    [
+        "--dataset", "--data", "--hidden", "--optimizer", "--lr", "--momentum", "--batch-size", "--epochs",
+        "--seed", "--device", "--matmul", "--memory-limit",
+    ];
+
+    public const string Help = """
+          --dataset NAME       fashion-mnist (default), mnist or cifar10
+          --data DIR           folder with the dataset's files (default: ./data/NAME, then the Debian
+                               package's folder for fashion-mnist, then the embedded subset)
+          --hidden LIST        hidden layer sizes, comma-separated (default 128; "none" for no hidden layer)
+          --optimizer NAME     adam (default), sgd, or momentum (SGD with momentum 0.9)
+          --lr X               learning rate (default: 0.001 for adam, 0.01 for sgd)
+          --momentum X         SGD momentum in [0, 1) (default 0; 0.9 for --optimizer momentum)
+          --batch-size N       images per step (default 64)
+          --epochs N           passes over the training set (default 1)
+          --seed N             seed for initialisation and shuffling (default 42)
+          --device NAME        auto (default: CUDA, then OpenCL, then CPU), cuda, opencl, cpu
+          --matmul VERSION     naive, blocked or tiled (default: blocked on the CPU, tiled on GPUs)
+          --memory-limit SIZE  make the device behave like a card of SIZE (e.g. 8MiB, 6.4MiB, 4GiB)
+        """;
+
+    public static TrainConfig Parse(Options o)
+    {
+        string dataset = o.Choice("--dataset", "fashion-mnist", DatasetInfo.All.Select(d => d.Name).ToArray());
+        string optimizer = o.Choice("--optimizer", "adam", TrainConfig.OptimizerChoices);
+        float? momentum = o.Float("--momentum", positiveOnly: false, maxExclusive: 1f);
+        if (momentum is > 0 && optimizer == "adam")
+            throw new UsageException("--momentum applies to SGD; use --optimizer sgd or momentum (Adam has its own betas)");
+        string device = o.Choice("--device", "auto", ComputeDevice.Choices);
+        string? matmul = o.String("--matmul");
+        MatmulVersion? version = null;
+        if (matmul is not null)
+        {
+            if (!Enum.TryParse(matmul, ignoreCase: true, out MatmulVersion v) || !Enum.IsDefined(v))
+                throw new UsageException($"--matmul: unknown version '{matmul}'; choose one of: naive, blocked, tiled");
+            version = v;
+        }
+        string? dataDir = o.String("--data");
+        return new TrainConfig
+        {
+            Dataset = dataset,
+            DataDir = dataDir,
+            Hidden = o.IntList("--hidden", [128], allowEmpty: true),
+            Optimizer = optimizer,
+            LearningRate = o.Float("--lr", positiveOnly: true),
+            Momentum = momentum,
+            BatchSize = o.Int("--batch-size", 64, 1),
+            Epochs = o.Int("--epochs", 1, 1),
+            Seed = o.ULong("--seed", 42),
+            Device = device,
+            Matmul = version,
+            MemoryLimit = o.Size("--memory-limit"),
+        };
+    }
+}

@@ -1,0 +1,3 @@
+using ScratchNet.Cli;
+
+return Cli.Run(args, Console.Out, Console.Error);

@@ -1,0 +1,48 @@
+namespace ScratchNet.Data;
+
+/// <summary>
+/// torchvision's ToTensor + Normalize in one step: a pixel byte p of channel c becomes
+/// <c>(p / 255 - mean[c]) / std[c]</c>. Images are C x H x W, so channel c is the c-th block of H*W values.
+/// </summary>
+public sealed class Normalizer
+{
+    readonly float[] _scale;   // per channel: 1 / (255 * std)
+    readonly float[] _shift;   // per channel: -mean / std
+    readonly int _planeSize;   // H * W
+
+    public Normalizer(DatasetInfo info)
+    {
+        _planeSize = info.Height * info.Width;
+        _scale = new float[info.Channels];
+        _shift = new float[info.Channels];
+        for (int c = 0; c < info.Channels; c++)
+        {
+            _scale[c] = 1f / (255f * info.Std[c]);
+            _shift[c] = -info.Mean[c] / info.Std[c];
+        }
+    }
+
+    /// <summary>Normalises one image's bytes into dest (same length).</summary>
+    public void Normalize(ReadOnlySpan<byte> image, Span<float> dest)
+    {
+        for (int c = 0; c < _scale.Length; c++)
+        {
+            float scale = _scale[c], shift = _shift[c];
+            var src = image.Slice(c * _planeSize, _planeSize);
+            var dst = dest.Slice(c * _planeSize, _planeSize);
+            for (int i = 0; i < src.Length; i++)
+                dst[i] = src[i] * scale + shift;
+        }
+    }
+
+    /// <summary>The inverse, back to bytes (rounded and clamped): what a sample grid shows.</summary>
+    public void Denormalize(ReadOnlySpan<float> values, Span<byte> dest)
+    {
+        for (int c = 0; c < _scale.Length; c++)
+        {
+            float scale = _scale[c], shift = _shift[c];
+            for (int i = c * _planeSize; i < (c + 1) * _planeSize; i++)
+                dest[i] = (byte)Math.Clamp(MathF.Round((values[i] - shift) / scale), 0f, 255f);
+        }
+    }
+}

@@ -1,0 +1,130 @@
+using System.Runtime.CompilerServices;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace ScratchNet.Kernels;
+
+/// <summary>
+/// All kernels of ScratchNet, compiled once per accelerator and cached (loading a kernel per call
+/// recompiles it: a known 1000x slowdown), with the launch geometry chosen per accelerator kind.
+///
+/// Geometry: every kernel is a grid-stride loop, so the launch only decides how many threads share the
+/// work. On the CPU accelerator each ILGPU thread is an OS thread, so we launch exactly as many as the
+/// device has (a few); on a GPU we launch 256-thread groups, up to enough to fill every multiprocessor.
+/// </summary>
+public sealed class DeviceKernels
+{
+    static readonly ConditionalWeakTable<Accelerator, DeviceKernels> Cache = new();
+
+    /// <summary>The kernels for an accelerator, compiled on first use.</summary>
+    public static DeviceKernels For(Accelerator accelerator)
+    {
+        lock (Cache) return Cache.GetValue(accelerator, a => new DeviceKernels(a));
+    }
+
+    readonly Accelerator _acc;
+    readonly bool _isCpu;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int> _matmulNaive, _matmulBlocked, _matmulTiled;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _biasActivation;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _reluBackward;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _biasBackward;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int> _softmaxCrossEntropy;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, int, int> _argmax;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float, float, float, float> _adam;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, float> _sgd;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float> _sgdMomentum;
+
+    DeviceKernels(Accelerator accelerator)
+    {
+        _acc = accelerator;
+        _isCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
+        _matmulNaive = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int>(MatmulKernels.Naive);
+        _matmulBlocked = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int>(MatmulKernels.Blocked);
+        _matmulTiled = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int>(MatmulKernels.Tiled);
+        _biasActivation = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(LayerKernels.BiasActivation);
+        _reluBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(LayerKernels.ReluBackward);
+        _biasBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(LayerKernels.BiasBackward);
+        _softmaxCrossEntropy = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>(LossKernels.SoftmaxCrossEntropy);
+        _argmax = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, int, int>(LossKernels.Argmax);
+        _adam = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float, float, float, float>(OptimizerKernels.Adam);
+        _sgd = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, float>(OptimizerKernels.Sgd);
+        _sgdMomentum = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float>(OptimizerKernels.SgdMomentum);
+        DefaultMatmul = _isCpu ? MatmulVersion.Blocked : MatmulVersion.Tiled;
+    }
+
+    public Accelerator Accelerator => _acc;
+
+    /// <summary>The version used when none is forced: Blocked on the CPU accelerator, Tiled on GPUs.</summary>
+    public MatmulVersion DefaultMatmul { get; }
+
+    /// <summary>Launch geometry for a grid-stride kernel over `work` independent items.</summary>
+    public KernelConfig Geometry(long work)
+    {
+        if (_isCpu)
+            return new KernelConfig(_acc.NumMultiprocessors, _acc.MaxNumThreadsPerGroup);
+        const int group = 256;
+        long groups = Math.Clamp((work + group - 1) / group, 1, (long)_acc.NumMultiprocessors * (_acc.MaxNumThreadsPerMultiprocessor / group));
+        return new KernelConfig((int)groups, group);
+    }
+
+    /// <summary>
+    /// C (M, N) = A (M, P) · B (P, N), A and B read through strides (see <see cref="MatmulKernels"/>).
+    /// </summary>
+    public void Matmul(MatmulVersion version,
+        ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
+        int m, int n, int p, int aRow, int aCol, int bRow, int bCol)
+    {
+        switch (version)
+        {
+            case MatmulVersion.Naive:
+                _matmulNaive(Geometry((long)m * n), a, b, c, m, n, p, aRow, aCol, bRow, bCol);
+                break;
+            case MatmulVersion.Blocked:
+                _matmulBlocked(Geometry((long)((m + 3) / 4) * ((n + 3) / 4)), a, b, c, m, n, p, aRow, aCol, bRow, bCol);
+                break;
+            case MatmulVersion.Tiled:
+                const int groupSize = MatmulKernels.Tile * MatmulKernels.Tile;
+                if (_acc.MaxNumThreadsPerGroup < groupSize)
+                    throw new NotSupportedException(
+                        $"the tiled matmul needs groups of {groupSize} threads; {_acc.Name} allows {_acc.MaxNumThreadsPerGroup} (use --matmul blocked)");
+                long tiles = (long)((m + MatmulKernels.Tile - 1) / MatmulKernels.Tile) * ((n + MatmulKernels.Tile - 1) / MatmulKernels.Tile);
+                int grid = (int)Math.Clamp(tiles, 1, (long)_acc.NumMultiprocessors * Math.Max(1, _acc.MaxNumThreadsPerMultiprocessor / groupSize));
+                _matmulTiled(new KernelConfig(grid, groupSize), a, b, c, m, n, p, aRow, aCol, bRow, bCol);
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(version));
+        }
+    }
+
+    /// <summary>y (B, N) = relu?(y + bias), in place.</summary>
+    public void BiasActivation(ArrayView<float> y, ArrayView<float> bias, int rows, int n, bool relu) =>
+        _biasActivation(Geometry((long)rows * n), y, bias, rows, n, relu ? 1 : 0);
+
+    /// <summary>dy (B, N) *= (y > 0), in place.</summary>
+    public void ReluBackward(ArrayView<float> dy, ArrayView<float> y, int count) =>
+        _reluBackward(Geometry(count), dy, y, count);
+
+    /// <summary>dbias (N) = column sums of dy (B, N).</summary>
+    public void BiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int n) =>
+        _biasBackward(Geometry(n), dy, dbias, rows, n);
+
+    /// <summary>losses (B) and dlogits (B, C) from logits (B, C) and labels (B).</summary>
+    public void SoftmaxCrossEntropy(ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> losses, ArrayView<float> dlogits, int rows, int classes) =>
+        _softmaxCrossEntropy(Geometry(rows), logits, labels, losses, dlogits, rows, classes);
+
+    /// <summary>predictions (B) = argmax over each row of logits (B, C).</summary>
+    public void Argmax(ArrayView<float> logits, ArrayView<int> predictions, int rows, int classes) =>
+        _argmax(Geometry(rows), logits, predictions, rows, classes);
+
+    public void Adam(ArrayView<float> param, ArrayView<float> grad, ArrayView<float> m, ArrayView<float> v, int count,
+        float beta1, float beta2, float eps, float stepSize, float invSqrtC2) =>
+        _adam(Geometry(count), param, grad, m, v, count, beta1, beta2, eps, stepSize, invSqrtC2);
+
+    public void Sgd(ArrayView<float> param, ArrayView<float> grad, int count, float lr) =>
+        _sgd(Geometry(count), param, grad, count, lr);
+
+    public void SgdMomentum(ArrayView<float> param, ArrayView<float> grad, ArrayView<float> buf, int count, float lr, float momentum) =>
+        _sgdMomentum(Geometry(count), param, grad, buf, count, lr, momentum);
+
+    public void Synchronize() => _acc.Synchronize();
+}

@@ -1,0 +1,116 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace ScratchNet.Tensor;
+
+/// <summary>
+/// Every device buffer in ScratchNet is created here. The tracker knows each buffer's name, shape,
+/// category and exact size (elements x element size), and keeps per category: live bytes, peak bytes,
+/// the number of allocations and frees, plus an event log of every allocation and free.
+/// With a <see cref="Limit"/> any accelerator behaves like a card of that size.
+/// </summary>
+public sealed class MemoryTracker
+{
+    static readonly MemoryCategory[] Categories = Enum.GetValues<MemoryCategory>();
+
+    readonly Accelerator _accelerator;
+    readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+    readonly Dictionary<MemoryCategory, CategoryStats> _stats = Categories.ToDictionary(c => c, _ => new CategoryStats());
+    readonly List<MemoryEvent> _events = [];
+    readonly List<ITensor> _live = [];
+
+    public MemoryTracker(Accelerator accelerator, long? limit = null)
+    {
+        _accelerator = accelerator;
+        Limit = limit;
+    }
+
+    /// <summary>Budget in bytes for all live buffers together; null means no limit but the device's own.</summary>
+    public long? Limit { get; set; }
+    /// <summary>Training step number written into events (set by the trainer).</summary>
+    public int Step { get; set; }
+    /// <summary>"setup", "forward", "backward", "update", "eval": written into events.</summary>
+    public string Phase { get; set; } = "setup";
+
+    public long LiveBytes => _stats.Values.Sum(s => s.Live);
+    /// <summary>The highest total of live bytes seen at any moment (not the sum of category peaks).</summary>
+    public long PeakBytes { get; private set; }
+    public long AllocationCount => _stats.Values.Sum(s => s.Allocations);
+    public long FreeCount => _stats.Values.Sum(s => s.Frees);
+    public IReadOnlyList<MemoryEvent> Events => _events;
+    public IReadOnlyList<ITensor> LiveTensors => _live;
+
+    public CategoryStats Stats(MemoryCategory category) => _stats[category];
+    public IReadOnlyDictionary<MemoryCategory, long> LiveByCategory() => _stats.ToDictionary(kv => kv.Key, kv => kv.Value.Live);
+
+    /// <summary>Creates a tracked device tensor of the given shape; contents are zero.</summary>
+    public Tensor<T> Allocate<T>(string name, int[] shape, MemoryCategory category) where T : unmanaged
+    {
+        long elements = 1;
+        foreach (int d in shape)
+        {
+            if (d <= 0) throw new ArgumentException($"tensor '{name}': dimension {d} in [{string.Join(", ", shape)}] must be positive");
+            elements *= d;
+        }
+        long bytes = elements * System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+        if (Limit is long limit && LiveBytes + bytes > limit)
+            throw OutOfMemory(name, shape, category, bytes, $"over the memory limit of {Bytes.Format(limit)}", null);
+        MemoryBuffer1D<T, Stride1D.Dense> buffer;
+        try
+        {
+            buffer = _accelerator.Allocate1D<T>(elements);
+            buffer.MemSetToZero();
+        }
+        catch (Exception e) when (e is AcceleratorException or OutOfMemoryException)
+        {
+            throw OutOfMemory(name, shape, category, bytes, $"the device refused it ({e.GetType().Name}: {e.Message.Trim()})", e);
+        }
+        var tensor = new Tensor<T>(this, buffer, name, shape, category, bytes);
+        var s = _stats[category];
+        s.Live += bytes;
+        s.Peak = Math.Max(s.Peak, s.Live);
+        s.Allocations++;
+        PeakBytes = Math.Max(PeakBytes, LiveBytes);
+        _live.Add(tensor);
+        Record(MemoryEventKind.Alloc, tensor);
+        return tensor;
+    }
+
+    internal void Release(ITensor tensor)
+    {
+        if (!_live.Remove(tensor)) return;
+        var s = _stats[tensor.Category];
+        s.Live -= tensor.Bytes;
+        s.Frees++;
+        Record(MemoryEventKind.Free, tensor);
+    }
+
+    void Record(MemoryEventKind kind, ITensor t) =>
+        _events.Add(new MemoryEvent(_clock.Elapsed.TotalMilliseconds, Step, Phase, kind, t.Name, t.Shape, t.Category, t.Bytes, LiveBytes));
+
+    DeviceMemoryException OutOfMemory(string name, int[] shape, MemoryCategory category, long bytes, string why, Exception? inner)
+    {
+        var live = LiveByCategory();
+        string perCategory = string.Join(", ", Categories.Where(c => live[c] > 0).Select(c => $"{c} {Bytes.Format(live[c])}"));
+        string message =
+            $"out of device memory: allocating {Bytes.Format(bytes)} for '{name}' [{string.Join(", ", shape)}] ({category}) failed: {why}. " +
+            $"Live: {Bytes.Format(LiveBytes)}" + (perCategory.Length > 0 ? $" ({perCategory})" : "") +
+            (Limit is long l ? $"; limit {Bytes.Format(l)}, free under it {Bytes.Format(Math.Max(0, l - LiveBytes))}" : "") + ".";
+        return new DeviceMemoryException(message, bytes, name, shape, category, Limit, live, inner);
+    }
+}
+
+/// <summary>Live and peak bytes and counts for one category.</summary>
+public sealed class CategoryStats
+{
+    public long Live { get; internal set; }
+    public long Peak { get; internal set; }
+    public long Allocations { get; internal set; }
+    public long Frees { get; internal set; }
+}
+
+public enum MemoryEventKind { Alloc, Free }
+
+/// <summary>One allocation or free: when (ms since the tracker started), in which step and phase, what, and the live total after it.</summary>
+public sealed record MemoryEvent(double TimeMs, int Step, string Phase, MemoryEventKind Kind, string Name, int[] Shape,
+    MemoryCategory Category, long Bytes, long LiveAfter);

@@ -1,0 +1,54 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace ScratchNet.Tensor;
+
+/// <summary>What the tracker needs to know of any tensor, whatever its element type.</summary>
+public interface ITensor
+{
+    string Name { get; }
+    int[] Shape { get; }
+    MemoryCategory Category { get; }
+    long Bytes { get; }
+}
+
+/// <summary>
+/// One device buffer with a name, a shape (row-major) and a memory category. Created only by
+/// <see cref="MemoryTracker.Allocate{T}"/>; disposing it frees the buffer and tells the tracker.
+/// </summary>
+public sealed class Tensor<T> : ITensor, IDisposable where T : unmanaged
+{
+    readonly MemoryTracker _tracker;
+
+    internal Tensor(MemoryTracker tracker, MemoryBuffer1D<T, Stride1D.Dense> buffer, string name, int[] shape, MemoryCategory category, long bytes)
+    {
+        _tracker = tracker;
+        Buffer = buffer;
+        Name = name;
+        Shape = shape;
+        Category = category;
+        Bytes = bytes;
+    }
+
+    public MemoryBuffer1D<T, Stride1D.Dense> Buffer { get; }
+    /// <summary>The whole buffer as a plain 1D view: what kernels take.</summary>
+    public ArrayView<T> View => Buffer.View;
+    public string Name { get; }
+    public int[] Shape { get; }
+    public MemoryCategory Category { get; }
+    public long Bytes { get; }
+    public long Length => Buffer.Length;
+
+    public void CopyFrom(ReadOnlySpan<T> source) => View.SubView(0, source.Length).CopyFromCPU(source);
+    public void CopyTo(Span<T> destination) => View.SubView(0, destination.Length).CopyToCPU(destination);
+    public T[] ToArray() => Buffer.GetAsArray1D();
+
+    public override string ToString() => $"{Name} [{string.Join(", ", Shape)}] {Category} {Bytes} B";
+
+    public void Dispose()
+    {
+        if (Buffer.IsDisposed) return;
+        Buffer.Dispose();
+        _tracker.Release(this);
+    }
+}

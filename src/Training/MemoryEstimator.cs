@@ -1,0 +1,76 @@
+using ScratchNet.Tensor;
+
+namespace ScratchNet.Training;
+
+/// <summary>
+/// The closed form: how many bytes each category needs for an MLP with layer sizes K0 -> K1 -> ... -> Kn,
+/// batch B and an optimizer, in float32 (4 bytes) and int32 (4 bytes). It mirrors, line for line, what
+/// <see cref="Mlp"/>, <see cref="StepBuffers"/> and the optimizers allocate, so the measured bytes must
+/// equal it exactly; a test checks that for many shapes.
+/// <code>
+/// P               = sum_i (K[i] * K[i+1] + K[i+1])           parameters
+/// Parameter       = 4 P
+/// Gradient        = 4 P
+/// OptimizerState  = 8 P (Adam: m and v), 4 P (SGD with momentum), 0 (plain SGD)
+/// Input           = 4 B K0 (normalised images) + 4 B (int32 labels)
+/// Activation      = 4 B (K1 + ... + Kn)   each layer's output (hidden ones after ReLU, in place; logits)
+/// Temporary       = 4 B (K1 + ... + Kn)   the gradient of each layer's output
+///                 + 4 B (per-row losses) + 4 B (int32 predictions)
+/// </code>
+/// </summary>
+public static class MemoryEstimator
+{
+    public static MemoryEstimate Estimate(IReadOnlyList<int> sizes, int batch, string optimizerKind)
+    {
+        long p = Mlp.CountParameters(sizes);
+        long outputs = sizes.Skip(1).Sum(k => (long)k);
+        long b = batch;
+        int stateCopies = optimizerKind switch { "adam" => 2, "momentum" => 1, "sgd" => 0, _ => throw new ArgumentException($"unknown optimizer '{optimizerKind}'") };
+        string outs = string.Join(" + ", sizes.Skip(1));
+        var e = new MemoryEstimate(p);
+        e.Set(MemoryCategory.Parameter, 4 * p, $"4 x {p:N0} parameters");
+        e.Set(MemoryCategory.Gradient, 4 * p, $"4 x {p:N0} (one gradient per parameter)");
+        e.Set(MemoryCategory.OptimizerState, 4 * p * stateCopies, optimizerKind switch
+        {
+            "adam" => $"2 x 4 x {p:N0} (Adam's m and v)",
+            "momentum" => $"4 x {p:N0} (momentum buffer)",
+            _ => "plain SGD keeps no state",
+        });
+        e.Set(MemoryCategory.Input, 4 * b * sizes[0] + 4 * b, $"4 x {b} x {sizes[0]} images + 4 x {b} labels");
+        e.Set(MemoryCategory.Activation, 4 * b * outputs, $"4 x {b} x ({outs}) layer outputs");
+        e.Set(MemoryCategory.Temporary, 4 * b * outputs + 8 * b, $"4 x {b} x ({outs}) output gradients + 4 x {b} losses + 4 x {b} predictions");
+        e.Set(MemoryCategory.Other, 0, "nothing else is allocated");
+        return e;
+    }
+
+    /// <summary>The bytes that grow with every sample of the batch (Input + Activation + Temporary per row).</summary>
+    public static long BytesPerSample(IReadOnlyList<int> sizes)
+    {
+        long outputs = sizes.Skip(1).Sum(k => (long)k);
+        return 4L * sizes[0] + 4 + 4 * outputs + 4 * outputs + 8;
+    }
+
+    /// <summary>Bytes that do not depend on the batch: parameters, gradients and optimizer state.</summary>
+    public static long FixedBytes(IReadOnlyList<int> sizes, string optimizerKind) =>
+        Estimate(sizes, 1, optimizerKind).Total - BytesPerSample(sizes);
+
+    /// <summary>The largest batch whose buffers fit in `budget` bytes (0 when not even one sample fits).</summary>
+    public static long LargestBatch(IReadOnlyList<int> sizes, string optimizerKind, long budget)
+    {
+        long free = budget - FixedBytes(sizes, optimizerKind);
+        return free <= 0 ? 0 : free / BytesPerSample(sizes);
+    }
+}
+
+/// <summary>Estimated bytes and the formula behind them, per category.</summary>
+public sealed class MemoryEstimate(long parameterCount)
+{
+    readonly Dictionary<MemoryCategory, (long Bytes, string Formula)> _items = [];
+
+    public long ParameterCount { get; } = parameterCount;
+    public long this[MemoryCategory c] => _items[c].Bytes;
+    public string Formula(MemoryCategory c) => _items[c].Formula;
+    public long Total => _items.Values.Sum(v => v.Bytes);
+
+    internal void Set(MemoryCategory c, long bytes, string formula) => _items[c] = (bytes, formula);
+}

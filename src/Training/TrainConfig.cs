@@ -1,0 +1,36 @@
+using ScratchNet.Kernels;
+
+namespace ScratchNet.Training;
+
+/// <summary>Everything that defines a training run. Defaults are the lesson's.</summary>
+public sealed record TrainConfig
+{
+    public static readonly string[] OptimizerChoices = ["adam", "sgd", "momentum"];
+
+    public string Dataset { get; init; } = "fashion-mnist";
+    public string? DataDir { get; init; }
+    public int[] Hidden { get; init; } = [128];
+    /// <summary>"adam", "sgd", or "momentum" (SGD with momentum, 0.9 unless --momentum says otherwise).</summary>
+    public string Optimizer { get; init; } = "adam";
+    /// <summary>Learning rate; null means the optimizer's default (Adam 1e-3, SGD 0.01).</summary>
+    public float? LearningRate { get; init; }
+    /// <summary>SGD momentum; null means 0 for "sgd" and 0.9 for "momentum".</summary>
+    public float? Momentum { get; init; }
+    public int BatchSize { get; init; } = 64;
+    public int Epochs { get; init; } = 1;
+    public ulong Seed { get; init; } = 42;
+    public string Device { get; init; } = "auto";
+    /// <summary>Force a matmul version; null means the accelerator's default.</summary>
+    public MatmulVersion? Matmul { get; init; }
+    /// <summary>Budget for all device buffers together (bytes); null means no budget.</summary>
+    public long? MemoryLimit { get; init; }
+
+    public float EffectiveLearningRate => LearningRate ?? (Optimizer == "adam" ? 1e-3f : 0.01f);
+    public float EffectiveMomentum => Momentum ?? (Optimizer == "momentum" ? 0.9f : 0f);
+
+    /// <summary>The optimizer's real kind: "sgd" with a momentum above 0 is "momentum".</summary>
+    public string OptimizerKind => Optimizer == "adam" ? "adam" : EffectiveMomentum > 0 ? "momentum" : "sgd";
+
+    /// <summary>Layer sizes K0 -> hidden... -> classes.</summary>
+    public int[] LayerSizes(int inputFeatures, int classes) => [inputFeatures, .. Hidden, classes];
+}

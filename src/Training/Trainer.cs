@@ -1,0 +1,84 @@
+using System.Diagnostics;
+using ScratchNet.Data;
+
+namespace ScratchNet.Training;
+
+/// <summary>What one epoch did.</summary>
+public sealed record EpochResult(int Epoch, double Loss, double TrainAccuracy, double TestAccuracy, double Seconds, double SamplesPerSecond);
+
+/// <summary>Progress inside an epoch, for a progress display.</summary>
+public readonly record struct StepProgress(int Epoch, int Batch, int Batches, double RunningLoss, double SamplesPerSecond);
+
+/// <summary>
+/// The training loop: for each epoch, shuffle, then for each batch normalise it on the host, upload it,
+/// and run a step; then evaluate on the test split. Like the lesson's PyTorch loop, train accuracy is
+/// counted on the fly from each batch's forward pass.
+/// </summary>
+public sealed class Trainer
+{
+    readonly TrainingSession _session;
+    readonly DatasetPair _data;
+    readonly BatchLoader _train, _test;
+    readonly float[] _images;
+    readonly int[] _labels;
+
+    public Trainer(TrainingSession session, DatasetPair data)
+    {
+        _session = session;
+        _data = data;
+        int batch = session.Config.BatchSize;
+        _train = new BatchLoader(data.Train, batch, shuffle: true, seed: session.Config.Seed);
+        _test = new BatchLoader(data.Test, batch, shuffle: false, seed: 0);
+        _images = new float[batch * data.Train.Info.ImageSize];
+        _labels = new int[batch];
+    }
+
+    /// <summary>Called after every step with the step's mean loss (for tests and logs).</summary>
+    public Action<int, int, double>? OnStep { get; set; }
+    /// <summary>Called about ten times a second during an epoch.</summary>
+    public Action<StepProgress>? OnProgress { get; set; }
+
+    public BatchLoader TrainLoader => _train;
+
+    /// <summary>Trains one epoch (0-based index) and evaluates on the test split.</summary>
+    public EpochResult RunEpoch(int epoch)
+    {
+        _train.StartEpoch(epoch);
+        var clock = Stopwatch.StartNew();
+        double lossSum = 0, lastReport = 0;
+        long correct = 0, seen = 0;
+        int batches = _train.BatchesPerEpoch;
+        for (int b = 0; b < batches; b++)
+        {
+            int rows = _train.Fill(b, _images, _labels);
+            _session.Upload(_images, _labels, rows);
+            var (batchLoss, batchCorrect) = _session.TrainStep(_labels, rows);
+            lossSum += batchLoss;
+            correct += batchCorrect;
+            seen += rows;
+            OnStep?.Invoke(epoch, b, batchLoss / rows);
+            double now = clock.Elapsed.TotalSeconds;
+            if (OnProgress is not null && (now - lastReport >= 0.1 || b == batches - 1))
+            {
+                lastReport = now;
+                OnProgress(new StepProgress(epoch, b + 1, batches, lossSum / seen, seen / Math.Max(now, 1e-9)));
+            }
+        }
+        double seconds = clock.Elapsed.TotalSeconds;
+        double testAccuracy = Evaluate();
+        return new EpochResult(epoch + 1, lossSum / seen, (double)correct / seen, testAccuracy, seconds, seen / seconds);
+    }
+
+    /// <summary>Accuracy on the test split (forward passes only, same buffers).</summary>
+    public double Evaluate()
+    {
+        long correct = 0;
+        for (int b = 0; b < _test.BatchesPerEpoch; b++)
+        {
+            int rows = _test.Fill(b, _images, _labels);
+            _session.Upload(_images, _labels, rows);
+            correct += _session.EvaluateBatch(_labels, rows);
+        }
+        return (double)correct / _data.Test.Count;
+    }
+}

@@ -1,0 +1,129 @@
+using ScratchNet.Kernels;
+using ScratchNet.Tensor;
+
+namespace ScratchNet.Training;
+
+/// <summary>
+/// A model, its optimizer and its step buffers on one device, all created through one MemoryTracker.
+/// Nothing is allocated after the constructor: every step reuses these buffers.
+/// </summary>
+public sealed class TrainingSession : IDisposable
+{
+    readonly float[] _losses;
+    readonly int[] _predictions;
+
+    public TrainingSession(ComputeDevice device, TrainConfig config, int inputFeatures, int classes)
+    {
+        Device = device;
+        Config = config;
+        Kernels = DeviceKernels.For(device.Accelerator);
+        Matmul = config.Matmul ?? Kernels.DefaultMatmul;
+        Sizes = config.LayerSizes(inputFeatures, classes);
+        Tracker = new MemoryTracker(device.Accelerator, config.MemoryLimit);
+        try
+        {
+            Model = new Mlp(Tracker, Sizes);
+            Optimizer = config.OptimizerKind == "adam"
+                ? new Adam(Tracker, Model, config.EffectiveLearningRate)
+                : new Sgd(Tracker, Model, config.EffectiveLearningRate, config.EffectiveMomentum);
+            Buffers = new StepBuffers(Tracker, Model, config.BatchSize);
+        }
+        catch (DeviceMemoryException e)
+        {
+            AddAdvice(e);
+            DisposeAll();
+            throw;
+        }
+        Model.Initialize(config.Seed);
+        _losses = new float[config.BatchSize];
+        _predictions = new int[config.BatchSize];
+    }
+
+    public ComputeDevice Device { get; }
+    public TrainConfig Config { get; }
+    public DeviceKernels Kernels { get; }
+    public MatmulVersion Matmul { get; }
+    public int[] Sizes { get; }
+    public MemoryTracker Tracker { get; }
+    public Mlp Model { get; } = null!;
+    public IOptimizer Optimizer { get; } = null!;
+    public StepBuffers Buffers { get; } = null!;
+
+    /// <summary>The closed-form estimate for this session's model, batch and optimizer.</summary>
+    public MemoryEstimate Estimate() => MemoryEstimator.Estimate(Sizes, Config.BatchSize, Optimizer.Name);
+
+    /// <summary>Copies a host batch (rows images and labels) into the input buffers.</summary>
+    public void Upload(ReadOnlySpan<float> images, ReadOnlySpan<int> labels, int rows)
+    {
+        Buffers.Images.CopyFrom(images[..(rows * Sizes[0])]);
+        Buffers.Labels.CopyFrom(labels[..rows]);
+    }
+
+    /// <summary>
+    /// One training step on the uploaded batch: forward, loss, backward, update.
+    /// Returns the sum of the rows' losses and the number of correct predictions.
+    /// </summary>
+    public (double LossSum, int Correct) TrainStep(ReadOnlySpan<int> labels, int rows)
+    {
+        Tracker.Phase = "forward";
+        Model.Forward(Kernels, Buffers, rows, Matmul);
+        Tracker.Phase = "backward";
+        Model.Backward(Kernels, Buffers, rows, Matmul);
+        Tracker.Phase = "update";
+        Optimizer.Step(Kernels, Model);
+        Tracker.Step++;
+        return ReadLossAndCorrect(labels, rows);
+    }
+
+    /// <summary>Forward only, for evaluation: returns the number of correct predictions.</summary>
+    public int EvaluateBatch(ReadOnlySpan<int> labels, int rows)
+    {
+        Tracker.Phase = "eval";
+        Model.Forward(Kernels, Buffers, rows, Matmul);
+        Kernels.Argmax(Buffers.Outputs[^1].View, Buffers.Predictions.View, rows, Model.Classes);
+        Buffers.Predictions.CopyTo(_predictions.AsSpan(0, rows));
+        return CountCorrect(labels, rows);
+    }
+
+    (double, int) ReadLossAndCorrect(ReadOnlySpan<int> labels, int rows)
+    {
+        Buffers.Losses.CopyTo(_losses.AsSpan(0, rows));
+        Buffers.Predictions.CopyTo(_predictions.AsSpan(0, rows));
+        double sum = 0;
+        for (int i = 0; i < rows; i++) sum += _losses[i];
+        return (sum, CountCorrect(labels, rows));
+    }
+
+    int CountCorrect(ReadOnlySpan<int> labels, int rows)
+    {
+        int correct = 0;
+        for (int i = 0; i < rows; i++)
+            if (_predictions[i] == labels[i]) correct++;
+        return correct;
+    }
+
+    /// <summary>Adds what would help to an out-of-memory error: the largest batch that fits, and what SGD would save.</summary>
+    public void AddAdvice(DeviceMemoryException e)
+    {
+        if (e.Limit is not long limit) return;
+        long fits = MemoryEstimator.LargestBatch(Sizes, Config.OptimizerKind, limit);
+        e.Advice.Add(fits > 0
+            ? $"the largest batch size that fits {Bytes.Format(limit)} with {Config.OptimizerKind} is {fits} (--batch-size {fits})"
+            : $"not even batch size 1 fits {Bytes.Format(limit)} with {Config.OptimizerKind}; the model alone needs {Bytes.Format(MemoryEstimator.FixedBytes(Sizes, Config.OptimizerKind) + MemoryEstimator.BytesPerSample(Sizes))}");
+        if (Config.OptimizerKind != "sgd")
+        {
+            long saved = MemoryEstimator.FixedBytes(Sizes, Config.OptimizerKind) - MemoryEstimator.FixedBytes(Sizes, "sgd");
+            long sgdFits = MemoryEstimator.LargestBatch(Sizes, "sgd", limit);
+            e.Advice.Add($"plain SGD (--optimizer sgd) would save {Bytes.Format(saved)} of optimizer state; the largest batch would then be {sgdFits}");
+        }
+    }
+
+    void DisposeAll()
+    {
+        Buffers?.Dispose();
+        Optimizer?.Dispose();
+        Model?.Dispose();
+    }
+
+    public void Dispose() => DisposeAll();
+}
