@@ -1,0 +1,248 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using NUnit.Framework;
+using ScratchNet.Kernels;
+using ScratchNet.Tensor;
+
+namespace ScratchNet.Tests;
+
+/// <summary>
+/// Every kernel against the plain C# reference on ILGPU's CPU accelerator, with sizes 1, 7, 63, 65 and
+/// 1000 in every dimension that varies (for matmul: every combination in which at most one dimension is
+/// 1000, in the three layouts a Linear layer uses).
+/// </summary>
+[TestFixture]
+public sealed class KernelTests
+{
+    static readonly int[] Sizes = [1, 7, 63, 65, 1000];
+
+    /// <summary>The three products of a Linear layer: (name, aRow, aCol, bRow, bCol) as functions of (m, n, p).</summary>
+    public enum Layout { Forward_A_BT, BackwardInput_A_B, BackwardWeight_AT_B }
+
+    static (int aRow, int aCol, int bRow, int bCol) Strides(Layout layout, int m, int n, int p) => layout switch
+    {
+        Layout.Forward_A_BT => (p, 1, 1, p),          // A (M, P) row-major; B = W^T with W (N, P)
+        Layout.BackwardInput_A_B => (p, 1, n, 1),     // A (M, P), B (P, N) both row-major
+        Layout.BackwardWeight_AT_B => (1, m, n, 1),   // A = dY^T with dY (P, M); B (P, N)
+        _ => throw new ArgumentOutOfRangeException(nameof(layout)),
+    };
+
+    static IEnumerable<TestCaseData> MatmulCases(MatmulVersion version)
+    {
+        foreach (int m in Sizes)
+            foreach (int n in Sizes)
+                foreach (int p in Sizes)
+                {
+                    if ((m == 1000 ? 1 : 0) + (n == 1000 ? 1 : 0) + (p == 1000 ? 1 : 0) > 1) continue;
+                    foreach (Layout layout in Enum.GetValues<Layout>())
+                        yield return new TestCaseData(version, layout, m, n, p);
+                }
+    }
+
+    static IEnumerable<TestCaseData> NaiveCases() => MatmulCases(MatmulVersion.Naive);
+    static IEnumerable<TestCaseData> BlockedCases() => MatmulCases(MatmulVersion.Blocked);
+
+    /// <summary>The tiled kernel needs 256-thread groups: on the CPU accelerator that is 256 OS threads
+    /// meeting at every barrier, so it gets the sizes 1, 7, 63, 65 in full and 1000 in one dimension at a time.</summary>
+    static IEnumerable<TestCaseData> TiledCases()
+    {
+        foreach (int m in Sizes[..4])
+            foreach (int n in Sizes[..4])
+                foreach (int p in Sizes[..4])
+                    yield return new TestCaseData(MatmulVersion.Tiled, Layout.Forward_A_BT, m, n, p);
+        foreach (Layout layout in Enum.GetValues<Layout>())
+        {
+            yield return new TestCaseData(MatmulVersion.Tiled, layout, 1000, 7, 65);
+            yield return new TestCaseData(MatmulVersion.Tiled, layout, 63, 1000, 7);
+            yield return new TestCaseData(MatmulVersion.Tiled, layout, 65, 63, 1000);
+        }
+    }
+
+    [TestCaseSource(nameof(NaiveCases))]
+    [TestCaseSource(nameof(BlockedCases))]
+    public void Matmul_MatchesReference(MatmulVersion version, Layout layout, int m, int n, int p) =>
+        CheckMatmul(Shared.Kernels, version, layout, m, n, p);
+
+    static readonly Lazy<(Context Context, Accelerator Accelerator)> WideCpu = new(() =>
+    {
+        var context = Context.Create(b => b.CPU(new CPUDevice(16, 16, 1)).Optimize(OptimizationLevel.O2));
+        return (context, context.GetCPUDevice(0).CreateCPUAccelerator(context));
+    });
+
+    [TestCaseSource(nameof(TiledCases))]
+    public void MatmulTiled_MatchesReference(MatmulVersion version, Layout layout, int m, int n, int p) =>
+        CheckMatmul(DeviceKernels.For(WideCpu.Value.Accelerator), version, layout, m, n, p);
+
+    [Test]
+    public void MatmulTiled_OnTwoThreadGroups_SaysWhichVersionToUse()
+    {
+        var t = Shared.NewTracker();
+        using var a = t.Allocate<float>("a", [4], MemoryCategory.Other);
+        var e = Assert.Throws<NotSupportedException>(() => Shared.Kernels.Matmul(MatmulVersion.Tiled, a.View, a.View, a.View, 2, 2, 1, 1, 1, 2, 1));
+        Assert.That(e!.Message, Does.Contain("--matmul blocked"));
+    }
+
+    static void CheckMatmul(DeviceKernels k, MatmulVersion version, Layout layout, int m, int n, int p)
+    {
+        var (aRow, aCol, bRow, bCol) = Strides(layout, m, n, p);
+        var r = new Random(m * 1_000_003 + n * 1009 + p);
+        float[] a = Reference.RandomFloats(r, m * p), b = Reference.RandomFloats(r, p * n);
+        var acc = k.Accelerator;
+        using var da = acc.Allocate1D(a);
+        using var db = acc.Allocate1D(b);
+        using var dc = acc.Allocate1D<float>(m * n);
+        dc.MemSet(0xFF); // NaN everywhere: an output the kernel forgets shows up
+        k.Matmul(version, da.View, db.View, dc.View, m, n, p, aRow, aCol, bRow, bCol);
+        float[] c = dc.GetAsArray1D();
+        Reference.AssertClose(c, Reference.Matmul(a, b, m, n, p, aRow, aCol, bRow, bCol), 1e-5 * Math.Sqrt(p) + 1e-6, 1e-5,
+            $"{version} {layout} m={m} n={n} p={p}");
+    }
+
+    static IEnumerable<TestCaseData> RowsByFeatures()
+    {
+        foreach (int rows in Sizes)
+            foreach (int n in Sizes)
+                yield return new TestCaseData(rows, n);
+    }
+
+    [TestCaseSource(nameof(RowsByFeatures))]
+    public void BiasActivation_MatchesReference(int rows, int n)
+    {
+        var r = new Random(rows * 31 + n);
+        float[] y = Reference.RandomFloats(r, rows * n), bias = Reference.RandomFloats(r, n);
+        var acc = Shared.Cpu.Accelerator;
+        foreach (bool relu in new[] { false, true })
+        {
+            using var dy = acc.Allocate1D(y);
+            using var dbias = acc.Allocate1D(bias);
+            Shared.Kernels.BiasActivation(dy.View, dbias.View, rows, n, relu);
+            Reference.AssertClose(dy.GetAsArray1D(), Reference.BiasActivation(y, bias, rows, n, relu), 0, 0, $"relu={relu}");
+        }
+    }
+
+    [TestCaseSource(nameof(RowsByFeatures))]
+    public void ReluBackward_MatchesReference(int rows, int n)
+    {
+        var r = new Random(rows * 37 + n);
+        float[] dy = Reference.RandomFloats(r, rows * n), y = Reference.RandomFloats(r, rows * n).Select(v => Math.Max(0, v)).ToArray();
+        var acc = Shared.Cpu.Accelerator;
+        using var ddy = acc.Allocate1D(dy);
+        using var dyy = acc.Allocate1D(y);
+        Shared.Kernels.ReluBackward(ddy.View, dyy.View, rows * n);
+        Reference.AssertClose(ddy.GetAsArray1D(), Reference.ReluBackward(dy, y), 0, 0, "relu backward");
+    }
+
+    [TestCaseSource(nameof(RowsByFeatures))]
+    public void BiasBackward_MatchesReference(int rows, int n)
+    {
+        var r = new Random(rows * 41 + n);
+        float[] dy = Reference.RandomFloats(r, rows * n);
+        var acc = Shared.Cpu.Accelerator;
+        using var ddy = acc.Allocate1D(dy);
+        using var db = acc.Allocate1D<float>(n);
+        Shared.Kernels.BiasBackward(ddy.View, db.View, rows, n);
+        Reference.AssertClose(db.GetAsArray1D(), Reference.BiasBackward(dy, rows, n), 1e-5 * Math.Sqrt(rows), 1e-5, "bias backward");
+    }
+
+    [TestCaseSource(nameof(RowsByFeatures))]
+    public void SoftmaxCrossEntropy_MatchesReference(int rows, int classes)
+    {
+        var r = new Random(rows * 43 + classes);
+        float[] logits = Reference.RandomFloats(r, rows * classes, 8f);
+        int[] labels = Enumerable.Range(0, rows).Select(_ => r.Next(classes)).ToArray();
+        var acc = Shared.Cpu.Accelerator;
+        using var dl = acc.Allocate1D(logits);
+        using var dy = acc.Allocate1D(labels);
+        using var losses = acc.Allocate1D<float>(rows);
+        using var grad = acc.Allocate1D<float>(rows * classes);
+        Shared.Kernels.SoftmaxCrossEntropy(dl.View, dy.View, losses.View, grad.View, rows, classes);
+        var (refLoss, refGrad) = Reference.SoftmaxCrossEntropy(logits, labels, rows, classes);
+        Reference.AssertClose(losses.GetAsArray1D(), refLoss, 1e-5, 1e-5, "losses");
+        Reference.AssertClose(grad.GetAsArray1D(), refGrad, 1e-6, 1e-5, "dlogits");
+    }
+
+    [Test]
+    public void SoftmaxCrossEntropy_HugeLogits_StayFinite()
+    {
+        float[] logits = [1000f, -1000f, 0f, 999f];
+        int[] labels = [1, 0];
+        var acc = Shared.Cpu.Accelerator;
+        using var dl = acc.Allocate1D(logits);
+        using var dy = acc.Allocate1D(labels);
+        using var losses = acc.Allocate1D<float>(2);
+        using var grad = acc.Allocate1D<float>(4);
+        Shared.Kernels.SoftmaxCrossEntropy(dl.View, dy.View, losses.View, grad.View, 2, 2);
+        Assert.That(losses.GetAsArray1D(), Is.EqualTo(new[] { 2000f, 999f }).Within(1e-3f));
+        Assert.That(grad.GetAsArray1D().All(float.IsFinite));
+    }
+
+    [TestCaseSource(nameof(RowsByFeatures))]
+    public void Argmax_MatchesReference(int rows, int classes)
+    {
+        var r = new Random(rows * 47 + classes);
+        // Rounded values make ties common: the first maximum must win, as in torch.argmax.
+        float[] logits = Reference.RandomFloats(r, rows * classes).Select(v => MathF.Round(v * 3)).ToArray();
+        var acc = Shared.Cpu.Accelerator;
+        using var dl = acc.Allocate1D(logits);
+        using var pred = acc.Allocate1D<int>(rows);
+        Shared.Kernels.Argmax(dl.View, pred.View, rows, classes);
+        Assert.That(pred.GetAsArray1D(), Is.EqualTo(Reference.Argmax(logits, rows, classes)));
+    }
+
+    [TestCase(1)]
+    [TestCase(7)]
+    [TestCase(63)]
+    [TestCase(65)]
+    [TestCase(1000)]
+    public void Adam_ThreeSteps_MatchTorchFormula(int count)
+    {
+        var r = new Random(count);
+        float[] p = Reference.RandomFloats(r, count), m = new float[count], v = new float[count];
+        var acc = Shared.Cpu.Accelerator;
+        using var dp = acc.Allocate1D(p);
+        using var dm = acc.Allocate1D<float>(count);
+        using var dv = acc.Allocate1D<float>(count);
+        dm.MemSetToZero();
+        dv.MemSetToZero();
+        const double lr = 1e-3, b1 = 0.9, b2 = 0.999, eps = 1e-8;
+        for (int t = 1; t <= 3; t++)
+        {
+            float[] g = Reference.RandomFloats(r, count);
+            using var dg = acc.Allocate1D(g);
+            double c1 = 1 - Math.Pow(b1, t), c2 = 1 - Math.Pow(b2, t);
+            Shared.Kernels.Adam(dp.View, dg.View, dm.View, dv.View, count, (float)b1, (float)b2, (float)eps, (float)(lr / c1), (float)(1 / Math.Sqrt(c2)));
+            Reference.Adam(p, g, m, v, t, lr, b1, b2, eps);
+        }
+        Reference.AssertClose(dp.GetAsArray1D(), p, 1e-6, 1e-5, "params");
+        Reference.AssertClose(dm.GetAsArray1D(), m, 1e-7, 1e-5, "m");
+        Reference.AssertClose(dv.GetAsArray1D(), v, 1e-8, 1e-5, "v");
+    }
+
+    [TestCase(1, 0f)]
+    [TestCase(7, 0f)]
+    [TestCase(63, 0.9f)]
+    [TestCase(65, 0f)]
+    [TestCase(1000, 0.9f)]
+    [TestCase(1000, 0f)]
+    [TestCase(7, 0.5f)]
+    public void Sgd_ThreeSteps_MatchTorchFormula(int count, float momentum)
+    {
+        var r = new Random(count);
+        float[] p = Reference.RandomFloats(r, count);
+        float[]? buf = momentum > 0 ? new float[count] : null;
+        var acc = Shared.Cpu.Accelerator;
+        using var dp = acc.Allocate1D(p);
+        using var dbuf = acc.Allocate1D<float>(count);
+        dbuf.MemSetToZero();
+        for (int t = 1; t <= 3; t++)
+        {
+            float[] g = Reference.RandomFloats(r, count);
+            using var dg = acc.Allocate1D(g);
+            if (momentum > 0) Shared.Kernels.SgdMomentum(dp.View, dg.View, dbuf.View, count, 0.1f, momentum);
+            else Shared.Kernels.Sgd(dp.View, dg.View, count, 0.1f);
+            Reference.Sgd(p, g, buf, 0.1f, momentum);
+        }
+        Reference.AssertClose(dp.GetAsArray1D(), p, 1e-6, 1e-5, "params");
+    }
+}

@@ -1,0 +1,57 @@
+using ScratchNet.Data;
+
+namespace ScratchNet.Tests;
+
+/// <summary>Writes small datasets in the exact file formats, into a fresh temporary folder.</summary>
+public static class TestData
+{
+    public static string NewFolder()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "scratchnet-tests", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+
+    /// <summary>An IDX dataset of random 28x28 images (raw or gz).</summary>
+    public static string WriteIdx(int train, int test, bool gzip, int seed = 1)
+    {
+        string dir = NewFolder();
+        var r = new Random(seed);
+        string ext = gzip ? ".gz" : "";
+        void Split(int n, string images, string labels)
+        {
+            var pixels = new byte[n * 784];
+            r.NextBytes(pixels);
+            var y = Enumerable.Range(0, n).Select(_ => (byte)r.Next(10)).ToArray();
+            Idx.WriteImages(Path.Combine(dir, images + ext), n, 28, 28, pixels);
+            Idx.WriteLabels(Path.Combine(dir, labels + ext), y);
+        }
+        Split(train, DatasetInfo.IdxTrainImages, DatasetInfo.IdxTrainLabels);
+        Split(test, DatasetInfo.IdxTestImages, DatasetInfo.IdxTestLabels);
+        return dir;
+    }
+
+    /// <summary>
+    /// A CIFAR-10-format folder: data_batch_1..5.bin with perBatch records each, test_batch.bin and
+    /// batches.meta.txt. Images are learnable: each class is a different mean colour plus noise.
+    /// </summary>
+    public static string WriteCifar(int perBatch, int testCount, int seed = 2)
+    {
+        string dir = NewFolder();
+        var r = new Random(seed);
+        void Batch(string name, int n)
+        {
+            var labels = Enumerable.Range(0, n).Select(_ => (byte)r.Next(10)).ToArray();
+            var pixels = new byte[n * Cifar.ImageBytes];
+            for (int i = 0; i < n; i++)
+                for (int c = 0; c < 3; c++)
+                    for (int k = 0; k < 1024; k++)
+                        pixels[i * Cifar.ImageBytes + c * 1024 + k] = (byte)Math.Clamp(labels[i] * 25 + c * 10 + r.Next(-20, 21), 0, 255);
+            Cifar.WriteBatch(Path.Combine(dir, name), pixels, labels);
+        }
+        foreach (string f in Cifar.TrainFiles) Batch(f, perBatch);
+        Batch(Cifar.TestFile, testCount);
+        File.WriteAllLines(Path.Combine(dir, Cifar.MetaFile), DatasetInfo.Cifar10.ClassNames.Append(""));
+        return dir;
+    }
+}
