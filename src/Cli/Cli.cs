@@ -19,6 +19,9 @@ public static class Cli
 
         commands:
           train        train the lesson's MLP and print accuracy and the memory report
+          memory       where the bytes go: estimate vs measured, across batch sizes and optimizers,
+                       the largest batch that fits a budget, a trace and an HTML report
+          devices      every accelerator ILGPU can see, OpenCL devices it cannot use (and why), host memory
           export-subset  write the first N images of an IDX dataset as a smaller IDX dataset
         """;
 
@@ -36,8 +39,10 @@ public static class Cli
             return command switch
             {
                 "train" => TrainCommand.Run(rest, stdout, stderr),
+                "memory" => MemoryCommand.Run(rest, stdout, stderr),
+                "devices" => DevicesCommand.Run(rest, stdout),
                 "export-subset" => ExportSubsetCommand.Run(rest, stdout),
-                _ => throw new UsageException($"unknown command '{command}'; commands: train, export-subset"),
+                _ => throw new UsageException($"unknown command '{command}'; commands: train, memory, devices, export-subset"),
             };
         }
         catch (UsageException e)

@@ -39,11 +39,30 @@ public static class TrainCommand
         if (data.Notice is not null) stderr.WriteLine($"note: {data.Notice}");
         DatasetInfo info = data.Train.Info;
 
-        using ComputeDevice device = ComputeDevice.Create(config.Device);
+        ComputeDevice device = ComputeDevice.Create(config.Device);
+        TrainingSession session;
+        try
+        {
+            session = new TrainingSession(device, config, info.ImageSize, info.Classes);
+        }
+        catch (DeviceMemoryException e) when (config.Device == "auto" && device.Kind != DeviceKind.Cpu && e.InnerException is not null)
+        {
+            // The lesson's fallback: the GPU itself is out of memory, so train on the CPU instead.
+            stderr.WriteLine($"note: {device.Kind} is out of memory during setup ({e.Message}); falling back to the ILGPU CPU accelerator");
+            device.Dispose();
+            device = ComputeDevice.Create("cpu");
+            session = new TrainingSession(device, config, info.ImageSize, info.Classes);
+        }
+        catch
+        {
+            device.Dispose();
+            throw;
+        }
+        using var deviceScope = device;
+        using var sessionScope = session;
         text.WriteLine(device.Description);
         text.WriteLine($"data: {info.Name} from {data.Train.Source}: {data.Train.Count:N0} training and {data.Test.Count:N0} test images of [{info.Channels}, {info.Height}, {info.Width}]");
 
-        using var session = new TrainingSession(device, config, info.ImageSize, info.Classes);
         text.WriteLine($"model: {session.Model.Describe()}; {session.Model.ParameterCount:N0} parameters");
         text.WriteLine($"optimizer: {session.Optimizer.Name}, lr {config.EffectiveLearningRate}" +
             (session.Optimizer.Name == "momentum" ? $", momentum {config.EffectiveMomentum}" : "") +

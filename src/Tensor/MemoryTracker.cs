@@ -30,7 +30,25 @@ public sealed class MemoryTracker
     /// <summary>Training step number written into events (set by the trainer).</summary>
     public int Step { get; set; }
     /// <summary>"setup", "forward", "backward", "update", "eval": written into events.</summary>
-    public string Phase { get; set; } = "setup";
+    public string Phase
+    {
+        get => _phase;
+        set
+        {
+            if (value == _phase) return;
+            _phase = value;
+            if (LogPhases) _events.Add(new MemoryEvent(_clock.Elapsed.TotalMilliseconds, Step, _phase, MemoryEventKind.Phase, "", [], MemoryCategory.Other, 0, LiveBytes));
+        }
+    }
+
+    string _phase = "setup";
+
+    /// <summary>
+    /// When true, every phase change is logged as a Phase event too, so a timeline shows the steps even
+    /// when no buffer is allocated in them (the memory command turns this on; training runs leave it off
+    /// so the log does not grow with every step).
+    /// </summary>
+    public bool LogPhases { get; set; }
 
     public long LiveBytes => _stats.Values.Sum(s => s.Live);
     /// <summary>The highest total of live bytes seen at any moment (not the sum of category peaks).</summary>
@@ -54,7 +72,7 @@ public sealed class MemoryTracker
         }
         long bytes = elements * System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
         if (Limit is long limit && LiveBytes + bytes > limit)
-            throw OutOfMemory(name, shape, category, bytes, $"over the memory limit of {Bytes.Format(limit)}", null);
+            throw OutOfMemory(name, shape, category, bytes, $"over the memory limit of {Bytes.Exact(limit)} ({Bytes.Format(limit)})", null);
         MemoryBuffer1D<T, Stride1D.Dense> buffer;
         try
         {
@@ -74,6 +92,20 @@ public sealed class MemoryTracker
         _live.Add(tensor);
         Record(MemoryEventKind.Alloc, tensor);
         return tensor;
+    }
+
+    /// <summary>Live bytes per category after each event, in event order (for timelines and charts).</summary>
+    public List<Dictionary<MemoryCategory, long>> LiveByCategoryOverEvents()
+    {
+        var live = Categories.ToDictionary(c => c, _ => 0L);
+        var result = new List<Dictionary<MemoryCategory, long>>();
+        foreach (var e in _events)
+        {
+            if (e.Kind == MemoryEventKind.Alloc) live[e.Category] += e.Bytes;
+            else if (e.Kind == MemoryEventKind.Free) live[e.Category] -= e.Bytes;
+            result.Add(new Dictionary<MemoryCategory, long>(live));
+        }
+        return result;
     }
 
     internal void Release(ITensor tensor)
@@ -109,7 +141,8 @@ public sealed class CategoryStats
     public long Frees { get; internal set; }
 }
 
-public enum MemoryEventKind { Alloc, Free }
+/// <summary>Alloc and Free change live bytes; Phase marks the start of a phase (no bytes).</summary>
+public enum MemoryEventKind { Alloc, Free, Phase }
 
 /// <summary>One allocation or free: when (ms since the tracker started), in which step and phase, what, and the live total after it.</summary>
 public sealed record MemoryEvent(double TimeMs, int Step, string Phase, MemoryEventKind Kind, string Name, int[] Shape,

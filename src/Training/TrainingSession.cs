@@ -12,14 +12,14 @@ public sealed class TrainingSession : IDisposable
     readonly float[] _losses;
     readonly int[] _predictions;
 
-    public TrainingSession(ComputeDevice device, TrainConfig config, int inputFeatures, int classes)
+    public TrainingSession(ComputeDevice device, TrainConfig config, int inputFeatures, int classes, bool logPhases = false)
     {
         Device = device;
         Config = config;
         Kernels = DeviceKernels.For(device.Accelerator);
         Matmul = config.Matmul ?? Kernels.DefaultMatmul;
         Sizes = config.LayerSizes(inputFeatures, classes);
-        Tracker = new MemoryTracker(device.Accelerator, config.MemoryLimit);
+        Tracker = new MemoryTracker(device.Accelerator, config.MemoryLimit) { LogPhases = logPhases };
         try
         {
             Model = new Mlp(Tracker, Sizes);
@@ -35,6 +35,7 @@ public sealed class TrainingSession : IDisposable
             throw;
         }
         Model.Initialize(config.Seed);
+        Tracker.Phase = "ready";
         _losses = new float[config.BatchSize];
         _predictions = new int[config.BatchSize];
     }

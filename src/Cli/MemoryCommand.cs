@@ -1,0 +1,254 @@
+using System.Globalization;
+using System.Text.Json;
+using ScratchNet.Data;
+using ScratchNet.Tensor;
+using ScratchNet.Training;
+
+namespace ScratchNet.Cli;
+
+/// <summary>
+/// scratchnet memory: where the bytes go. Runs real training steps and shows, per category, the
+/// closed-form estimate beside the measured live and peak bytes; across batch sizes; across optimizers;
+/// and finds the largest batch that fits a memory budget, then proves it on the device.
+/// </summary>
+public static class MemoryCommand
+{
+    const string Help = """
+        usage: scratchnet memory [options]
+
+        Runs two real training steps and prints, per category, the closed-form estimate, the measured live
+        bytes after the steps and the peak during them, and the bytes per sample.
+
+        options (as for train, plus):
+        """ + ConfigOptions.Help + """
+          --batch-sizes LIST   a table across batch sizes, e.g. 1,16,64,256,1024
+          --compare-optimizers sgd, momentum and adam side by side
+          --budget FRACTION    plan the largest batch whose peak fits FRACTION of the memory (default 0.8);
+                               the memory is --memory-limit, else the device's (CUDA: free memory)
+          --trace FILE.json    every allocation/free/phase event of the probe
+          --report FILE.html   a self-contained page: the table and a stacked chart of live bytes over time
+          --json               one JSON document on stdout instead of text
+        """;
+
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var o = new Options("memory", args, [.. ConfigOptions.Valued, "--batch-sizes", "--budget", "--trace", "--report"], ["--json", "--compare-optimizers"]);
+        if (o.Flag("--help"))
+        {
+            stdout.Write(Help);
+            return Cli.ExitOk;
+        }
+        TrainConfig config = ConfigOptions.Parse(o);
+        int[] batchSizes = o.IntList("--batch-sizes", []);
+        bool compare = o.Flag("--compare-optimizers");
+        float? budgetFraction = o.Float("--budget", positiveOnly: true);
+        if (budgetFraction > 1) throw new UsageException($"--budget: {budgetFraction} must be a fraction in (0, 1]");
+        bool plan = config.MemoryLimit is not null || budgetFraction is not null;
+        double fraction = budgetFraction ?? 0.8;
+        bool json = o.Flag("--json");
+        TextWriter text = json ? TextWriter.Null : stdout;
+
+        DatasetPair data = DatasetLoader.Load(config.Dataset, config.DataDir);
+        if (data.Notice is not null) stderr.WriteLine($"note: {data.Notice}");
+        DatasetInfo info = data.Train.Info;
+        using ComputeDevice device = ComputeDevice.Create(config.Device);
+        int[] sizes = config.LayerSizes(info.ImageSize, info.Classes);
+        string modelLine = $"MLP {string.Join("-", sizes)} ({Mlp.CountParameters(sizes):N0} parameters), {config.OptimizerKind}, {info.Name} [{info.Channels}, {info.Height}, {info.Width}]";
+        text.WriteLine(device.Description);
+        text.WriteLine($"model: {modelLine}");
+
+        TrainConfig unlimited = config with { MemoryLimit = null };
+        ProbeResult probe = MemoryProbe.Run(device, unlimited, data.Train);
+        text.WriteLine();
+        WriteProbe(text, probe);
+
+        var acrossBatches = batchSizes.Select(b => MemoryProbe.Run(device, unlimited with { BatchSize = b }, data.Train)).ToList();
+        if (acrossBatches.Count > 0)
+        {
+            text.WriteLine();
+            WriteAcrossBatches(text, acrossBatches);
+        }
+
+        var acrossOptimizers = compare
+            ? new[] { "sgd", "momentum", "adam" }.Select(opt => MemoryProbe.Run(device, unlimited with { Optimizer = opt, Momentum = null, LearningRate = null }, data.Train)).ToList()
+            : [];
+        if (acrossOptimizers.Count > 0)
+        {
+            text.WriteLine();
+            WriteAcrossOptimizers(text, acrossOptimizers);
+        }
+
+        Plan? planResult = null;
+        if (plan)
+        {
+            planResult = MakePlan(device, config, fraction, data.Train, sizes);
+            text.WriteLine();
+            WritePlan(text, planResult);
+        }
+
+        string? tracePath = o.String("--trace");
+        if (tracePath is not null)
+        {
+            WriteFile(tracePath, JsonSerializer.Serialize(new { model = modelLine, batchSize = probe.BatchSize, events = probe.Events }, TrainCommand.JsonOptions));
+            text.WriteLine($"\ntrace: {probe.Events.Count} events written to {tracePath}");
+        }
+        string? reportPath = o.String("--report");
+        if (reportPath is not null)
+        {
+            WriteFile(reportPath, HtmlReport.Build(probe, $"ScratchNet memory report: batch {probe.BatchSize}", $"{modelLine}; {device.Description}"));
+            text.WriteLine($"report: {reportPath}");
+        }
+        if (json)
+        {
+            stdout.WriteLine(JsonSerializer.Serialize(new
+            {
+                device = device.Description,
+                model = modelLine,
+                layers = sizes,
+                probe = Strip(probe),
+                batchSizes = acrossBatches.Select(Strip),
+                optimizers = acrossOptimizers.Select(Strip),
+                plan = planResult,
+            }, TrainCommand.JsonOptions));
+        }
+        return planResult is { NextFails: false } ? Cli.ExitFailure : Cli.ExitOk;
+    }
+
+    static void WriteFile(string path, string content)
+    {
+        try
+        {
+            string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
+            if (dir is not null) Directory.CreateDirectory(dir);
+            File.WriteAllText(path, content);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UsageException($"cannot write {path}: {e.Message}");
+        }
+    }
+
+    static object Strip(ProbeResult p) => new
+    {
+        p.BatchSize, p.Optimizer, p.Parameters, p.Categories, p.TotalEstimate, p.TotalLive, p.PeakTotal,
+        p.BytesPerSample, p.FixedBytes, p.AllocationsDuringSteps,
+    };
+
+    static void WriteProbe(TextWriter w, ProbeResult p)
+    {
+        w.WriteLine($"batch {p.BatchSize}: {MemoryProbe.Steps} training steps measured");
+        w.WriteLine($"  {"category",-15} {"estimate",13} {"live after",13} {"peak during",13}  difference");
+        foreach (var c in p.Categories)
+            w.WriteLine($"  {c.Category,-15} {Bytes.Exact(c.Estimate),13} {Bytes.Exact(c.Live),13} {Bytes.Exact(c.Peak),13}  {(c.Difference == 0 && c.Peak == c.Estimate ? "0 (exact)" : Bytes.Exact(c.Difference) + " UNEXPLAINED")}");
+        w.WriteLine($"  {"total",-15} {Bytes.Exact(p.TotalEstimate),13} {Bytes.Exact(p.TotalLive),13} {Bytes.Exact(p.PeakTotal),13}  {(p.TotalLive == p.TotalEstimate ? "0 (exact)" : Bytes.Exact(p.TotalLive - p.TotalEstimate) + " UNEXPLAINED")}");
+        w.WriteLine("  peak = live: every buffer is created before the first step and reused, so nothing comes and goes inside a step;");
+        w.WriteLine($"  allocations during the {MemoryProbe.Steps} steps: {p.AllocationsDuringSteps}.");
+        w.WriteLine($"  bytes per sample: {Bytes.Exact(p.BytesPerSample)} (input, activations, temporaries); fixed: {Bytes.Exact(p.FixedBytes)} (parameters, gradients, optimizer state)");
+    }
+
+    static readonly MemoryCategory[] Scaling = [MemoryCategory.Input, MemoryCategory.Activation, MemoryCategory.Temporary];
+
+    static void WriteAcrossBatches(TextWriter w, List<ProbeResult> probes)
+    {
+        w.WriteLine("Measured bytes across batch sizes (= means measured equals the estimate)");
+        w.Write($"  {"category",-15}");
+        foreach (var p in probes) w.Write($" {"B=" + p.BatchSize,15}");
+        w.WriteLine("  grows with the batch?");
+        foreach (MemoryCategory c in Enum.GetValues<MemoryCategory>())
+        {
+            w.Write($"  {c,-15}");
+            foreach (var p in probes)
+            {
+                var cat = p.Categories.Single(x => x.Category == c.ToString());
+                w.Write($" {Bytes.Exact(cat.Live) + (cat.Difference == 0 ? "=" : "!"),15}");
+            }
+            w.WriteLine(Scaling.Contains(c) ? "  yes" : c == MemoryCategory.Other ? "" : "  no");
+        }
+        w.Write($"  {"total",-15}");
+        foreach (var p in probes) w.Write($" {Bytes.Exact(p.TotalLive) + (p.TotalLive == p.TotalEstimate ? "=" : "!"),15}");
+        w.WriteLine();
+        w.WriteLine($"  per sample: {Bytes.Exact(probes[0].BytesPerSample)}; per batch of B: {Bytes.Exact(probes[0].FixedBytes)} + B x {Bytes.Exact(probes[0].BytesPerSample)}");
+    }
+
+    static void WriteAcrossOptimizers(TextWriter w, List<ProbeResult> probes)
+    {
+        w.WriteLine($"Optimizers side by side (batch {probes[0].BatchSize})");
+        w.Write($"  {"category",-15}");
+        foreach (var p in probes) w.Write($" {p.Optimizer,15}");
+        w.WriteLine();
+        foreach (MemoryCategory c in Enum.GetValues<MemoryCategory>())
+        {
+            w.Write($"  {c,-15}");
+            foreach (var p in probes) w.Write($" {Bytes.Exact(p.Categories.Single(x => x.Category == c.ToString()).Live),15}");
+            w.WriteLine();
+        }
+        w.Write($"  {"total",-15}");
+        foreach (var p in probes) w.Write($" {Bytes.Exact(p.TotalLive),15}");
+        w.WriteLine();
+        var adam = probes.Single(p => p.Optimizer == "adam");
+        foreach (var p in probes.Where(p => p.Optimizer != "adam"))
+            w.WriteLine($"  {p.Optimizer} saves {Bytes.Exact(adam.TotalLive - p.TotalLive)} against adam ({100.0 * (adam.TotalLive - p.TotalLive) / adam.TotalLive:0.0}% of the total)");
+    }
+
+    /// <summary>The planner's answer and its proof on the device.</summary>
+    public sealed record Plan(long MemoryBytes, string MemorySource, double Fraction, long BudgetBytes, long FixedBytes, long BytesPerSample,
+        int LargestBatch, long PredictedBytes, bool FitsOnDevice, long? MeasuredPeak, bool NextFails, string NextError);
+
+    static Plan MakePlan(ComputeDevice device, TrainConfig config, double fraction, Dataset train, int[] sizes)
+    {
+        long memory;
+        string source;
+        if (config.MemoryLimit is long limit)
+        {
+            (memory, source) = (limit, "--memory-limit");
+        }
+        else if (device.CudaMemoryInfo() is (long free, long total))
+        {
+            (memory, source) = (free, $"CUDA free memory (total {Bytes.Format(total)})");
+        }
+        else if (device.TotalMemory is long deviceMemory)
+        {
+            (memory, source) = (deviceMemory, "device memory");
+        }
+        else
+        {
+            throw new UsageException("the CPU accelerator reports no memory size, so there is nothing to take a fraction of; pass --memory-limit SIZE (e.g. --memory-limit 8MiB)");
+        }
+        long budget = (long)Math.Floor(memory * fraction);
+        string kind = config.OptimizerKind;
+        long fixedBytes = MemoryEstimator.FixedBytes(sizes, kind);
+        long perSample = MemoryEstimator.BytesPerSample(sizes);
+        long largest = Math.Min(MemoryEstimator.LargestBatch(sizes, kind, budget), int.MaxValue / sizes.Max());
+        if (largest < 1)
+            throw new DeviceMemoryException($"not even batch size 1 fits a budget of {Bytes.Exact(budget)}: the model needs {Bytes.Exact(fixedBytes)} plus {Bytes.Exact(perSample)} per sample",
+                fixedBytes + perSample, "model", [], MemoryCategory.Parameter, budget, new Dictionary<MemoryCategory, long>());
+        int b = (int)largest;
+        var limited = config with { MemoryLimit = budget, BatchSize = b };
+        ProbeResult proof = MemoryProbe.Run(device, limited, train);
+        string nextError = "";
+        bool nextFails;
+        try
+        {
+            MemoryProbe.Run(device, limited with { BatchSize = b + 1 }, train);
+            nextFails = false;
+        }
+        catch (DeviceMemoryException e)
+        {
+            nextFails = true;
+            nextError = e.Message;
+        }
+        return new Plan(memory, source, fraction, budget, fixedBytes, perSample, b, fixedBytes + perSample * b, true, proof.PeakTotal, nextFails, nextError);
+    }
+
+    static void WritePlan(TextWriter w, Plan p)
+    {
+        string pct = (100 * p.Fraction).ToString("0.#", CultureInfo.InvariantCulture);
+        w.WriteLine($"Largest batch for a budget of {pct}% of {Bytes.Format(p.MemoryBytes)} ({p.MemorySource}) = {Bytes.Exact(p.BudgetBytes)}");
+        w.WriteLine($"  fixed {Bytes.Exact(p.FixedBytes)} + B x {Bytes.Exact(p.BytesPerSample)} <= {Bytes.Exact(p.BudgetBytes)}");
+        w.WriteLine($"  largest batch size: {p.LargestBatch} (needs {Bytes.Exact(p.PredictedBytes)})");
+        w.WriteLine($"  proof: {MemoryProbe.Steps} training steps at batch {p.LargestBatch} under a {Bytes.Exact(p.BudgetBytes)} limit: ok, peak {Bytes.Exact(p.MeasuredPeak ?? 0)}");
+        w.WriteLine(p.NextFails
+            ? $"  batch {p.LargestBatch + 1} under the same limit fails: {p.NextError}"
+            : $"  UNEXPECTED: batch {p.LargestBatch + 1} also fits; the estimate is wrong");
+    }
+}

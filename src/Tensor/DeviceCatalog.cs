@@ -1,0 +1,115 @@
+using ILGPU;
+using ILGPU.Backends.OpenCL;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
+
+namespace ScratchNet.Tensor;
+
+/// <summary>One accelerator as `scratchnet devices` shows it.</summary>
+public sealed record DeviceEntry(string Kind, string Name, bool Usable, string? Reason, long? TotalMemory, long? FreeMemory,
+    long? MaxBufferBytes, int WarpSize, int MaxGroupSize, int Multiprocessors, string? Version);
+
+/// <summary>Host memory from /proc/meminfo (Linux) or the GC's view elsewhere.</summary>
+public sealed record HostMemory(long Total, long Available, string Source);
+
+/// <summary>
+/// Everything ILGPU can see on this machine, including the OpenCL devices it would silently skip,
+/// each with the reason (ILGPU needs OpenCL C 2.0, or 3.0 with the generic address space).
+/// </summary>
+public static class DeviceCatalog
+{
+    public static List<DeviceEntry> List()
+    {
+        ComputeDevice.InstallOpenCLResolver();
+        var entries = new List<DeviceEntry>();
+        using (Context context = ComputeDevice.CreateContext(cuda: true, openCL: false, cpu: true))
+        {
+            foreach (Device d in context.Devices)
+            {
+                if (d.AcceleratorType == AcceleratorType.Cuda)
+                {
+                    long? free = null;
+                    try
+                    {
+                        using var acc = d.CreateAccelerator(context);
+                        using var scope = acc.BindScoped();
+                        CudaAPI.CurrentAPI.GetMemoryInfo(out long f, out long _);
+                        free = f;
+                    }
+                    catch (Exception e) when (e is AcceleratorException or InvalidOperationException or DllNotFoundException)
+                    {
+                        // free memory stays unknown
+                    }
+                    entries.Add(new DeviceEntry("CUDA", d.Name, true, null, d.MemorySize, free, null, d.WarpSize, d.MaxNumThreadsPerGroup, d.NumMultiprocessors, null));
+                }
+                else if (d.AcceleratorType == AcceleratorType.CPU)
+                {
+                    entries.Add(new DeviceEntry("CPU", "ILGPU CPU accelerator (" + d.Name + ")", true,
+                        null, null, null, null, d.WarpSize, d.MaxNumThreadsPerGroup, d.NumMultiprocessors, null));
+                }
+            }
+        }
+        entries.AddRange(ListOpenCL());
+        return entries;
+    }
+
+    /// <summary>Every OpenCL device the driver reports, usable or not.</summary>
+    static IEnumerable<DeviceEntry> ListOpenCL()
+    {
+        var result = new List<DeviceEntry>();
+        try
+        {
+            foreach (CLDevice d in CLDevice.GetDevices(_ => true).OfType<CLDevice>())
+            {
+                string? reason = UnusableReason(d);
+                result.Add(new DeviceEntry("OpenCL", $"{d.PlatformName}: {d.Name}", reason is null, reason, d.MemorySize, null,
+                    MaxAllocation(d), d.WarpSize, d.MaxNumThreadsPerGroup, d.NumMultiprocessors,
+                    $"{d.DeviceVersion} (OpenCL C {d.CLStdVersion})"));
+            }
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or TypeInitializationException or AcceleratorException)
+        {
+            // No OpenCL library or no ICD: nothing to list.
+        }
+        return result;
+    }
+
+    /// <summary>Why ILGPU cannot use this device (null when it can): the same test as ILGPU's OpenCL() filter.</summary>
+    public static string? UnusableReason(CLDevice d)
+    {
+        if (d.CLStdVersion < CLCVersion.CL20)
+            return $"OpenCL C {d.CLStdVersion}; ILGPU needs OpenCL C 2.0+, or 3.0 with the generic address space";
+        if (!d.Capabilities.GenericAddressSpace)
+            return $"OpenCL {d.CLStdVersion} without generic address space; ILGPU needs 2.0+ or 3.0 with it";
+        return null;
+    }
+
+    static long? MaxAllocation(CLDevice d)
+    {
+        try
+        {
+            return d.GetDeviceInfo<long>(ILGPU.Runtime.OpenCL.CLDeviceInfoType.CL_DEVICE_MAX_MEM_ALLOC_SIZE);
+        }
+        catch (Exception)
+        {
+            return null;
+        }
+    }
+
+    public static HostMemory Host()
+    {
+        const string meminfo = "/proc/meminfo";
+        if (File.Exists(meminfo))
+        {
+            long Read(string key)
+            {
+                string? line = File.ReadLines(meminfo).FirstOrDefault(l => l.StartsWith(key + ":"));
+                return line is null ? 0 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+            }
+            return new HostMemory(Read("MemTotal"), Read("MemAvailable"), meminfo);
+        }
+        var info = GC.GetGCMemoryInfo();
+        return new HostMemory(info.TotalAvailableMemoryBytes, info.TotalAvailableMemoryBytes - info.MemoryLoadBytes, "GC.GetGCMemoryInfo");
+    }
+}
