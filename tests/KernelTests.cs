@@ -95,7 +95,7 @@ public sealed class KernelTests
         dc.MemSet(0xFF); // NaN everywhere: an output the kernel forgets shows up
         k.Matmul(version, da.View, db.View, dc.View, m, n, p, aRow, aCol, bRow, bCol);
         float[] c = dc.GetAsArray1D();
-        Reference.AssertClose(c, Reference.Matmul(a, b, m, n, p, aRow, aCol, bRow, bCol), 1e-5 * Math.Sqrt(p) + 1e-6, 1e-5,
+        Check.Close(c, Reference.Matmul(a, b, m, n, p, aRow, aCol, bRow, bCol), 1e-5 * Math.Sqrt(p) + 1e-6, 1e-5,
             $"{version} {layout} m={m} n={n} p={p}");
     }
 
@@ -117,7 +117,7 @@ public sealed class KernelTests
             using var dy = acc.Allocate1D(y);
             using var dbias = acc.Allocate1D(bias);
             Shared.Kernels.BiasActivation(dy.View, dbias.View, rows, n, relu);
-            Reference.AssertClose(dy.GetAsArray1D(), Reference.BiasActivation(y, bias, rows, n, relu), 0, 0, $"relu={relu}");
+            Check.Close(dy.GetAsArray1D(), Reference.BiasActivation(y, bias, rows, n, relu), 0, 0, $"relu={relu}");
         }
     }
 
@@ -130,7 +130,7 @@ public sealed class KernelTests
         using var ddy = acc.Allocate1D(dy);
         using var dyy = acc.Allocate1D(y);
         Shared.Kernels.ReluBackward(ddy.View, dyy.View, rows * n);
-        Reference.AssertClose(ddy.GetAsArray1D(), Reference.ReluBackward(dy, y), 0, 0, "relu backward");
+        Check.Close(ddy.GetAsArray1D(), Reference.ReluBackward(dy, y), 0, 0, "relu backward");
     }
 
     [TestCaseSource(nameof(RowsByFeatures))]
@@ -142,7 +142,7 @@ public sealed class KernelTests
         using var ddy = acc.Allocate1D(dy);
         using var db = acc.Allocate1D<float>(n);
         Shared.Kernels.BiasBackward(ddy.View, db.View, rows, n);
-        Reference.AssertClose(db.GetAsArray1D(), Reference.BiasBackward(dy, rows, n), 1e-5 * Math.Sqrt(rows), 1e-5, "bias backward");
+        Check.Close(db.GetAsArray1D(), Reference.BiasBackward(dy, rows, n), 1e-5 * Math.Sqrt(rows), 1e-5, "bias backward");
     }
 
     [TestCaseSource(nameof(RowsByFeatures))]
@@ -158,8 +158,8 @@ public sealed class KernelTests
         using var grad = acc.Allocate1D<float>(rows * classes);
         Shared.Kernels.SoftmaxCrossEntropy(dl.View, dy.View, losses.View, grad.View, rows, classes);
         var (refLoss, refGrad) = Reference.SoftmaxCrossEntropy(logits, labels, rows, classes);
-        Reference.AssertClose(losses.GetAsArray1D(), refLoss, 1e-5, 1e-5, "losses");
-        Reference.AssertClose(grad.GetAsArray1D(), refGrad, 1e-6, 1e-5, "dlogits");
+        Check.Close(losses.GetAsArray1D(), refLoss, 1e-5, 1e-5, "losses");
+        Check.Close(grad.GetAsArray1D(), refGrad, 1e-6, 1e-5, "dlogits");
     }
 
     [Test]
@@ -214,9 +214,9 @@ public sealed class KernelTests
             Shared.Kernels.Adam(dp.View, dg.View, dm.View, dv.View, count, (float)b1, (float)b2, (float)eps, (float)(lr / c1), (float)(1 / Math.Sqrt(c2)));
             Reference.Adam(p, g, m, v, t, lr, b1, b2, eps);
         }
-        Reference.AssertClose(dp.GetAsArray1D(), p, 1e-6, 1e-5, "params");
-        Reference.AssertClose(dm.GetAsArray1D(), m, 1e-7, 1e-5, "m");
-        Reference.AssertClose(dv.GetAsArray1D(), v, 1e-8, 1e-5, "v");
+        Check.Close(dp.GetAsArray1D(), p, 1e-6, 1e-5, "params");
+        Check.Close(dm.GetAsArray1D(), m, 1e-7, 1e-5, "m");
+        Check.Close(dv.GetAsArray1D(), v, 1e-8, 1e-5, "v");
     }
 
     [TestCase(1, 0f)]
@@ -243,6 +243,6 @@ public sealed class KernelTests
             else Shared.Kernels.Sgd(dp.View, dg.View, count, 0.1f);
             Reference.Sgd(p, g, buf, 0.1f, momentum);
         }
-        Reference.AssertClose(dp.GetAsArray1D(), p, 1e-6, 1e-5, "params");
+        Check.Close(dp.GetAsArray1D(), p, 1e-6, 1e-5, "params");
     }
 }

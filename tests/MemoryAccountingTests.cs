@@ -1,4 +1,5 @@
 using NUnit.Framework;
+using ScratchNet.Kernels;
 using ScratchNet.Tensor;
 using ScratchNet.Training;
 

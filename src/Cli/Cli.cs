@@ -21,6 +21,8 @@ public static class Cli
           train        train the lesson's MLP and print accuracy and the memory report
           memory       where the bytes go: estimate vs measured, across batch sizes and optimizers,
                        the largest batch that fits a budget, a trace and an HTML report
+          selftest     every kernel on a device against the C# reference, and a short training run
+          bench        kernel times, GFLOP/s, matmul versions side by side, training samples/s
           devices      every accelerator ILGPU can see, OpenCL devices it cannot use (and why), host memory
           export-subset  write the first N images of an IDX dataset as a smaller IDX dataset
         """;
@@ -41,8 +43,10 @@ public static class Cli
                 "train" => TrainCommand.Run(rest, stdout, stderr),
                 "memory" => MemoryCommand.Run(rest, stdout, stderr),
                 "devices" => DevicesCommand.Run(rest, stdout),
+                "selftest" => SelfTestCommand.Run(rest, stdout),
+                "bench" => BenchCommand.Run(rest, stdout),
                 "export-subset" => ExportSubsetCommand.Run(rest, stdout),
-                _ => throw new UsageException($"unknown command '{command}'; commands: train, memory, devices, export-subset"),
+                _ => throw new UsageException($"unknown command '{command}'; commands: train, memory, selftest, bench, devices, export-subset"),
             };
         }
         catch (UsageException e)

@@ -1,0 +1,148 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using ILGPU;
+using ILGPU.Runtime;
+using ScratchNet.Data;
+using ScratchNet.Kernels;
+using ScratchNet.Tensor;
+using ScratchNet.Training;
+
+namespace ScratchNet.Cli;
+
+/// <summary>
+/// scratchnet bench: each kernel's time on the lesson's shapes (batch 64 and 1024), with GFLOP/s or GB/s,
+/// every matmul version side by side, and end-to-end training samples/s. Medians over repeats, after a
+/// warm-up launch (which also compiles the kernel).
+/// </summary>
+public static class BenchCommand
+{
+    public sealed record Row(string Operation, int Batch, string Version, double MedianMs, double Rate, string Unit, string Note);
+
+    public static int Run(string[] args, TextWriter stdout)
+    {
+        var o = new Options("bench", args, ["--device", "--repeats", "--steps"], ["--json"]);
+        if (o.Flag("--help"))
+        {
+            stdout.WriteLine("usage: scratchnet bench [--device auto|cuda|opencl|cpu] [--repeats 7] [--steps 100] [--json]");
+            return Cli.ExitOk;
+        }
+        string choice = o.Choice("--device", "auto", ComputeDevice.Choices);
+        int repeats = o.Int("--repeats", 7, 1, 1000);
+        int steps = o.Int("--steps", 100, 1, 100_000);
+        bool json = o.Flag("--json");
+        using ComputeDevice device = ComputeDevice.Create(choice);
+        string machine = $"{Environment.MachineName}: {Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription}, .NET {Environment.Version}";
+        var rows = new List<Row>();
+        void Add(Row r)
+        {
+            rows.Add(r);
+            if (!json) stdout.WriteLine($"  {r.Operation,-28} {r.Batch,6} {r.Version,-8} {r.MedianMs,10:0.000} ms {r.Rate,10:0.00} {r.Unit,-7} {r.Note}");
+        }
+        if (!json)
+        {
+            stdout.WriteLine($"machine: {machine}");
+            stdout.WriteLine(device.Description);
+            stdout.WriteLine($"medians of {repeats} repeats after one warm-up launch");
+            stdout.WriteLine($"  {"operation",-28} {"batch",6} {"version",-8} {"time",13} {"rate",10}");
+        }
+        var k = DeviceKernels.For(device.Accelerator);
+        var acc = device.Accelerator;
+        foreach (int batch in new[] { 64, 1024 })
+        {
+            const int inF = 784, outF = 128;
+            var r = new Random(batch);
+            using var x = acc.Allocate1D(Reference.RandomFloats(r, batch * inF));
+            using var w = acc.Allocate1D(Reference.RandomFloats(r, outF * inF));
+            using var y = acc.Allocate1D<float>(batch * outF);
+            using var dy = acc.Allocate1D(Reference.RandomFloats(r, batch * outF));
+            using var dw = acc.Allocate1D<float>(outF * inF);
+            double flops = 2.0 * batch * inF * outF;
+            foreach (MatmulVersion v in Enum.GetValues<MatmulVersion>())
+            {
+                string name = v.ToString().ToLowerInvariant();
+                if (v == MatmulVersion.Tiled && acc.MaxNumThreadsPerGroup < MatmulKernels.Tile * MatmulKernels.Tile)
+                {
+                    Add(new Row("matmul forward x·W^T", batch, name, double.NaN, double.NaN, "GFLOP/s", "n/a: needs 256-thread groups"));
+                    continue;
+                }
+                double fwd = Time(acc, repeats, () => k.Matmul(v, x.View, w.View, y.View, batch, outF, inF, inF, 1, 1, inF));
+                Add(new Row("matmul forward x·W^T", batch, name, fwd, flops / fwd / 1e6, "GFLOP/s", $"({batch}x{inF})·({inF}x{outF})"));
+                double bw = Time(acc, repeats, () => k.Matmul(v, dy.View, x.View, dw.View, outF, inF, batch, 1, outF, inF, 1));
+                Add(new Row("matmul backward dW", batch, name, bw, flops / bw / 1e6, "GFLOP/s", $"({outF}x{batch})·({batch}x{inF})"));
+            }
+            using var bias = acc.Allocate1D(Reference.RandomFloats(r, outF));
+            double ba = Time(acc, repeats, () => k.BiasActivation(y.View, bias.View, batch, outF, true));
+            Add(new Row("bias + relu", batch, "fused", ba, 2.0 * 4 * batch * outF / ba / 1e6, "GB/s", $"({batch}x{outF})"));
+            using var logits = acc.Allocate1D(Reference.RandomFloats(r, batch * 10));
+            using var labels = acc.Allocate1D(Enumerable.Range(0, batch).Select(i => i % 10).ToArray());
+            using var losses = acc.Allocate1D<float>(batch);
+            using var dl = acc.Allocate1D<float>(batch * 10);
+            double sce = Time(acc, repeats, () => k.SoftmaxCrossEntropy(logits.View, labels.View, losses.View, dl.View, batch, 10));
+            Add(new Row("softmax-cross-entropy", batch, "fused", sce, 4.0 * (2 * batch * 10 + 2 * batch) / sce / 1e6, "GB/s", $"({batch}x10)"));
+        }
+        {
+            const int p = 101_770;
+            var r = new Random(5);
+            using var pa = acc.Allocate1D(Reference.RandomFloats(r, p));
+            using var g = acc.Allocate1D(Reference.RandomFloats(r, p));
+            using var m = acc.Allocate1D<float>(p);
+            using var v = acc.Allocate1D<float>(p);
+            double adam = Time(acc, repeats, () => k.Adam(pa.View, g.View, m.View, v.View, p, 0.9f, 0.999f, 1e-8f, 1e-3f, 1f));
+            Add(new Row("adam (all parameters)", 0, "one", adam, 4.0 * 7 * p / adam / 1e6, "GB/s", "101,770 parameters, one launch"));
+        }
+        var data = DatasetLoader.LoadEmbedded(null);
+        foreach (int batch in new[] { 64, 1024 })
+        {
+            var config = new TrainConfig { BatchSize = batch };
+            using var session = new TrainingSession(device, config, 784, 10);
+            var loader = new BatchLoader(data.Train, batch, shuffle: true, seed: 42);
+            var images = new float[batch * 784];
+            var lbl = new int[batch];
+            int n = Math.Max(1, Math.Min(steps, 20_000 / batch + 1));
+            var samples = new List<double>();
+            for (int rep = 0; rep < Math.Min(repeats, 3) + 1; rep++)
+            {
+                var clock = Stopwatch.StartNew();
+                long seen = 0;
+                for (int s = 0; s < n; s++)
+                {
+                    int count = loader.Fill(s % loader.BatchesPerEpoch, images, lbl);
+                    session.Upload(images, lbl, count);
+                    session.TrainStep(lbl, count);
+                    seen += count;
+                }
+                if (rep > 0) samples.Add(seen / clock.Elapsed.TotalSeconds);
+            }
+            samples.Sort();
+            double median = samples[samples.Count / 2];
+            Add(new Row("training step (end to end)", batch, session.Matmul.ToString().ToLowerInvariant(), 1000.0 * batch / median, median, "samples/s", $"784-128-10 Adam, {n} steps per repeat, host batching included"));
+        }
+        if (json)
+            stdout.WriteLine(JsonSerializer.Serialize(new { machine, device = device.Description, repeats, rows = rows.Select(r => new { r.Operation, r.Batch, r.Version, medianMs = double.IsNaN(r.MedianMs) ? (double?)null : r.MedianMs, rate = double.IsNaN(r.Rate) ? (double?)null : r.Rate, r.Unit, r.Note }) }, TrainCommand.JsonOptions));
+        return Cli.ExitOk;
+    }
+
+    /// <summary>Median milliseconds of `launch` over repeats, after one warm-up; each timing ends with a synchronize.</summary>
+    static double Time(Accelerator acc, int repeats, Action launch)
+    {
+        launch();
+        acc.Synchronize();
+        int inner = 1;
+        var t = Stopwatch.StartNew();
+        launch();
+        acc.Synchronize();
+        double once = t.Elapsed.TotalMilliseconds;
+        if (once < 2) inner = (int)Math.Min(100, Math.Ceiling(2 / Math.Max(once, 0.01)));
+        var times = new List<double>();
+        for (int i = 0; i < repeats; i++)
+        {
+            t.Restart();
+            for (int j = 0; j < inner; j++) launch();
+            acc.Synchronize();
+            times.Add(t.Elapsed.TotalMilliseconds / inner);
+        }
+        times.Sort();
+        return times[times.Count / 2];
+    }
+}

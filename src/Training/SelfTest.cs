@@ -1,0 +1,240 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ScratchNet.Data;
+using ScratchNet.Kernels;
+using ScratchNet.Tensor;
+
+namespace ScratchNet.Training;
+
+/// <summary>One line of the self-test table.</summary>
+public sealed record SelfTestRow(string Check, string Sizes, double MaxError, string Tolerance, bool Passed, string Note = "");
+
+/// <summary>
+/// The plain C# reference the self-test compares against. Its methods are virtual so a test can hand
+/// the self-test a deliberately wrong reference and see it fail.
+/// </summary>
+public class ReferenceOps
+{
+    public virtual float[] Matmul(float[] a, float[] b, int m, int n, int p, int aRow, int aCol, int bRow, int bCol) => Reference.Matmul(a, b, m, n, p, aRow, aCol, bRow, bCol);
+    public virtual float[] BiasActivation(float[] y, float[] bias, int rows, int n, bool relu) => Reference.BiasActivation(y, bias, rows, n, relu);
+    public virtual float[] ReluBackward(float[] dy, float[] y) => Reference.ReluBackward(dy, y);
+    public virtual float[] BiasBackward(float[] dy, int rows, int n) => Reference.BiasBackward(dy, rows, n);
+    public virtual (float[] Losses, float[] DLogits) SoftmaxCrossEntropy(float[] logits, int[] labels, int rows, int classes) => Reference.SoftmaxCrossEntropy(logits, labels, rows, classes);
+    public virtual int[] Argmax(float[] logits, int rows, int classes) => Reference.Argmax(logits, rows, classes);
+    public virtual void Adam(float[] p, float[] g, float[] m, float[] v, int t, double lr, double b1, double b2, double eps) => Reference.Adam(p, g, m, v, t, lr, b1, b2, eps);
+    public virtual void Sgd(float[] p, float[] g, float[]? buf, double lr, double momentum) => Reference.Sgd(p, g, buf, lr, momentum);
+}
+
+/// <summary>
+/// `scratchnet selftest`: every kernel on the chosen device against the plain C# reference, on random
+/// inputs of awkward sizes (1, 7, 63, 65, 1000 and the lesson's 64 x 784 x 128), then a short training run
+/// whose per-step losses must agree with the CPU accelerator's.
+/// </summary>
+public static class SelfTest
+{
+    /// <summary>Training losses on the device may differ from the CPU accelerator's by this much (float32 sums in another order).</summary>
+    public const double LossTolerance = 1e-4;
+    public const int TrainingSteps = 20;
+
+    static readonly (int M, int N, int P)[] MatmulShapes = [(1, 1, 1), (7, 63, 65), (65, 7, 1000), (1000, 65, 7), (64, 128, 784)];
+
+    public static List<SelfTestRow> Run(ComputeDevice device, ReferenceOps? reference = null, Action<SelfTestRow>? onRow = null)
+    {
+        reference ??= new ReferenceOps();
+        var rows = new List<SelfTestRow>();
+        void Add(SelfTestRow row)
+        {
+            rows.Add(row);
+            onRow?.Invoke(row);
+        }
+        var k = DeviceKernels.For(device.Accelerator);
+        var acc = device.Accelerator;
+        var r = new Random(1234);
+
+        Context? wideContext = null;
+        Accelerator? wide = null;
+        try
+        {
+            foreach (MatmulVersion version in Enum.GetValues<MatmulVersion>())
+            {
+                DeviceKernels mk = k;
+                string note = "";
+                if (version == MatmulVersion.Tiled && acc.MaxNumThreadsPerGroup < MatmulKernels.Tile * MatmulKernels.Tile)
+                {
+                    wideContext ??= Context.Create(b => b.CPU(new CPUDevice(16, 16, 1)).Optimize(OptimizationLevel.O2));
+                    wide ??= wideContext.GetCPUDevice(0).CreateCPUAccelerator(wideContext);
+                    mk = DeviceKernels.For(wide);
+                    note = "on a CPU accelerator with 256-thread groups, shapes up to (65, 7, 1000)";
+                }
+                foreach (var (layout, strides) in Layouts)
+                {
+                    double maxError = 0;
+                    bool passed = true;
+                    // 256 OS threads meeting at every barrier are slow: the stand-in runs the smaller shapes only.
+                    foreach (var (m, n, p) in mk == k ? MatmulShapes : MatmulShapes[..3])
+                    {
+                        var (aRow, aCol, bRow, bCol) = strides(m, n, p);
+                        float[] a = Reference.RandomFloats(r, m * p), b = Reference.RandomFloats(r, p * n);
+                        using var da = mk.Accelerator.Allocate1D(a);
+                        using var db = mk.Accelerator.Allocate1D(b);
+                        using var dc = mk.Accelerator.Allocate1D<float>(m * n);
+                        dc.MemSet(0xFF);
+                        mk.Matmul(version, da.View, db.View, dc.View, m, n, p, aRow, aCol, bRow, bCol);
+                        var (_, excess, err) = Reference.Compare(dc.GetAsArray1D(), reference.Matmul(a, b, m, n, p, aRow, aCol, bRow, bCol), 1e-5 * Math.Sqrt(p) + 1e-6, 1e-5);
+                        maxError = Math.Max(maxError, err);
+                        passed &= excess <= 0;
+                    }
+                    Add(new SelfTestRow($"matmul {version.ToString().ToLowerInvariant()} {layout}", "1..1000", maxError, "1e-5 sqrt(P) + 1e-5 rel", passed, note));
+                }
+            }
+        }
+        finally
+        {
+            wide?.Dispose();
+            wideContext?.Dispose();
+        }
+
+        foreach (bool relu in new[] { false, true })
+        {
+            Add(Elementwise($"bias add{(relu ? " + relu" : "")}", "(65, 1000), (1000, 7)", 0, [(65, 1000), (1000, 7)], (rowsN, cols) =>
+            {
+                float[] y = Reference.RandomFloats(r, rowsN * cols), bias = Reference.RandomFloats(r, cols);
+                using var dy = acc.Allocate1D(y);
+                using var dbias = acc.Allocate1D(bias);
+                k.BiasActivation(dy.View, dbias.View, rowsN, cols, relu);
+                return (dy.GetAsArray1D(), reference.BiasActivation(y, bias, rowsN, cols, relu));
+            }));
+        }
+        Add(Elementwise("relu backward", "(63, 65), (1000, 1)", 0, [(63, 65), (1000, 1)], (rowsN, cols) =>
+        {
+            float[] dy = Reference.RandomFloats(r, rowsN * cols), y = Reference.RandomFloats(r, rowsN * cols).Select(v => Math.Max(0, v)).ToArray();
+            using var ddy = acc.Allocate1D(dy);
+            using var dyy = acc.Allocate1D(y);
+            k.ReluBackward(ddy.View, dyy.View, rowsN * cols);
+            return (ddy.GetAsArray1D(), reference.ReluBackward(dy, y));
+        }));
+        Add(Elementwise("bias backward", "(1000, 65), (7, 63)", 1e-4, [(1000, 65), (7, 63)], (rowsN, cols) =>
+        {
+            float[] dy = Reference.RandomFloats(r, rowsN * cols);
+            using var ddy = acc.Allocate1D(dy);
+            using var db = acc.Allocate1D<float>(cols);
+            k.BiasBackward(ddy.View, db.View, rowsN, cols);
+            return (db.GetAsArray1D(), reference.BiasBackward(dy, rowsN, cols));
+        }));
+        foreach (bool gradient in new[] { false, true })
+        {
+            Add(Elementwise(gradient ? "softmax-cross-entropy gradient" : "softmax-cross-entropy loss", "(1000, 10), (7, 65), (1, 1)", 1e-5, [(1000, 10), (7, 65), (1, 1)], (rowsN, classes) =>
+            {
+                float[] logits = Reference.RandomFloats(r, rowsN * classes, 8f);
+                int[] labels = Enumerable.Range(0, rowsN).Select(_ => r.Next(classes)).ToArray();
+                using var dl = acc.Allocate1D(logits);
+                using var dy = acc.Allocate1D(labels);
+                using var losses = acc.Allocate1D<float>(rowsN);
+                using var grad = acc.Allocate1D<float>(rowsN * classes);
+                k.SoftmaxCrossEntropy(dl.View, dy.View, losses.View, grad.View, rowsN, classes);
+                var (refLoss, refGrad) = reference.SoftmaxCrossEntropy(logits, labels, rowsN, classes);
+                return gradient ? (grad.GetAsArray1D(), refGrad) : (losses.GetAsArray1D(), refLoss);
+            }));
+        }
+        Add(Elementwise("argmax", "(1000, 10), (63, 7)", 0, [(1000, 10), (63, 7)], (rowsN, classes) =>
+        {
+            float[] logits = Reference.RandomFloats(r, rowsN * classes).Select(v => MathF.Round(v * 3)).ToArray();
+            using var dl = acc.Allocate1D(logits);
+            using var pred = acc.Allocate1D<int>(rowsN);
+            k.Argmax(dl.View, pred.View, rowsN, classes);
+            return (pred.GetAsArray1D().Select(v => (float)v).ToArray(), reference.Argmax(logits, rowsN, classes).Select(v => (float)v).ToArray());
+        }));
+        Add(Elementwise("adam (3 steps)", "1000, 7, 1", 1e-6, [(1000, 1), (7, 1), (1, 1)], (count, _) =>
+        {
+            float[] p = Reference.RandomFloats(r, count), m = new float[count], v = new float[count];
+            using var dp = acc.Allocate1D(p);
+            using var dm = acc.Allocate1D<float>(count);
+            using var dv = acc.Allocate1D<float>(count);
+            dm.MemSetToZero();
+            dv.MemSetToZero();
+            for (int t = 1; t <= 3; t++)
+            {
+                float[] g = Reference.RandomFloats(r, count);
+                using var dg = acc.Allocate1D(g);
+                double c1 = 1 - Math.Pow(0.9, t), c2 = 1 - Math.Pow(0.999, t);
+                k.Adam(dp.View, dg.View, dm.View, dv.View, count, 0.9f, 0.999f, 1e-8f, (float)(1e-3 / c1), (float)(1 / Math.Sqrt(c2)));
+                reference.Adam(p, g, m, v, t, 1e-3, 0.9, 0.999, 1e-8);
+            }
+            return (dp.GetAsArray1D(), p);
+        }));
+        foreach (float momentum in new[] { 0f, 0.9f })
+        {
+            Add(Elementwise(momentum > 0 ? "sgd momentum (3 steps)" : "sgd (3 steps)", "1000, 65", 1e-6, [(1000, 1), (65, 1)], (count, _) =>
+            {
+                float[] p = Reference.RandomFloats(r, count);
+                float[]? buf = momentum > 0 ? new float[count] : null;
+                using var dp = acc.Allocate1D(p);
+                using var dbuf = acc.Allocate1D<float>(count);
+                dbuf.MemSetToZero();
+                for (int t = 1; t <= 3; t++)
+                {
+                    float[] g = Reference.RandomFloats(r, count);
+                    using var dg = acc.Allocate1D(g);
+                    if (momentum > 0) k.SgdMomentum(dp.View, dg.View, dbuf.View, count, 0.1f, momentum);
+                    else k.Sgd(dp.View, dg.View, count, 0.1f);
+                    reference.Sgd(p, g, buf, 0.1, momentum);
+                }
+                return (dp.GetAsArray1D(), p);
+            }));
+        }
+
+        Add(TrainingAgreement(device));
+        return rows;
+    }
+
+    static readonly (string Name, Func<int, int, int, (int, int, int, int)> Strides)[] Layouts =
+    [
+        ("x·W^T", (m, n, p) => (p, 1, 1, p)),
+        ("dy·W", (m, n, p) => (p, 1, n, 1)),
+        ("dy^T·x", (m, n, p) => (1, m, n, 1)),
+    ];
+
+    static SelfTestRow Elementwise(string name, string sizes, double atol, (int, int)[] shapes, Func<int, int, (float[] Actual, float[] Expected)> run)
+    {
+        double maxError = 0;
+        bool passed = true;
+        foreach (var (a, b) in shapes)
+        {
+            var (actual, expected) = run(a, b);
+            var (_, excess, err) = actual.Length == expected.Length ? Reference.Compare(actual, expected, atol, atol == 0 ? 0 : 1e-5) : (0, double.PositiveInfinity, double.PositiveInfinity);
+            maxError = Math.Max(maxError, err);
+            passed &= excess <= 0;
+        }
+        return new SelfTestRow(name, sizes, maxError, atol == 0 ? "exact" : $"{atol:0e0} + 1e-5 rel", passed);
+    }
+
+    /// <summary>The default MLP for a few steps on the embedded data, on this device and on the CPU accelerator.</summary>
+    static SelfTestRow TrainingAgreement(ComputeDevice device)
+    {
+        var data = DatasetLoader.LoadEmbedded(null);
+        List<double> Losses(ComputeDevice d)
+        {
+            var config = new TrainConfig { Seed = 42, Matmul = null };
+            using var session = new TrainingSession(d, config, data.Train.Info.ImageSize, data.Train.Info.Classes);
+            var loader = new BatchLoader(data.Train, config.BatchSize, shuffle: true, seed: config.Seed);
+            var images = new float[config.BatchSize * data.Train.Info.ImageSize];
+            var labels = new int[config.BatchSize];
+            var losses = new List<double>();
+            for (int b = 0; b < TrainingSteps; b++)
+            {
+                int rows = loader.Fill(b, images, labels);
+                session.Upload(images, labels, rows);
+                losses.Add(session.TrainStep(labels, rows).LossSum / rows);
+            }
+            return losses;
+        }
+        var onDevice = Losses(device);
+        using var cpu = ComputeDevice.Create("cpu");
+        var onCpu = Losses(cpu);
+        double maxError = onDevice.Zip(onCpu, (a, b) => Math.Abs(a - b)).Max();
+        bool passed = onDevice.Zip(onCpu, (a, b) => Math.Abs(a - b) <= LossTolerance * (1 + Math.Abs(b))).All(x => x) && onDevice[^1] < onDevice[0];
+        return new SelfTestRow($"training: {TrainingSteps} steps vs CPU accelerator", "784-128-10, B=64", maxError, $"{LossTolerance:0e0} x (1 + |loss|)", passed,
+            $"loss {onDevice[0]:0.0000} -> {onDevice[^1]:0.0000}");
+    }
+}
