@@ -42,6 +42,15 @@ public sealed class KernelTests
 
     static IEnumerable<TestCaseData> NaiveCases() => MatmulCases(MatmulVersion.Naive);
     static IEnumerable<TestCaseData> BlockedCases() => MatmulCases(MatmulVersion.Blocked);
+    static IEnumerable<TestCaseData> HostCases() => MatmulCases(MatmulVersion.Blocked);
+
+    /// <summary>The host backend's SIMD matmul (--device host), on the same cases.</summary>
+    [TestCaseSource(nameof(HostCases))]
+    public void HostMatmul_MatchesReference(MatmulVersion version, Layout layout, int m, int n, int p) =>
+        CheckMatmul(new HostKernels(), Shared.Cpu.Accelerator, version, layout, m, n, p);
+
+    /// <summary>The ILGPU kernels, or the host backend's C# over the same CPU-accelerator buffers.</summary>
+    static IComputeOps Ops(string backend) => backend == "host" ? new HostKernels() : Shared.Kernels;
 
     /// <summary>The tiled kernel needs 256-thread groups: on the CPU accelerator that is 256 OS threads
     /// meeting at every barrier, so it gets the sizes 1, 7, 63, 65 in full and 1000 in one dimension at a time.</summary>
@@ -62,7 +71,7 @@ public sealed class KernelTests
     [TestCaseSource(nameof(NaiveCases))]
     [TestCaseSource(nameof(BlockedCases))]
     public void Matmul_MatchesReference(MatmulVersion version, Layout layout, int m, int n, int p) =>
-        CheckMatmul(Shared.Kernels, version, layout, m, n, p);
+        CheckMatmul(Shared.Kernels, Shared.Cpu.Accelerator, version, layout, m, n, p);
 
     static readonly Lazy<(Context Context, Accelerator Accelerator)> WideCpu = new(() =>
     {
@@ -72,7 +81,7 @@ public sealed class KernelTests
 
     [TestCaseSource(nameof(TiledCases))]
     public void MatmulTiled_MatchesReference(MatmulVersion version, Layout layout, int m, int n, int p) =>
-        CheckMatmul(DeviceKernels.For(WideCpu.Value.Accelerator), version, layout, m, n, p);
+        CheckMatmul(DeviceKernels.For(WideCpu.Value.Accelerator), WideCpu.Value.Accelerator, version, layout, m, n, p);
 
     [Test]
     public void MatmulTiled_OnTwoThreadGroups_SaysWhichVersionToUse()
@@ -83,12 +92,11 @@ public sealed class KernelTests
         Assert.That(e!.Message, Does.Contain("--matmul blocked"));
     }
 
-    static void CheckMatmul(DeviceKernels k, MatmulVersion version, Layout layout, int m, int n, int p)
+    static void CheckMatmul(IComputeOps k, Accelerator acc, MatmulVersion version, Layout layout, int m, int n, int p)
     {
         var (aRow, aCol, bRow, bCol) = Strides(layout, m, n, p);
         var r = new Random(m * 1_000_003 + n * 1009 + p);
         float[] a = Reference.RandomFloats(r, m * p), b = Reference.RandomFloats(r, p * n);
-        var acc = k.Accelerator;
         using var da = acc.Allocate1D(a);
         using var db = acc.Allocate1D(b);
         using var dc = acc.Allocate1D<float>(m * n);
@@ -101,13 +109,14 @@ public sealed class KernelTests
 
     static IEnumerable<TestCaseData> RowsByFeatures()
     {
-        foreach (int rows in Sizes)
-            foreach (int n in Sizes)
-                yield return new TestCaseData(rows, n);
+        foreach (string backend in new[] { "ilgpu", "host" })
+            foreach (int rows in Sizes)
+                foreach (int n in Sizes)
+                    yield return new TestCaseData(rows, n, backend);
     }
 
     [TestCaseSource(nameof(RowsByFeatures))]
-    public void BiasActivation_MatchesReference(int rows, int n)
+    public void BiasActivation_MatchesReference(int rows, int n, string backend)
     {
         var r = new Random(rows * 31 + n);
         float[] y = Reference.RandomFloats(r, rows * n), bias = Reference.RandomFloats(r, n);
@@ -116,37 +125,37 @@ public sealed class KernelTests
         {
             using var dy = acc.Allocate1D(y);
             using var dbias = acc.Allocate1D(bias);
-            Shared.Kernels.BiasActivation(dy.View, dbias.View, rows, n, relu);
+            Ops(backend).BiasActivation(dy.View, dbias.View, rows, n, relu);
             Check.Close(dy.GetAsArray1D(), Reference.BiasActivation(y, bias, rows, n, relu), 0, 0, $"relu={relu}");
         }
     }
 
     [TestCaseSource(nameof(RowsByFeatures))]
-    public void ReluBackward_MatchesReference(int rows, int n)
+    public void ReluBackward_MatchesReference(int rows, int n, string backend)
     {
         var r = new Random(rows * 37 + n);
         float[] dy = Reference.RandomFloats(r, rows * n), y = Reference.RandomFloats(r, rows * n).Select(v => Math.Max(0, v)).ToArray();
         var acc = Shared.Cpu.Accelerator;
         using var ddy = acc.Allocate1D(dy);
         using var dyy = acc.Allocate1D(y);
-        Shared.Kernels.ReluBackward(ddy.View, dyy.View, rows * n);
+        Ops(backend).ReluBackward(ddy.View, dyy.View, rows * n);
         Check.Close(ddy.GetAsArray1D(), Reference.ReluBackward(dy, y), 0, 0, "relu backward");
     }
 
     [TestCaseSource(nameof(RowsByFeatures))]
-    public void BiasBackward_MatchesReference(int rows, int n)
+    public void BiasBackward_MatchesReference(int rows, int n, string backend)
     {
         var r = new Random(rows * 41 + n);
         float[] dy = Reference.RandomFloats(r, rows * n);
         var acc = Shared.Cpu.Accelerator;
         using var ddy = acc.Allocate1D(dy);
         using var db = acc.Allocate1D<float>(n);
-        Shared.Kernels.BiasBackward(ddy.View, db.View, rows, n);
+        Ops(backend).BiasBackward(ddy.View, db.View, rows, n);
         Check.Close(db.GetAsArray1D(), Reference.BiasBackward(dy, rows, n), 1e-5 * Math.Sqrt(rows), 1e-5, "bias backward");
     }
 
     [TestCaseSource(nameof(RowsByFeatures))]
-    public void SoftmaxCrossEntropy_MatchesReference(int rows, int classes)
+    public void SoftmaxCrossEntropy_MatchesReference(int rows, int classes, string backend)
     {
         var r = new Random(rows * 43 + classes);
         float[] logits = Reference.RandomFloats(r, rows * classes, 8f);
@@ -156,14 +165,14 @@ public sealed class KernelTests
         using var dy = acc.Allocate1D(labels);
         using var losses = acc.Allocate1D<float>(rows);
         using var grad = acc.Allocate1D<float>(rows * classes);
-        Shared.Kernels.SoftmaxCrossEntropy(dl.View, dy.View, losses.View, grad.View, rows, classes);
+        Ops(backend).SoftmaxCrossEntropy(dl.View, dy.View, losses.View, grad.View, rows, classes);
         var (refLoss, refGrad) = Reference.SoftmaxCrossEntropy(logits, labels, rows, classes);
         Check.Close(losses.GetAsArray1D(), refLoss, 1e-5, 1e-5, "losses");
         Check.Close(grad.GetAsArray1D(), refGrad, 1e-6, 1e-5, "dlogits");
     }
 
     [Test]
-    public void SoftmaxCrossEntropy_HugeLogits_StayFinite()
+    public void SoftmaxCrossEntropy_HugeLogits_StayFinite([Values("ilgpu", "host")] string backend)
     {
         float[] logits = [1000f, -1000f, 0f, 999f];
         int[] labels = [1, 0];
@@ -172,13 +181,13 @@ public sealed class KernelTests
         using var dy = acc.Allocate1D(labels);
         using var losses = acc.Allocate1D<float>(2);
         using var grad = acc.Allocate1D<float>(4);
-        Shared.Kernels.SoftmaxCrossEntropy(dl.View, dy.View, losses.View, grad.View, 2, 2);
+        Ops(backend).SoftmaxCrossEntropy(dl.View, dy.View, losses.View, grad.View, 2, 2);
         Assert.That(losses.GetAsArray1D(), Is.EqualTo(new[] { 2000f, 999f }).Within(1e-3f));
         Assert.That(grad.GetAsArray1D().All(float.IsFinite));
     }
 
     [TestCaseSource(nameof(RowsByFeatures))]
-    public void Argmax_MatchesReference(int rows, int classes)
+    public void Argmax_MatchesReference(int rows, int classes, string backend)
     {
         var r = new Random(rows * 47 + classes);
         // Rounded values make ties common: the first maximum must win, as in torch.argmax.
@@ -186,16 +195,11 @@ public sealed class KernelTests
         var acc = Shared.Cpu.Accelerator;
         using var dl = acc.Allocate1D(logits);
         using var pred = acc.Allocate1D<int>(rows);
-        Shared.Kernels.Argmax(dl.View, pred.View, rows, classes);
+        Ops(backend).Argmax(dl.View, pred.View, rows, classes);
         Assert.That(pred.GetAsArray1D(), Is.EqualTo(Reference.Argmax(logits, rows, classes)));
     }
 
-    [TestCase(1)]
-    [TestCase(7)]
-    [TestCase(63)]
-    [TestCase(65)]
-    [TestCase(1000)]
-    public void Adam_ThreeSteps_MatchTorchFormula(int count)
+    public void Adam_ThreeSteps_MatchTorchFormula([Values(1, 7, 63, 65, 1000)] int count, [Values("ilgpu", "host")] string backend)
     {
         var r = new Random(count);
         float[] p = Reference.RandomFloats(r, count), m = new float[count], v = new float[count];
@@ -211,7 +215,7 @@ public sealed class KernelTests
             float[] g = Reference.RandomFloats(r, count);
             using var dg = acc.Allocate1D(g);
             double c1 = 1 - Math.Pow(b1, t), c2 = 1 - Math.Pow(b2, t);
-            Shared.Kernels.Adam(dp.View, dg.View, dm.View, dv.View, count, (float)b1, (float)b2, (float)eps, (float)(lr / c1), (float)(1 / Math.Sqrt(c2)));
+            Ops(backend).Adam(dp.View, dg.View, dm.View, dv.View, count, (float)b1, (float)b2, (float)eps, (float)(lr / c1), (float)(1 / Math.Sqrt(c2)));
             Reference.Adam(p, g, m, v, t, lr, b1, b2, eps);
         }
         Check.Close(dp.GetAsArray1D(), p, 1e-6, 1e-5, "params");
@@ -219,14 +223,7 @@ public sealed class KernelTests
         Check.Close(dv.GetAsArray1D(), v, 1e-8, 1e-5, "v");
     }
 
-    [TestCase(1, 0f)]
-    [TestCase(7, 0f)]
-    [TestCase(63, 0.9f)]
-    [TestCase(65, 0f)]
-    [TestCase(1000, 0.9f)]
-    [TestCase(1000, 0f)]
-    [TestCase(7, 0.5f)]
-    public void Sgd_ThreeSteps_MatchTorchFormula(int count, float momentum)
+    public void Sgd_ThreeSteps_MatchTorchFormula([Values(1, 7, 63, 65, 1000)] int count, [Values(0f, 0.5f, 0.9f)] float momentum, [Values("ilgpu", "host")] string backend)
     {
         var r = new Random(count);
         float[] p = Reference.RandomFloats(r, count);
@@ -239,8 +236,8 @@ public sealed class KernelTests
         {
             float[] g = Reference.RandomFloats(r, count);
             using var dg = acc.Allocate1D(g);
-            if (momentum > 0) Shared.Kernels.SgdMomentum(dp.View, dg.View, dbuf.View, count, 0.1f, momentum);
-            else Shared.Kernels.Sgd(dp.View, dg.View, count, 0.1f);
+            if (momentum > 0) Ops(backend).SgdMomentum(dp.View, dg.View, dbuf.View, count, 0.1f, momentum);
+            else Ops(backend).Sgd(dp.View, dg.View, count, 0.1f);
             Reference.Sgd(p, g, buf, 0.1f, momentum);
         }
         Check.Close(dp.GetAsArray1D(), p, 1e-6, 1e-5, "params");

@@ -46,7 +46,8 @@ public static class BenchCommand
             stdout.WriteLine($"medians of {repeats} repeats after one warm-up launch");
             stdout.WriteLine($"  {"operation",-28} {"batch",6} {"version",-8} {"time",13} {"rate",10}");
         }
-        var k = DeviceKernels.For(device.Accelerator);
+        IComputeOps k = ComputeOps.For(device);
+        MatmulVersion[] versions = device.Kind == DeviceKind.Host ? [MatmulVersion.Blocked] : Enum.GetValues<MatmulVersion>();
         var acc = device.Accelerator;
         foreach (int batch in new[] { 64, 1024 })
         {
@@ -58,27 +59,27 @@ public static class BenchCommand
             using var dy = acc.Allocate1D(Reference.RandomFloats(r, batch * outF));
             using var dw = acc.Allocate1D<float>(outF * inF);
             double flops = 2.0 * batch * inF * outF;
-            foreach (MatmulVersion v in Enum.GetValues<MatmulVersion>())
+            foreach (MatmulVersion v in versions)
             {
-                string name = v.ToString().ToLowerInvariant();
-                if (v == MatmulVersion.Tiled && acc.MaxNumThreadsPerGroup < MatmulKernels.Tile * MatmulKernels.Tile)
+                string name = device.Kind == DeviceKind.Host ? "simd" : v.ToString().ToLowerInvariant();
+                if (device.Kind != DeviceKind.Host && v == MatmulVersion.Tiled && acc.MaxNumThreadsPerGroup < MatmulKernels.Tile * MatmulKernels.Tile)
                 {
                     Add(new Row("matmul forward x·W^T", batch, name, double.NaN, double.NaN, "GFLOP/s", "n/a: needs 256-thread groups"));
                     continue;
                 }
-                double fwd = Time(acc, repeats, () => k.Matmul(v, x.View, w.View, y.View, batch, outF, inF, inF, 1, 1, inF));
+                double fwd = Time(k, repeats, () => k.Matmul(v, x.View, w.View, y.View, batch, outF, inF, inF, 1, 1, inF));
                 Add(new Row("matmul forward x·W^T", batch, name, fwd, flops / fwd / 1e6, "GFLOP/s", $"({batch}x{inF})·({inF}x{outF})"));
-                double bw = Time(acc, repeats, () => k.Matmul(v, dy.View, x.View, dw.View, outF, inF, batch, 1, outF, inF, 1));
+                double bw = Time(k, repeats, () => k.Matmul(v, dy.View, x.View, dw.View, outF, inF, batch, 1, outF, inF, 1));
                 Add(new Row("matmul backward dW", batch, name, bw, flops / bw / 1e6, "GFLOP/s", $"({outF}x{batch})·({batch}x{inF})"));
             }
             using var bias = acc.Allocate1D(Reference.RandomFloats(r, outF));
-            double ba = Time(acc, repeats, () => k.BiasActivation(y.View, bias.View, batch, outF, true));
+            double ba = Time(k, repeats, () => k.BiasActivation(y.View, bias.View, batch, outF, true));
             Add(new Row("bias + relu", batch, "fused", ba, 2.0 * 4 * batch * outF / ba / 1e6, "GB/s", $"({batch}x{outF})"));
             using var logits = acc.Allocate1D(Reference.RandomFloats(r, batch * 10));
             using var labels = acc.Allocate1D(Enumerable.Range(0, batch).Select(i => i % 10).ToArray());
             using var losses = acc.Allocate1D<float>(batch);
             using var dl = acc.Allocate1D<float>(batch * 10);
-            double sce = Time(acc, repeats, () => k.SoftmaxCrossEntropy(logits.View, labels.View, losses.View, dl.View, batch, 10));
+            double sce = Time(k, repeats, () => k.SoftmaxCrossEntropy(logits.View, labels.View, losses.View, dl.View, batch, 10));
             Add(new Row("softmax-cross-entropy", batch, "fused", sce, 4.0 * (2 * batch * 10 + 2 * batch) / sce / 1e6, "GB/s", $"({batch}x10)"));
         }
         {
@@ -88,7 +89,7 @@ public static class BenchCommand
             using var g = acc.Allocate1D(Reference.RandomFloats(r, p));
             using var m = acc.Allocate1D<float>(p);
             using var v = acc.Allocate1D<float>(p);
-            double adam = Time(acc, repeats, () => k.Adam(pa.View, g.View, m.View, v.View, p, 0.9f, 0.999f, 1e-8f, 1e-3f, 1f));
+            double adam = Time(k, repeats, () => k.Adam(pa.View, g.View, m.View, v.View, p, 0.9f, 0.999f, 1e-8f, 1e-3f, 1f));
             Add(new Row("adam (all parameters)", 0, "one", adam, 4.0 * 7 * p / adam / 1e6, "GB/s", "101,770 parameters, one launch"));
         }
         var data = DatasetLoader.LoadEmbedded(null);
@@ -116,7 +117,7 @@ public static class BenchCommand
             }
             samples.Sort();
             double median = samples[samples.Count / 2];
-            Add(new Row("training step (end to end)", batch, session.Matmul.ToString().ToLowerInvariant(), 1000.0 * batch / median, median, "samples/s", $"784-128-10 Adam, {n} steps per repeat, host batching included"));
+            Add(new Row("training step (end to end)", batch, session.MatmulName, 1000.0 * batch / median, median, "samples/s", $"784-128-10 Adam, {n} steps per repeat, host batching included"));
         }
         if (json)
             stdout.WriteLine(JsonSerializer.Serialize(new { machine, device = device.Description, repeats, rows = rows.Select(r => new { r.Operation, r.Batch, r.Version, medianMs = double.IsNaN(r.MedianMs) ? (double?)null : r.MedianMs, rate = double.IsNaN(r.Rate) ? (double?)null : r.Rate, r.Unit, r.Note }) }, TrainCommand.JsonOptions));
@@ -124,7 +125,7 @@ public static class BenchCommand
     }
 
     /// <summary>Median milliseconds of `launch` over repeats, after one warm-up; each timing ends with a synchronize.</summary>
-    static double Time(Accelerator acc, int repeats, Action launch)
+    static double Time(IComputeOps acc, int repeats, Action launch)
     {
         launch();
         acc.Synchronize();

@@ -66,7 +66,7 @@ public static class TrainCommand
         text.WriteLine($"model: {session.Model.Describe()}; {session.Model.ParameterCount:N0} parameters");
         text.WriteLine($"optimizer: {session.Optimizer.Name}, lr {config.EffectiveLearningRate}" +
             (session.Optimizer.Name == "momentum" ? $", momentum {config.EffectiveMomentum}" : "") +
-            $"; batch {config.BatchSize}, {config.Epochs} epoch(s), seed {config.Seed}, matmul {session.Matmul.ToString().ToLowerInvariant()}");
+            $"; batch {config.BatchSize}, {config.Epochs} epoch(s), seed {config.Seed}, matmul {session.MatmulName}");
 
         var trainer = new Trainer(session, data);
         long? allocationsAfterFirstStep = null;
@@ -120,7 +120,7 @@ public static class TrainCommand
                 batchSize = config.BatchSize,
                 epochs = config.Epochs,
                 seed = config.Seed,
-                matmul = session.Matmul.ToString().ToLowerInvariant(),
+                matmul = session.MatmulName,
                 results,
                 memory = summary,
             };

@@ -12,7 +12,7 @@ namespace ScratchNet.Kernels;
 /// work. On the CPU accelerator each ILGPU thread is an OS thread, so we launch exactly as many as the
 /// device has (a few); on a GPU we launch 256-thread groups, up to enough to fill every multiprocessor.
 /// </summary>
-public sealed class DeviceKernels
+public sealed class DeviceKernels : IComputeOps
 {
     static readonly ConditionalWeakTable<Accelerator, DeviceKernels> Cache = new();
 

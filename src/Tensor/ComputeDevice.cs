@@ -18,16 +18,18 @@ public enum DeviceKind
     OpenCL,
     /// <summary>ILGPU's CPU accelerator: runs the very same kernels on CPU threads; slow, but steppable.</summary>
     Cpu,
+    /// <summary>The host backend: buffers from ILGPU's CPU accelerator, operations as vectorised multi-threaded C#.</summary>
+    Host,
 }
 
 /// <summary>
 /// An ILGPU context plus the one accelerator we train on. <see cref="Create"/> implements
-/// <c>--device auto|cuda|opencl|cpu</c>: auto takes CUDA, then a usable OpenCL device, then the CPU
-/// accelerator, and <see cref="Description"/> says which and why.
+/// <c>--device auto|cuda|opencl|cpu|host</c>: auto takes CUDA, then a usable OpenCL device, then the host
+/// backend, and <see cref="Description"/> says which and why.
 /// </summary>
 public sealed class ComputeDevice : IDisposable
 {
-    public static readonly string[] Choices = ["auto", "cuda", "opencl", "cpu"];
+    public static readonly string[] Choices = ["auto", "cuda", "opencl", "cpu", "host"];
 
     /// <summary>
     /// The CPU accelerator's shape: 2 threads per warp, 1 warp per group, 1 "multiprocessor". Each ILGPU
@@ -59,7 +61,7 @@ public sealed class ComputeDevice : IDisposable
         choice = choice.Trim().ToLowerInvariant();
         if (!Choices.Contains(choice))
             throw new ArgumentException($"--device: unknown device '{choice}'; choose one of: {string.Join(", ", Choices)}");
-        Context context = CreateContext(cuda: choice is "auto" or "cuda", openCL: choice is "auto" or "opencl", cpu: choice is "auto" or "cpu");
+        Context context = CreateContext(cuda: choice is "auto" or "cuda", openCL: choice is "auto" or "opencl", cpu: choice is "auto" or "cpu" or "host");
         try
         {
             Device? cudaDevice = context.Devices.FirstOrDefault(d => d.AcceleratorType == AcceleratorType.Cuda);
@@ -70,9 +72,10 @@ public sealed class ComputeDevice : IDisposable
                 "cuda" => (cudaDevice ?? throw new ArgumentException("--device cuda: no CUDA device found (is the NVIDIA driver installed?)"), DeviceKind.Cuda, ""),
                 "opencl" => (clDevice ?? throw new ArgumentException("--device opencl: no usable OpenCL device found (ILGPU needs OpenCL 2.0, or 3.0 with generic address space; 'scratchnet devices' lists what was seen)"), DeviceKind.OpenCL, ""),
                 "cpu" => (cpuDevice(), DeviceKind.Cpu, ""),
+                "host" => (cpuDevice(), DeviceKind.Host, ""),
                 _ when cudaDevice is not null => (cudaDevice, DeviceKind.Cuda, " (auto: first CUDA device)"),
                 _ when clDevice is not null => (clDevice, DeviceKind.OpenCL, " (auto: no CUDA device; first usable OpenCL device)"),
-                _ => (cpuDevice(), DeviceKind.Cpu, " (auto: no CUDA or usable OpenCL device)"),
+                _ => (cpuDevice(), DeviceKind.Host, " (auto: no CUDA or usable OpenCL device; --device cpu runs the ILGPU kernels on the CPU accelerator instead)"),
             };
             Accelerator accelerator = device is CPUDevice cpu
                 ? cpu.CreateCPUAccelerator(context, CPUAcceleratorMode.Parallel)
@@ -81,6 +84,7 @@ public sealed class ComputeDevice : IDisposable
             {
                 DeviceKind.Cuda => "CUDA",
                 DeviceKind.OpenCL => "OpenCL",
+                DeviceKind.Host => $"host backend (SIMD C#, {Environment.ProcessorCount} threads) on ILGPU CPU-accelerator buffers",
                 _ => "ILGPU CPU accelerator",
             };
             return new ComputeDevice(context, accelerator, kind, $"device: {label}, {accelerator.Name}{why}");
@@ -105,7 +109,7 @@ public sealed class ComputeDevice : IDisposable
     });
 
     /// <summary>The device's own memory size in bytes where it reports one; null for the CPU accelerator.</summary>
-    public long? TotalMemory => Kind == DeviceKind.Cpu ? null : Accelerator.MemorySize;
+    public long? TotalMemory => Kind is DeviceKind.Cpu or DeviceKind.Host ? null : Accelerator.MemorySize;
 
     /// <summary>CUDA only: the driver's free and total bytes right now.</summary>
     public (long Free, long Total)? CudaMemoryInfo()

@@ -10,7 +10,7 @@ public interface IOptimizer : IDisposable
     string Name { get; }
     /// <summary>Steps taken so far (Adam's t).</summary>
     long Steps { get; set; }
-    void Step(DeviceKernels kernels, Mlp model);
+    void Step(IComputeOps kernels, Mlp model);
     /// <summary>The state tensors (empty for plain SGD), for checkpoints.</summary>
     IReadOnlyList<Tensor<float>> State { get; }
 }
@@ -35,7 +35,7 @@ public sealed class Adam : IOptimizer
     public long Steps { get; set; }
     public IReadOnlyList<Tensor<float>> State => [_m, _v];
 
-    public void Step(DeviceKernels kernels, Mlp model)
+    public void Step(IComputeOps kernels, Mlp model)
     {
         Steps++;
         double c1 = 1 - Math.Pow(Beta1, Steps), c2 = 1 - Math.Pow(Beta2, Steps);
@@ -70,7 +70,7 @@ public sealed class Sgd : IOptimizer
     public long Steps { get; set; }
     public IReadOnlyList<Tensor<float>> State => _buf is null ? [] : [_buf];
 
-    public void Step(DeviceKernels kernels, Mlp model)
+    public void Step(IComputeOps kernels, Mlp model)
     {
         Steps++;
         if (_buf is null)

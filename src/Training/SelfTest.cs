@@ -48,7 +48,7 @@ public static class SelfTest
             rows.Add(row);
             onRow?.Invoke(row);
         }
-        var k = DeviceKernels.For(device.Accelerator);
+        IComputeOps k = ComputeOps.For(device);
         var acc = device.Accelerator;
         var r = new Random(1234);
 
@@ -56,15 +56,18 @@ public static class SelfTest
         Accelerator? wide = null;
         try
         {
-            foreach (MatmulVersion version in Enum.GetValues<MatmulVersion>())
+            MatmulVersion[] versions = device.Kind == DeviceKind.Host ? [MatmulVersion.Blocked] : Enum.GetValues<MatmulVersion>();
+            foreach (MatmulVersion version in versions)
             {
-                DeviceKernels mk = k;
+                IComputeOps mk = k;
+                Accelerator mAcc = acc;
                 string note = "";
                 if (version == MatmulVersion.Tiled && acc.MaxNumThreadsPerGroup < MatmulKernels.Tile * MatmulKernels.Tile)
                 {
                     wideContext ??= Context.Create(b => b.CPU(new CPUDevice(16, 16, 1)).Optimize(OptimizationLevel.O2));
                     wide ??= wideContext.GetCPUDevice(0).CreateCPUAccelerator(wideContext);
                     mk = DeviceKernels.For(wide);
+                    mAcc = wide;
                     note = "on a CPU accelerator with 256-thread groups, shapes up to (65, 7, 1000)";
                 }
                 foreach (var (layout, strides) in Layouts)
@@ -72,20 +75,20 @@ public static class SelfTest
                     double maxError = 0;
                     bool passed = true;
                     // 256 OS threads meeting at every barrier are slow: the stand-in runs the smaller shapes only.
-                    foreach (var (m, n, p) in mk == k ? MatmulShapes : MatmulShapes[..3])
+                    foreach (var (m, n, p) in mAcc == acc ? MatmulShapes : MatmulShapes[..3])
                     {
                         var (aRow, aCol, bRow, bCol) = strides(m, n, p);
                         float[] a = Reference.RandomFloats(r, m * p), b = Reference.RandomFloats(r, p * n);
-                        using var da = mk.Accelerator.Allocate1D(a);
-                        using var db = mk.Accelerator.Allocate1D(b);
-                        using var dc = mk.Accelerator.Allocate1D<float>(m * n);
+                        using var da = mAcc.Allocate1D(a);
+                        using var db = mAcc.Allocate1D(b);
+                        using var dc = mAcc.Allocate1D<float>(m * n);
                         dc.MemSet(0xFF);
                         mk.Matmul(version, da.View, db.View, dc.View, m, n, p, aRow, aCol, bRow, bCol);
                         var (_, excess, err) = Reference.Compare(dc.GetAsArray1D(), reference.Matmul(a, b, m, n, p, aRow, aCol, bRow, bCol), 1e-5 * Math.Sqrt(p) + 1e-6, 1e-5);
                         maxError = Math.Max(maxError, err);
                         passed &= excess <= 0;
                     }
-                    Add(new SelfTestRow($"matmul {version.ToString().ToLowerInvariant()} {layout}", "1..1000", maxError, "1e-5 sqrt(P) + 1e-5 rel", passed, note));
+                    Add(new SelfTestRow($"matmul {(device.Kind == DeviceKind.Host ? "host simd" : version.ToString().ToLowerInvariant())} {layout}", "1..1000", maxError, "1e-5 sqrt(P) + 1e-5 rel", passed, note));
                 }
             }
         }

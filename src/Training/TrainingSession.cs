@@ -16,7 +16,7 @@ public sealed class TrainingSession : IDisposable
     {
         Device = device;
         Config = config;
-        Kernels = DeviceKernels.For(device.Accelerator);
+        Kernels = ComputeOps.For(device);
         Matmul = config.Matmul ?? Kernels.DefaultMatmul;
         Sizes = config.LayerSizes(inputFeatures, classes);
         Tracker = new MemoryTracker(device.Accelerator, config.MemoryLimit) { LogPhases = logPhases };
@@ -42,8 +42,11 @@ public sealed class TrainingSession : IDisposable
 
     public ComputeDevice Device { get; }
     public TrainConfig Config { get; }
-    public DeviceKernels Kernels { get; }
+    /// <summary>The ILGPU kernels, or the SIMD host operations for --device host.</summary>
+    public IComputeOps Kernels { get; }
     public MatmulVersion Matmul { get; }
+    /// <summary>What runs the matmuls, for reports: "blocked", "tiled", ... or "host SIMD".</summary>
+    public string MatmulName => Device.Kind == DeviceKind.Host ? "host SIMD" : Matmul.ToString().ToLowerInvariant();
     public int[] Sizes { get; }
     public MemoryTracker Tracker { get; }
     public Mlp Model { get; } = null!;

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# ScratchNet on a GPU machine that has no .NET SDK, in one prepared script.
+#
+#   here:  scripts/gpu-run.sh pack [OUTDIR]
+#          publishes ScratchNet self-contained for linux-x64 (not trimmed: trimming breaks ILGPU), and packs it
+#          with the PyTorch peer (bench/peers/torch_mlp.py), this script and the embedded Fashion-MNIST subset
+#          into OUTDIR/scratchnet-gpu.tar.xz (default OUTDIR: artifacts/gpu). The full dataset (30 MB of gzip)
+#          would take the package past the 64 MiB a device call carries, so the comparison there runs on
+#          60,000 real images made of the subset's 2,000 repeated 30 times: the same work per epoch for both.
+#   there: scripts/gpu-run.sh run TARBALL [DEVICE]
+#          unpacks and runs, in one go: scratchnet devices; selftest; bench; memory with the device's free
+#          memory and the planner (plus nvidia-smi's figures); and the same workload against PyTorch at batch
+#          64 and 1024, alternating, 3 runs each, printing the median epoch-time ratio.
+#          DEVICE defaults to cuda; `run TARBALL cpu` checks the package here on the CPU accelerator.
+#          Results go to $OUT (the device tool's folder) if set, else ./gpu-results.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+mode=${1:-}
+
+pack() {
+  out=${1:-$here/artifacts/gpu}
+  mkdir -p "$out"
+  stage=$(mktemp -d)
+  pkg="$stage/scratchnet-gpu"
+  mkdir -p "$pkg/data/fashion-mnist"
+  dotnet publish "$here/src/Cli" -c Release -r linux-x64 --self-contained true -p:PublishTrimmed=false \
+    -p:DebugType=none -o "$pkg/app" >/dev/null
+  cp "$here/bench/peers/torch_mlp.py" "$here/scripts/gpu-run.sh" "$pkg/"
+  cp "$here"/src/Data/Embedded/*-ubyte.gz "$pkg/data/fashion-mnist/"
+  tar -C "$stage" -cf - scratchnet-gpu | xz -T2 -6 > "$out/scratchnet-gpu.tar.xz"
+  rm -rf "$stage"
+  ls -l "$out/scratchnet-gpu.tar.xz"
+}
+
+run() {
+  tarball=$1
+  device=${2:-cuda}
+  results=${OUT:-$PWD/gpu-results}
+  mkdir -p "$results"
+  work=$(mktemp -d)
+  tar -C "$work" -xJf "$tarball"
+  pkg="$work/scratchnet-gpu"
+  sn="$pkg/app/scratchnet"
+  data="$pkg/data/tiled"
+  mkdir -p "$data"
+  # 60,000 training images: the subset's 2,000 real images repeated 30 times; the 500 test images as they are.
+  python3 - "$pkg/data/fashion-mnist" "$data" <<'PY'
+import gzip, shutil, struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+def read(name):
+    with gzip.open(f"{src}/{name}.gz", "rb") as f:
+        return f.read()
+images, labels = read("train-images-idx3-ubyte"), read("train-labels-idx1-ubyte")
+n = struct.unpack(">I", images[4:8])[0]
+with gzip.open(f"{dst}/train-images-idx3-ubyte.gz", "wb", compresslevel=1) as f:
+    f.write(struct.pack(">IIII", 0x803, 30 * n, 28, 28) + images[16:] * 30)
+with gzip.open(f"{dst}/train-labels-idx1-ubyte.gz", "wb", compresslevel=1) as f:
+    f.write(struct.pack(">II", 0x801, 30 * n) + labels[8:] * 30)
+for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+    shutil.copy(f"{src}/{name}", f"{dst}/{name}")
+PY
+  dataopt="--data $data"
+  log="$results/gpu-run.log"
+  : > "$log"
+  step() { echo; echo "### $*" | tee -a "$log"; "$@" 2>&1 | tee -a "$log"; }
+
+  if command -v nvidia-smi >/dev/null; then
+    step nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used,memory.free --format=csv
+  fi
+  step "$sn" devices
+  step "$sn" selftest --device "$device" || true
+  step "$sn" bench --device "$device"
+  "$sn" bench --device "$device" --json > "$results/bench.json" 2>>"$log" || true
+  if [ "$device" = cpu ]; then
+    step "$sn" memory --device "$device" $dataopt --memory-limit 8MiB --budget 0.8 || true
+  else
+    step "$sn" memory --device "$device" $dataopt --budget 0.8 || true
+    command -v nvidia-smi >/dev/null && step nvidia-smi --query-gpu=memory.total,memory.used,memory.free --format=csv
+  fi
+
+  # The same workload, ScratchNet and PyTorch alternating. ScratchNet's epoch seconds come from its --json.
+  py=$(command -v python3 || true)
+  : > "$results/compare.tsv"
+  for batch in 64 1024; do
+    for rep in 1 2 3; do
+      s=$("$sn" train --device "$device" $dataopt --batch-size "$batch" --json 2>>"$log" \
+        | python3 -c 'import json,sys; d=json.load(sys.stdin); r=d["results"][0]; print(r["seconds"], r["testAccuracy"])' 2>>"$log" || echo "nan nan")
+      echo -e "scratchnet\t$batch\t$rep\t$s" | tee -a "$results/compare.tsv"
+      if [ -n "$py" ] && "$py" -c 'import torch' 2>/dev/null; then
+        t=$("$py" "$pkg/torch_mlp.py" --device "$device" --data "$data" --batch-size "$batch" --json 2>>"$log" \
+          | "$py" -c 'import json,sys; d=json.load(sys.stdin); r=d["results"][0]; print(r["seconds"], r["test_accuracy"])' || echo "nan nan")
+        echo -e "pytorch\t$batch\t$rep\t$t" | tee -a "$results/compare.tsv"
+      fi
+    done
+  done
+  if [ -n "$py" ]; then
+    "$py" - "$results/compare.tsv" <<'PY' | tee -a "$log"
+import sys, statistics, collections
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    who, batch, rep, *rest = line.split()
+    seconds = float(rest[0]) if rest and rest[0] != "nan" else float("nan")
+    rows[(who, int(batch))].append(seconds)
+for batch in (64, 1024):
+    ours, theirs = rows.get(("scratchnet", batch), []), rows.get(("pytorch", batch), [])
+    med = lambda xs: statistics.median(xs) if xs else float("nan")
+    ratio = med(ours) / med(theirs) if theirs else float("nan")
+    print(f"batch {batch}: scratchnet median {med(ours):.3f} s, pytorch median {med(theirs):.3f} s, ratio {ratio:.2f} (below 1 = ScratchNet faster)")
+PY
+  fi
+  rm -rf "$work"
+  echo "results in $results"
+}
+
+case "$mode" in
+  pack) shift; pack "$@" ;;
+  run) shift; run "$@" ;;
+  *) sed -n '2,16p' "$0"; exit 2 ;;
+esac

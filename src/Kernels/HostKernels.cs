@@ -1,0 +1,289 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using ILGPU;
+
+namespace ScratchNet.Kernels;
+
+/// <summary>
+/// The host backend (--device host): every operation of a training step as vectorised, multi-threaded C#
+/// over the very same buffers, which live in host memory (ILGPU's CPU accelerator allocates them), so the
+/// MemoryTracker, budgets and reports work unchanged. ILGPU 1.5 has no SIMD CPU backend; this is the fast
+/// way to train on a machine without a GPU. Same math as the ILGPU kernels, tested against the same reference.
+///
+/// Matmul has two SIMD paths, picked from the strides, and a plain loop for any other layout:
+/// <code>
+/// B rows contiguous (bCol = 1):   C[i, :] = sum_p A[i, p] * B[p, :]      dx = dy·W and dW = dy^T·x
+///     4 rows x 16 columns of C in 8 vector registers; A values broadcast, B rows loaded as vectors.
+/// A and B^T rows contiguous (aCol = 1, bRow = 1): C[i, j] = dot(A[i, :], B[:, j])    y = x·W^T
+///     4 x 4 dot products at once in 16 vector registers, summed across lanes at the end.
+/// </code>
+/// Rows of C are split between the cores with Parallel.For.
+/// </summary>
+public sealed unsafe class HostKernels : IComputeOps
+{
+    static readonly int Cores = Environment.ProcessorCount;
+
+    public MatmulVersion DefaultMatmul => MatmulVersion.Blocked;
+
+    /// <summary>The host address of a view into a buffer of ILGPU's CPU accelerator: buffer start + offset.</summary>
+    static float* Ptr(ArrayView<float> v) => (float*)Address(v);
+    static int* Ptr(ArrayView<int> v) => (int*)Address(v);
+
+    static byte* Address<TView>(TView v) where TView : IContiguousArrayView =>
+        (byte*)v.Buffer.NativePtr + v.IndexInBytes;
+
+    public void Matmul(MatmulVersion version, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
+        int m, int n, int p, int aRow, int aCol, int bRow, int bCol)
+    {
+        float* pa = Ptr(a), pb = Ptr(b), pc = Ptr(c);
+        if (Vector256.IsHardwareAccelerated && bCol == 1)
+            ForRowBlocks(m, 4, (i0, i1) => MatmulRowsB(pa, pb, pc, i0, i1, n, p, aRow, aCol, bRow));
+        else if (Vector256.IsHardwareAccelerated && aCol == 1 && bRow == 1)
+            ForRowBlocks(m, 4, (i0, i1) => MatmulDots(pa, pb, pc, i0, i1, n, p, aRow, bCol));
+        else
+            ForRowBlocks(m, 1, (i0, i1) => MatmulPlain(pa, pb, pc, i0, i1, n, p, aRow, aCol, bRow, bCol));
+    }
+
+    /// <summary>Splits rows [0, m) into one contiguous range per core, in multiples of `block`.</summary>
+    static void ForRowBlocks(int m, int block, Action<int, int> body)
+    {
+        int blocks = (m + block - 1) / block;
+        int parts = Math.Min(Cores, blocks);
+        if (parts <= 1)
+        {
+            body(0, m);
+            return;
+        }
+        Parallel.For(0, parts, part =>
+        {
+            int b0 = (int)((long)blocks * part / parts), b1 = (int)((long)blocks * (part + 1) / parts);
+            body(b0 * block, Math.Min(m, b1 * block));
+        });
+    }
+
+    /// <summary>C[i, :] = sum_p A[i, p] * B[p, :] for rows i0..i1, B rows contiguous (stride bRow).</summary>
+    static void MatmulRowsB(float* a, float* b, float* c, int i0, int i1, int n, int p, int aRow, int aCol, int bRow)
+    {
+        int i = i0;
+        for (; i + 4 <= i1; i += 4)
+        {
+            float* a0 = a + (long)i * aRow, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow;
+            int j = 0;
+            for (; j + 16 <= n; j += 16)
+            {
+                Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
+                Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
+                for (int k = 0; k < p; k++)
+                {
+                    float* bk = b + (long)k * bRow + j;
+                    var b0 = Vector256.Load(bk);
+                    var b1 = Vector256.Load(bk + 8);
+                    long ka = (long)k * aCol;
+                    var v0 = Vector256.Create(a0[ka]);
+                    var v1 = Vector256.Create(a1[ka]);
+                    var v2 = Vector256.Create(a2[ka]);
+                    var v3 = Vector256.Create(a3[ka]);
+                    c00 = Vector256.FusedMultiplyAdd(v0, b0, c00); c01 = Vector256.FusedMultiplyAdd(v0, b1, c01);
+                    c10 = Vector256.FusedMultiplyAdd(v1, b0, c10); c11 = Vector256.FusedMultiplyAdd(v1, b1, c11);
+                    c20 = Vector256.FusedMultiplyAdd(v2, b0, c20); c21 = Vector256.FusedMultiplyAdd(v2, b1, c21);
+                    c30 = Vector256.FusedMultiplyAdd(v3, b0, c30); c31 = Vector256.FusedMultiplyAdd(v3, b1, c31);
+                }
+                float* ci = c + (long)i * n + j;
+                c00.Store(ci); c01.Store(ci + 8);
+                c10.Store(ci + n); c11.Store(ci + n + 8);
+                c20.Store(ci + 2 * n); c21.Store(ci + 2 * n + 8);
+                c30.Store(ci + 3 * n); c31.Store(ci + 3 * n + 8);
+            }
+            if (j < n) MatmulPlain(a, b, c, i, i + 4, n, p, aRow, aCol, bRow, 1, j);
+        }
+        if (i < i1) MatmulPlain(a, b, c, i, i1, n, p, aRow, aCol, bRow, 1);
+    }
+
+    /// <summary>C[i, j] = dot(A[i, :], B[:, j]) for rows i0..i1, with A rows and B columns contiguous.</summary>
+    static void MatmulDots(float* a, float* b, float* c, int i0, int i1, int n, int p, int aRow, int bCol)
+    {
+        int pv = p & ~7;
+        int i = i0;
+        for (; i + 4 <= i1; i += 4)
+        {
+            float* a0 = a + (long)i * aRow, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow;
+            int j = 0;
+            for (; j + 4 <= n; j += 4)
+            {
+                float* b0 = b + (long)j * bCol, b1 = b0 + bCol, b2 = b1 + bCol, b3 = b2 + bCol;
+                Vector256<float> s00 = default, s01 = default, s02 = default, s03 = default;
+                Vector256<float> s10 = default, s11 = default, s12 = default, s13 = default;
+                Vector256<float> s20 = default, s21 = default, s22 = default, s23 = default;
+                Vector256<float> s30 = default, s31 = default, s32 = default, s33 = default;
+                for (int k = 0; k < pv; k += 8)
+                {
+                    var w0 = Vector256.Load(b0 + k); var w1 = Vector256.Load(b1 + k);
+                    var w2 = Vector256.Load(b2 + k); var w3 = Vector256.Load(b3 + k);
+                    var x = Vector256.Load(a0 + k);
+                    s00 = Vector256.FusedMultiplyAdd(x, w0, s00); s01 = Vector256.FusedMultiplyAdd(x, w1, s01);
+                    s02 = Vector256.FusedMultiplyAdd(x, w2, s02); s03 = Vector256.FusedMultiplyAdd(x, w3, s03);
+                    x = Vector256.Load(a1 + k);
+                    s10 = Vector256.FusedMultiplyAdd(x, w0, s10); s11 = Vector256.FusedMultiplyAdd(x, w1, s11);
+                    s12 = Vector256.FusedMultiplyAdd(x, w2, s12); s13 = Vector256.FusedMultiplyAdd(x, w3, s13);
+                    x = Vector256.Load(a2 + k);
+                    s20 = Vector256.FusedMultiplyAdd(x, w0, s20); s21 = Vector256.FusedMultiplyAdd(x, w1, s21);
+                    s22 = Vector256.FusedMultiplyAdd(x, w2, s22); s23 = Vector256.FusedMultiplyAdd(x, w3, s23);
+                    x = Vector256.Load(a3 + k);
+                    s30 = Vector256.FusedMultiplyAdd(x, w0, s30); s31 = Vector256.FusedMultiplyAdd(x, w1, s31);
+                    s32 = Vector256.FusedMultiplyAdd(x, w2, s32); s33 = Vector256.FusedMultiplyAdd(x, w3, s33);
+                }
+                float* ci = c + (long)i * n + j;
+                ci[0] = Finish(s00, a0, b0, pv, p); ci[1] = Finish(s01, a0, b1, pv, p); ci[2] = Finish(s02, a0, b2, pv, p); ci[3] = Finish(s03, a0, b3, pv, p);
+                ci += n;
+                ci[0] = Finish(s10, a1, b0, pv, p); ci[1] = Finish(s11, a1, b1, pv, p); ci[2] = Finish(s12, a1, b2, pv, p); ci[3] = Finish(s13, a1, b3, pv, p);
+                ci += n;
+                ci[0] = Finish(s20, a2, b0, pv, p); ci[1] = Finish(s21, a2, b1, pv, p); ci[2] = Finish(s22, a2, b2, pv, p); ci[3] = Finish(s23, a2, b3, pv, p);
+                ci += n;
+                ci[0] = Finish(s30, a3, b0, pv, p); ci[1] = Finish(s31, a3, b1, pv, p); ci[2] = Finish(s32, a3, b2, pv, p); ci[3] = Finish(s33, a3, b3, pv, p);
+            }
+            if (j < n) MatmulPlain(a, b, c, i, i + 4, n, p, aRow, 1, 1, bCol, j);
+        }
+        if (i < i1) MatmulPlain(a, b, c, i, i1, n, p, aRow, 1, 1, bCol);
+    }
+
+    /// <summary>The lanes of a vector dot product summed, plus the p % 8 elements the vectors did not cover.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float Finish(Vector256<float> s, float* a, float* b, int from, int p)
+    {
+        float sum = Vector256.Sum(s);
+        for (int k = from; k < p; k++) sum += a[k] * b[k];
+        return sum;
+    }
+
+    /// <summary>The plain loop for any strides, rows i0..i1 and columns j0..n.</summary>
+    static void MatmulPlain(float* a, float* b, float* c, int i0, int i1, int n, int p, int aRow, int aCol, int bRow, int bCol, int j0 = 0)
+    {
+        for (int i = i0; i < i1; i++)
+            for (int j = j0; j < n; j++)
+            {
+                float sum = 0f;
+                for (int k = 0; k < p; k++) sum += a[(long)i * aRow + (long)k * aCol] * b[(long)k * bRow + (long)j * bCol];
+                c[(long)i * n + j] = sum;
+            }
+    }
+
+    public void BiasActivation(ArrayView<float> y, ArrayView<float> bias, int rows, int n, bool relu)
+    {
+        float* py = Ptr(y), pb = Ptr(bias);
+        var biasSpan = new ReadOnlySpan<float>(pb, n);
+        for (int r = 0; r < rows; r++)
+        {
+            var row = new Span<float>(py + (long)r * n, n);
+            System.Numerics.Tensors.TensorPrimitives.Add(row, biasSpan, row);
+            if (relu) System.Numerics.Tensors.TensorPrimitives.Max(row, 0f, row);
+        }
+    }
+
+    public void ReluBackward(ArrayView<float> dy, ArrayView<float> y, int count)
+    {
+        float* pd = Ptr(dy), py = Ptr(y);
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i + 8 <= count; i += 8)
+            {
+                var mask = Vector256.GreaterThan(Vector256.Load(py + i), Vector256<float>.Zero);
+                Vector256.BitwiseAnd(Vector256.Load(pd + i), mask).Store(pd + i);
+            }
+        }
+        for (; i < count; i++) pd[i] = py[i] > 0f ? pd[i] : 0f;
+    }
+
+    public void BiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int n)
+    {
+        float* pd = Ptr(dy), pb = Ptr(dbias);
+        var sum = new Span<float>(pb, n);
+        sum.Clear();
+        for (int r = 0; r < rows; r++)
+            System.Numerics.Tensors.TensorPrimitives.Add(sum, new ReadOnlySpan<float>(pd + (long)r * n, n), sum);
+    }
+
+    public void SoftmaxCrossEntropy(ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> losses, ArrayView<float> dlogits, int rows, int classes)
+    {
+        float* pl = Ptr(logits), pg = Ptr(dlogits), ploss = Ptr(losses);
+        int* py = Ptr(labels);
+        float invRows = 1f / rows;
+        for (int b = 0; b < rows; b++)
+        {
+            var z = new ReadOnlySpan<float>(pl + (long)b * classes, classes);
+            var g = new Span<float>(pg + (long)b * classes, classes);
+            float max = System.Numerics.Tensors.TensorPrimitives.Max(z);
+            System.Numerics.Tensors.TensorPrimitives.Subtract(z, max, g);
+            System.Numerics.Tensors.TensorPrimitives.Exp(g, g);
+            float sum = System.Numerics.Tensors.TensorPrimitives.Sum(g);
+            int label = py[b];
+            ploss[b] = MathF.Log(sum) + max - z[label];
+            System.Numerics.Tensors.TensorPrimitives.Multiply(g, invRows / sum, g);
+            g[label] -= invRows;
+        }
+    }
+
+    public void Argmax(ArrayView<float> logits, ArrayView<int> predictions, int rows, int classes)
+    {
+        float* pl = Ptr(logits);
+        int* pp = Ptr(predictions);
+        for (int b = 0; b < rows; b++)
+        {
+            float* row = pl + (long)b * classes;
+            int best = 0;
+            for (int j = 1; j < classes; j++)
+                if (row[j] > row[best]) best = j;
+            pp[b] = best;
+        }
+    }
+
+    public void Adam(ArrayView<float> param, ArrayView<float> grad, ArrayView<float> m, ArrayView<float> v, int count,
+        float beta1, float beta2, float eps, float stepSize, float invSqrtC2)
+    {
+        float* pp = Ptr(param), pg = Ptr(grad), pm = Ptr(m), pv = Ptr(v);
+        ForRowBlocks(count, 1024, (i0, i1) =>
+        {
+            int i = i0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                var b1 = Vector256.Create(beta1); var nb1 = Vector256.Create(1f - beta1);
+                var b2 = Vector256.Create(beta2); var nb2 = Vector256.Create(1f - beta2);
+                var e = Vector256.Create(eps); var s = Vector256.Create(stepSize); var c2 = Vector256.Create(invSqrtC2);
+                for (; i + 8 <= i1; i += 8)
+                {
+                    var g = Vector256.Load(pg + i);
+                    var mi = b1 * Vector256.Load(pm + i) + nb1 * g;
+                    var vi = b2 * Vector256.Load(pv + i) + nb2 * g * g;
+                    mi.Store(pm + i);
+                    vi.Store(pv + i);
+                    (Vector256.Load(pp + i) - s * mi / (Vector256.Sqrt(vi) * c2 + e)).Store(pp + i);
+                }
+            }
+            for (; i < i1; i++)
+            {
+                float g = pg[i];
+                float mi = beta1 * pm[i] + (1f - beta1) * g;
+                float vi = beta2 * pv[i] + (1f - beta2) * g * g;
+                pm[i] = mi;
+                pv[i] = vi;
+                pp[i] -= stepSize * mi / (MathF.Sqrt(vi) * invSqrtC2 + eps);
+            }
+        });
+    }
+
+    public void Sgd(ArrayView<float> param, ArrayView<float> grad, int count, float lr)
+    {
+        var p = new Span<float>(Ptr(param), count);
+        System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(Ptr(grad), count), -lr, p, p);
+    }
+
+    public void SgdMomentum(ArrayView<float> param, ArrayView<float> grad, ArrayView<float> buf, int count, float lr, float momentum)
+    {
+        var p = new Span<float>(Ptr(param), count);
+        var b = new Span<float>(Ptr(buf), count);
+        System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(b, momentum, new ReadOnlySpan<float>(Ptr(grad), count), b);
+        System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(b, -lr, p, p);
+    }
+
+    public void Synchronize() { }
+}
