@@ -44,6 +44,7 @@ public sealed class BatchLoader
     /// Fills batch b: images normalised into x (at least count * C*H*W floats, image after image)
     /// and labels into y. Returns the number of images in the batch.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public int Fill(int b, Span<float> x, Span<int> y)
     {
         int count = BatchCount(b);

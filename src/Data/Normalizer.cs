@@ -23,6 +23,7 @@ public sealed class Normalizer
     }
 
     /// <summary>Normalises one image's bytes into dest (same length).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public void Normalize(ReadOnlySpan<byte> image, Span<float> dest)
     {
         for (int c = 0; c < _scale.Length; c++)

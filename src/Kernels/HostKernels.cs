@@ -18,6 +18,8 @@ namespace ScratchNet.Kernels;
 ///     4 x 4 dot products at once in 16 vector registers, summed across lanes at the end.
 /// </code>
 /// Rows of C are split between the cores with Parallel.For.
+/// Every method is marked AggressiveOptimization: .NET would otherwise run its first calls as quickly
+/// compiled, unoptimised code (tier 0), several times slower for vector loops.
 /// </summary>
 public sealed unsafe class HostKernels : IComputeOps
 {
@@ -32,6 +34,7 @@ public sealed unsafe class HostKernels : IComputeOps
     static byte* Address<TView>(TView v) where TView : IContiguousArrayView =>
         (byte*)v.Buffer.NativePtr + v.IndexInBytes;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Matmul(MatmulVersion version, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
         int m, int n, int p, int aRow, int aCol, int bRow, int bCol)
     {
@@ -45,6 +48,7 @@ public sealed unsafe class HostKernels : IComputeOps
     }
 
     /// <summary>Splits rows [0, m) into one contiguous range per core, in multiples of `block`.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void ForRowBlocks(int m, int block, Action<int, int> body)
     {
         int blocks = (m + block - 1) / block;
@@ -62,6 +66,7 @@ public sealed unsafe class HostKernels : IComputeOps
     }
 
     /// <summary>C[i, :] = sum_p A[i, p] * B[p, :] for rows i0..i1, B rows contiguous (stride bRow).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void MatmulRowsB(float* a, float* b, float* c, int i0, int i1, int n, int p, int aRow, int aCol, int bRow)
     {
         int i = i0;
@@ -100,6 +105,7 @@ public sealed unsafe class HostKernels : IComputeOps
     }
 
     /// <summary>C[i, j] = dot(A[i, :], B[:, j]) for rows i0..i1, with A rows and B columns contiguous.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void MatmulDots(float* a, float* b, float* c, int i0, int i1, int n, int p, int aRow, int bCol)
     {
         int pv = p & ~7;
@@ -156,6 +162,7 @@ public sealed unsafe class HostKernels : IComputeOps
     }
 
     /// <summary>The plain loop for any strides, rows i0..i1 and columns j0..n.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void MatmulPlain(float* a, float* b, float* c, int i0, int i1, int n, int p, int aRow, int aCol, int bRow, int bCol, int j0 = 0)
     {
         for (int i = i0; i < i1; i++)
@@ -167,18 +174,24 @@ public sealed unsafe class HostKernels : IComputeOps
             }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void BiasActivation(ArrayView<float> y, ArrayView<float> bias, int rows, int n, bool relu)
     {
         float* py = Ptr(y), pb = Ptr(bias);
-        var biasSpan = new ReadOnlySpan<float>(pb, n);
+        float floor = relu ? 0f : float.NegativeInfinity;   // max(v, -inf) = v: no ReLU
+        var vfloor = Vector256.Create(floor);
         for (int r = 0; r < rows; r++)
         {
-            var row = new Span<float>(py + (long)r * n, n);
-            System.Numerics.Tensors.TensorPrimitives.Add(row, biasSpan, row);
-            if (relu) System.Numerics.Tensors.TensorPrimitives.Max(row, 0f, row);
+            float* row = py + (long)r * n;
+            int j = 0;
+            if (Vector256.IsHardwareAccelerated)
+                for (; j + 8 <= n; j += 8)
+                    Vector256.Max(Vector256.Load(row + j) + Vector256.Load(pb + j), vfloor).Store(row + j);
+            for (; j < n; j++) row[j] = MathF.Max(row[j] + pb[j], floor);
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void ReluBackward(ArrayView<float> dy, ArrayView<float> y, int count)
     {
         float* pd = Ptr(dy), py = Ptr(y);
@@ -194,15 +207,23 @@ public sealed unsafe class HostKernels : IComputeOps
         for (; i < count; i++) pd[i] = py[i] > 0f ? pd[i] : 0f;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void BiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int n)
     {
         float* pd = Ptr(dy), pb = Ptr(dbias);
-        var sum = new Span<float>(pb, n);
-        sum.Clear();
+        for (int j = 0; j < n; j++) pb[j] = 0f;
         for (int r = 0; r < rows; r++)
-            System.Numerics.Tensors.TensorPrimitives.Add(sum, new ReadOnlySpan<float>(pd + (long)r * n, n), sum);
+        {
+            float* row = pd + (long)r * n;
+            int j = 0;
+            if (Vector256.IsHardwareAccelerated)
+                for (; j + 8 <= n; j += 8)
+                    (Vector256.Load(pb + j) + Vector256.Load(row + j)).Store(pb + j);
+            for (; j < n; j++) pb[j] += row[j];
+        }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SoftmaxCrossEntropy(ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> losses, ArrayView<float> dlogits, int rows, int classes)
     {
         float* pl = Ptr(logits), pg = Ptr(dlogits), ploss = Ptr(losses);
@@ -210,19 +231,25 @@ public sealed unsafe class HostKernels : IComputeOps
         float invRows = 1f / rows;
         for (int b = 0; b < rows; b++)
         {
-            var z = new ReadOnlySpan<float>(pl + (long)b * classes, classes);
-            var g = new Span<float>(pg + (long)b * classes, classes);
-            float max = System.Numerics.Tensors.TensorPrimitives.Max(z);
-            System.Numerics.Tensors.TensorPrimitives.Subtract(z, max, g);
-            System.Numerics.Tensors.TensorPrimitives.Exp(g, g);
-            float sum = System.Numerics.Tensors.TensorPrimitives.Sum(g);
+            float* z = pl + (long)b * classes;
+            float* g = pg + (long)b * classes;
+            float max = z[0];
+            for (int j = 1; j < classes; j++) max = MathF.Max(max, z[j]);
+            float sum = 0f;
+            for (int j = 0; j < classes; j++)
+            {
+                g[j] = MathF.Exp(z[j] - max);
+                sum += g[j];
+            }
             int label = py[b];
             ploss[b] = MathF.Log(sum) + max - z[label];
-            System.Numerics.Tensors.TensorPrimitives.Multiply(g, invRows / sum, g);
+            float scale = invRows / sum;
+            for (int j = 0; j < classes; j++) g[j] *= scale;
             g[label] -= invRows;
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Argmax(ArrayView<float> logits, ArrayView<int> predictions, int rows, int classes)
     {
         float* pl = Ptr(logits);
@@ -237,6 +264,7 @@ public sealed unsafe class HostKernels : IComputeOps
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Adam(ArrayView<float> param, ArrayView<float> grad, ArrayView<float> m, ArrayView<float> v, int count,
         float beta1, float beta2, float eps, float stepSize, float invSqrtC2)
     {
@@ -271,12 +299,14 @@ public sealed unsafe class HostKernels : IComputeOps
         });
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Sgd(ArrayView<float> param, ArrayView<float> grad, int count, float lr)
     {
         var p = new Span<float>(Ptr(param), count);
         System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(Ptr(grad), count), -lr, p, p);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SgdMomentum(ArrayView<float> param, ArrayView<float> grad, ArrayView<float> buf, int count, float lr, float momentum)
     {
         var p = new Span<float>(Ptr(param), count);
@@ -285,5 +315,6 @@ public sealed unsafe class HostKernels : IComputeOps
         System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(b, -lr, p, p);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Synchronize() { }
 }
