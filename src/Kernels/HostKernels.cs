@@ -40,19 +40,21 @@ public sealed unsafe class HostKernels : IComputeOps
     {
         float* pa = Ptr(a), pb = Ptr(b), pc = Ptr(c);
         if (Vector256.IsHardwareAccelerated && bCol == 1)
-            ForRowBlocks(m, 4, (i0, i1) => MatmulRowsB(pa, pb, pc, i0, i1, n, p, aRow, aCol, bRow));
+            ForRowBlocks(m, 4, (i0, i1) => MatmulRowsB(pa, pb, pc, i0, i1, n, p, aRow, aCol, bRow), (long)m * n * p);
         else if (Vector256.IsHardwareAccelerated && aCol == 1 && bRow == 1)
-            ForRowBlocks(m, 4, (i0, i1) => MatmulDots(pa, pb, pc, i0, i1, n, p, aRow, bCol));
+            ForRowBlocks(m, 4, (i0, i1) => MatmulDots(pa, pb, pc, i0, i1, n, p, aRow, bCol), (long)m * n * p);
         else
-            ForRowBlocks(m, 1, (i0, i1) => MatmulPlain(pa, pb, pc, i0, i1, n, p, aRow, aCol, bRow, bCol));
+            ForRowBlocks(m, 1, (i0, i1) => MatmulPlain(pa, pb, pc, i0, i1, n, p, aRow, aCol, bRow, bCol), (long)m * n * p);
     }
 
-    /// <summary>Splits rows [0, m) into one contiguous range per core, in multiples of `block`.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void ForRowBlocks(int m, int block, Action<int, int> body)
+    /// <summary>
+    /// Splits rows [0, m) into one contiguous range per core, in multiples of `block`; work below about
+    /// 64K multiply-adds runs on the calling thread, where waking another costs more than it saves.
+    /// </summary>
+    static void ForRowBlocks(int m, int block, Action<int, int> body, long work = long.MaxValue)
     {
         int blocks = (m + block - 1) / block;
-        int parts = Math.Min(Cores, blocks);
+        int parts = work < 65_536 ? 1 : Math.Min(Cores, blocks);
         if (parts <= 1)
         {
             body(0, m);

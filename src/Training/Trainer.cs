@@ -12,15 +12,16 @@ public readonly record struct StepProgress(int Epoch, int Batch, int Batches, do
 /// <summary>
 /// The training loop: for each epoch, shuffle, then for each batch normalise it on the host, upload it,
 /// and run a step; then evaluate on the test split. Like the lesson's PyTorch loop, train accuracy is
-/// counted on the fly from each batch's forward pass.
+/// counted on the fly from each batch's forward pass. While a step runs, another thread already
+/// normalises the next batch into the second of two host buffers (double buffering).
 /// </summary>
 public sealed class Trainer
 {
     readonly TrainingSession _session;
     readonly DatasetPair _data;
     readonly BatchLoader _train, _test;
-    readonly float[] _images;
-    readonly int[] _labels;
+    readonly float[][] _images = new float[2][];
+    readonly int[][] _labels = new int[2][];
 
     public Trainer(TrainingSession session, DatasetPair data)
     {
@@ -29,8 +30,11 @@ public sealed class Trainer
         int batch = session.Config.BatchSize;
         _train = new BatchLoader(data.Train, batch, shuffle: true, seed: session.Config.Seed);
         _test = new BatchLoader(data.Test, batch, shuffle: false, seed: 0);
-        _images = new float[batch * data.Train.Info.ImageSize];
-        _labels = new int[batch];
+        for (int i = 0; i < 2; i++)
+        {
+            _images[i] = new float[batch * data.Train.Info.ImageSize];
+            _labels[i] = new int[batch];
+        }
     }
 
     /// <summary>Called after every step with the step's mean loss (for tests and logs).</summary>
@@ -48,11 +52,15 @@ public sealed class Trainer
         double lossSum = 0, lastReport = 0;
         long correct = 0, seen = 0;
         int batches = _train.BatchesPerEpoch;
+        int rows = _train.Fill(0, _images[0], _labels[0]);
         for (int b = 0; b < batches; b++)
         {
-            int rows = _train.Fill(b, _images, _labels);
-            _session.Upload(_images, _labels, rows);
-            var (batchLoss, batchCorrect) = _session.TrainStep(_labels, rows);
+            float[] images = _images[b % 2];
+            int[] labels = _labels[b % 2];
+            _session.Upload(images, labels, rows);
+            int next = b + 1;
+            Task<int>? prefetch = next < batches ? Task.Run(() => _train.Fill(next, _images[next % 2], _labels[next % 2])) : null;
+            var (batchLoss, batchCorrect) = _session.TrainStep(labels, rows);
             lossSum += batchLoss;
             correct += batchCorrect;
             seen += rows;
@@ -63,6 +71,7 @@ public sealed class Trainer
                 lastReport = now;
                 OnProgress(new StepProgress(epoch, b + 1, batches, lossSum / seen, seen / Math.Max(now, 1e-9)));
             }
+            if (prefetch is not null) rows = prefetch.Result;
         }
         double seconds = clock.Elapsed.TotalSeconds;
         double testAccuracy = Evaluate();
@@ -75,9 +84,9 @@ public sealed class Trainer
         long correct = 0;
         for (int b = 0; b < _test.BatchesPerEpoch; b++)
         {
-            int rows = _test.Fill(b, _images, _labels);
-            _session.Upload(_images, _labels, rows);
-            correct += _session.EvaluateBatch(_labels, rows);
+            int rows = _test.Fill(b, _images[0], _labels[0]);
+            _session.Upload(_images[0], _labels[0], rows);
+            correct += _session.EvaluateBatch(_labels[0], rows);
         }
         return (double)correct / _data.Test.Count;
     }
