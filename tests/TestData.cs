@@ -12,6 +12,9 @@ public static class TestData
         return dir;
     }
 
+    /// <summary>A distinct colour per class (channel c of class `label`), so a colour grid shows the classes apart.</summary>
+    static int ClassColour(int label, int c) => c switch { 0 => 40 + label * 20, 1 => 220 - label * 18, _ => (label * 70) % 200 + 40 };
+
     /// <summary>An IDX dataset of random 28x28 images (raw or gz).</summary>
     public static string WriteIdx(int train, int test, bool gzip, int seed = 1)
     {
@@ -33,7 +36,7 @@ public static class TestData
 
     /// <summary>
     /// A CIFAR-10-format folder: data_batch_1..5.bin with perBatch records each, test_batch.bin and
-    /// batches.meta.txt. Images are learnable: each class is a different mean colour plus noise.
+    /// batches.meta.txt. Images are learnable: each class has its own colour, with a diagonal gradient and noise.
     /// </summary>
     public static string WriteCifar(int perBatch, int testCount, int seed = 2)
     {
@@ -46,7 +49,7 @@ public static class TestData
             for (int i = 0; i < n; i++)
                 for (int c = 0; c < 3; c++)
                     for (int k = 0; k < 1024; k++)
-                        pixels[i * Cifar.ImageBytes + c * 1024 + k] = (byte)Math.Clamp(labels[i] * 25 + c * 10 + r.Next(-20, 21), 0, 255);
+                        pixels[i * Cifar.ImageBytes + c * 1024 + k] = (byte)Math.Clamp(ClassColour(labels[i], c) + (k % 32 + k / 32) - 32 + r.Next(-15, 16), 0, 255);
             Cifar.WriteBatch(Path.Combine(dir, name), pixels, labels);
         }
         foreach (string f in Cifar.TrainFiles) Batch(f, perBatch);

@@ -19,6 +19,7 @@ public static class Cli
 
         commands:
           train        train the lesson's MLP and print accuracy and the memory report
+          samples      a PNG grid of random training images with their shapes and classes
           memory       where the bytes go: estimate vs measured, across batch sizes and optimizers,
                        the largest batch that fits a budget, a trace and an HTML report
           selftest     every kernel on a device against the C# reference, and a short training run
@@ -42,11 +43,12 @@ public static class Cli
             {
                 "train" => TrainCommand.Run(rest, stdout, stderr),
                 "memory" => MemoryCommand.Run(rest, stdout, stderr),
+                "samples" => SamplesCommand.Run(rest, stdout, stderr),
                 "devices" => DevicesCommand.Run(rest, stdout),
                 "selftest" => SelfTestCommand.Run(rest, stdout),
                 "bench" => BenchCommand.Run(rest, stdout),
                 "export-subset" => ExportSubsetCommand.Run(rest, stdout),
-                _ => throw new UsageException($"unknown command '{command}'; commands: train, memory, selftest, bench, devices, export-subset"),
+                _ => throw new UsageException($"unknown command '{command}'; commands: train, memory, samples, selftest, bench, devices, export-subset"),
             };
         }
         catch (UsageException e)
