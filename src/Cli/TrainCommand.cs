@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using ScratchNet.Data;
 using ScratchNet.Tensor;
@@ -20,18 +21,33 @@ public static class TrainCommand
 
         options:
         """ + ConfigOptions.Help + """
+          --save FILE          write a checkpoint at the end of every epoch (and on Ctrl+C)
+          --resume FILE        continue from a checkpoint: its model, optimizer, batch size and seed;
+                               --epochs is the total to reach; --lr may be changed
           --json               print one JSON summary on stdout instead of text
+
+        Ctrl+C finishes the current step, saves a checkpoint (to --save, else scratchnet-interrupted.ckpt),
+        says where, and exits with 130. A loss that is NaN or infinite stops training with exit code 1 and
+        leaves the last good checkpoint as it was.
         """;
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        var o = new Options("train", args, ConfigOptions.Valued, ["--json"]);
+        var o = new Options("train", args, [.. ConfigOptions.Valued, "--save", "--resume"], ["--json"]);
         if (o.Flag("--help"))
         {
             stdout.Write(Help);
             return Cli.ExitOk;
         }
         TrainConfig config = ConfigOptions.Parse(o);
+        string? savePath = o.String("--save");
+        string? resumePath = o.String("--resume");
+        Checkpoint.Loaded? resume = null;
+        if (resumePath is not null)
+        {
+            resume = Checkpoint.Load(resumePath);
+            config = FromCheckpoint(resume.Header, config, o);
+        }
         bool json = o.Flag("--json");
         TextWriter text = json ? TextWriter.Null : stdout;
 
@@ -68,22 +84,41 @@ public static class TrainCommand
             (session.Optimizer.Name == "momentum" ? $", momentum {config.EffectiveMomentum}" : "") +
             $"; batch {config.BatchSize}, {config.Epochs} epoch(s), seed {config.Seed}, matmul {session.MatmulName}");
 
+        EpochPosition start = new(0, 0, 0, 0, 0);
+        if (resume is not null)
+        {
+            if (!resume.Header.Layers.SequenceEqual(session.Sizes))
+                throw new DataFormatException(resumePath!, null, $"the checkpoint's model {string.Join("-", resume.Header.Layers)} does not fit {info.Name} ({string.Join("-", session.Sizes)})");
+            Checkpoint.Apply(resume, session);
+            start = Checkpoint.Position(resume.Header);
+            text.WriteLine($"resumed from {resumePath}: epoch {start.Epoch + 1}, step {start.NextBatch + 1} of the epoch, optimizer step {resume.Header.OptimizerSteps}");
+        }
+        if (start.Epoch >= config.Epochs)
+            throw new UsageException($"--epochs {config.Epochs}: the checkpoint has already finished {start.Epoch} epoch(s); ask for more");
+
         var trainer = new Trainer(session, data);
         long? allocationsAfterFirstStep = null;
-        long countAfterFirst = 0;
+        long countAfterFirst = -1;
         trainer.OnStep = (epoch, batch, loss) =>
         {
-            if (epoch == 0 && batch == 0) countAfterFirst = session.Tracker.AllocationCount;
+            if (countAfterFirst < 0) countAfterFirst = session.Tracker.AllocationCount;
         };
         var progress = new ProgressLine(stderr, config.Epochs);
         trainer.OnProgress = progress.Update;
+
+        // Ctrl+C (and SIGTERM): finish the step in flight, save, exit 130. A second Ctrl+C kills as usual.
+        int stop = 0;
+        using var onInt = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => ctx.Cancel = Interlocked.Exchange(ref stop, 1) == 0);
+        using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => ctx.Cancel = Interlocked.Exchange(ref stop, 1) == 0);
+        trainer.StopRequested = () => Volatile.Read(ref stop) == 1;
+
         var results = new List<EpochResult>();
-        for (int epoch = 0; epoch < config.Epochs; epoch++)
+        for (int epoch = start.Epoch; epoch < config.Epochs; epoch++)
         {
-            EpochResult r;
+            EpochResult? r;
             try
             {
-                r = trainer.RunEpoch(epoch);
+                r = trainer.RunEpoch(epoch, epoch == start.Epoch && start.NextBatch > 0 ? start : null);
             }
             catch (DeviceMemoryException e)
             {
@@ -91,12 +126,40 @@ public static class TrainCommand
                 session.AddAdvice(e);
                 throw;
             }
+            catch (DivergenceException e)
+            {
+                progress.Clear();
+                string kept = savePath is not null && File.Exists(savePath) ? $" The last good checkpoint is unchanged: {savePath}." : "";
+                stderr.WriteLine($"error: {e.Message}{kept}");
+                return Cli.ExitFailure;
+            }
             progress.Clear();
+            if (r is null)
+            {
+                EpochPosition at = trainer.Interrupted!;
+                string path = savePath ?? "scratchnet-interrupted.ckpt";
+                Checkpoint.Save(path, session, at);
+                stderr.WriteLine($"interrupted: finished epoch {at.Epoch + 1}, step {at.NextBatch} of {trainer.TrainLoader.BatchesPerEpoch}; " +
+                    $"checkpoint saved to {path} (continue with: scratchnet train --resume {path} --epochs {config.Epochs})");
+                return Cli.ExitInterrupted;
+            }
             results.Add(r);
             text.WriteLine($"epoch {r.Epoch}/{config.Epochs}: loss {r.Loss:0.0000}, train acc {100 * r.TrainAccuracy:0.00}%, " +
                 $"test acc {100 * r.TestAccuracy:0.00}%, {r.Seconds:0.00} s, {r.SamplesPerSecond:N0} samples/s");
+            if (savePath is not null)
+            {
+                Checkpoint.Save(savePath, session, new EpochPosition(epoch + 1, 0, 0, 0, 0));
+                text.WriteLine($"checkpoint: {savePath}");
+            }
+            if (Volatile.Read(ref stop) == 1)
+            {
+                string path = savePath ?? "scratchnet-interrupted.ckpt";
+                if (savePath is null) Checkpoint.Save(path, session, new EpochPosition(epoch + 1, 0, 0, 0, 0));
+                stderr.WriteLine($"interrupted after epoch {epoch + 1}; checkpoint saved to {path} (continue with: scratchnet train --resume {path} --epochs {config.Epochs})");
+                return Cli.ExitInterrupted;
+            }
         }
-        allocationsAfterFirstStep = session.Tracker.AllocationCount - countAfterFirst;
+        allocationsAfterFirstStep = session.Tracker.AllocationCount - Math.Max(0, countAfterFirst);
 
         var summary = MemoryReport.Build(session.Tracker, session.Estimate(), allocationsAfterFirstStep);
         text.WriteLine();
@@ -127,6 +190,35 @@ public static class TrainCommand
             stdout.WriteLine(JsonSerializer.Serialize(doc, JsonOptions));
         }
         return Cli.ExitOk;
+    }
+
+    /// <summary>
+    /// The configuration of a resumed run: the checkpoint's model, optimizer, batch size and seed (an option
+    /// given on the command line must agree), with this run's device, data folder, epochs and, if given, --lr.
+    /// </summary>
+    static TrainConfig FromCheckpoint(CheckpointHeader h, TrainConfig given, Options o)
+    {
+        void Same<T>(string option, T mine, T theirs)
+        {
+            if (o.Has(option) && !EqualityComparer<T>.Default.Equals(mine, theirs))
+                throw new UsageException($"{option} {mine} differs from the checkpoint's {theirs}; a resumed run keeps the checkpoint's value");
+        }
+        int[] hidden = h.Layers[1..^1];
+        Same("--dataset", given.Dataset, h.Dataset);
+        Same("--hidden", string.Join(",", given.Hidden), string.Join(",", hidden));
+        Same("--optimizer", given.OptimizerKind, h.Optimizer);
+        Same("--batch-size", given.BatchSize, h.BatchSize);
+        Same("--seed", given.Seed, h.Seed);
+        return given with
+        {
+            Dataset = h.Dataset,
+            Hidden = hidden,
+            Optimizer = h.Optimizer,
+            Momentum = h.Optimizer == "adam" ? null : h.Momentum,
+            LearningRate = o.Has("--lr") ? given.LearningRate : h.LearningRate,
+            BatchSize = h.BatchSize,
+            Seed = h.Seed,
+        };
     }
 
     public static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };

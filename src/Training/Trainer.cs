@@ -10,10 +10,27 @@ public sealed record EpochResult(int Epoch, double Loss, double TrainAccuracy, d
 public readonly record struct StepProgress(int Epoch, int Batch, int Batches, double RunningLoss, double SamplesPerSecond);
 
 /// <summary>
+/// Where training stands inside an epoch: the epoch (0-based), the next batch to run, and the running
+/// sums the epoch summary is made of. Saved in checkpoints, so a resumed epoch prints the same summary.
+/// </summary>
+public sealed record EpochPosition(int Epoch, int NextBatch, double LossSum, long Correct, long Seen);
+
+/// <summary>The loss stopped being a number: training cannot continue.</summary>
+public sealed class DivergenceException(int epoch, int batch, double loss, float learningRate)
+    : Exception($"training diverged: the loss became {loss} at epoch {epoch + 1}, step {batch + 1}. " +
+                $"The learning rate ({learningRate}) is most likely too high; try one 10x smaller (--lr {learningRate / 10}).")
+{
+    public int Epoch { get; } = epoch;
+    public int Batch { get; } = batch;
+}
+
+/// <summary>
 /// The training loop: for each epoch, shuffle, then for each batch normalise it on the host, upload it,
 /// and run a step; then evaluate on the test split. Like the lesson's PyTorch loop, train accuracy is
 /// counted on the fly from each batch's forward pass. While a step runs, another thread already
 /// normalises the next batch into the second of two host buffers (double buffering).
+/// A stop request (Ctrl+C) is honoured between steps: the step in flight finishes, and the position is
+/// returned so it can be saved and resumed exactly.
 /// </summary>
 public sealed class Trainer
 {
@@ -41,19 +58,29 @@ public sealed class Trainer
     public Action<int, int, double>? OnStep { get; set; }
     /// <summary>Called about ten times a second during an epoch.</summary>
     public Action<StepProgress>? OnProgress { get; set; }
+    /// <summary>Asked after every step; true stops the epoch there (see <see cref="Interrupted"/>).</summary>
+    public Func<bool>? StopRequested { get; set; }
+    /// <summary>Set when an epoch stopped early: where to resume.</summary>
+    public EpochPosition? Interrupted { get; private set; }
 
     public BatchLoader TrainLoader => _train;
 
-    /// <summary>Trains one epoch (0-based index) and evaluates on the test split.</summary>
-    public EpochResult RunEpoch(int epoch)
+    /// <summary>
+    /// Trains epoch `epoch` (0-based), from its start or from a saved position, then evaluates on the
+    /// test split. Returns null when stopped early (then <see cref="Interrupted"/> says where).
+    /// Throws <see cref="DivergenceException"/> when a loss is NaN or infinite.
+    /// </summary>
+    public EpochResult? RunEpoch(int epoch, EpochPosition? from = null)
     {
         _train.StartEpoch(epoch);
+        Interrupted = null;
         var clock = Stopwatch.StartNew();
-        double lossSum = 0, lastReport = 0;
-        long correct = 0, seen = 0;
+        double lossSum = from?.LossSum ?? 0, lastReport = 0;
+        long correct = from?.Correct ?? 0, seen = from?.Seen ?? 0, seenHere = 0;
         int batches = _train.BatchesPerEpoch;
-        int rows = _train.Fill(0, _images[0], _labels[0]);
-        for (int b = 0; b < batches; b++)
+        int first = from?.NextBatch ?? 0;
+        int rows = first < batches ? _train.Fill(first, _images[first % 2], _labels[first % 2]) : 0;
+        for (int b = first; b < batches; b++)
         {
             float[] images = _images[b % 2];
             int[] labels = _labels[b % 2];
@@ -61,21 +88,32 @@ public sealed class Trainer
             int next = b + 1;
             Task<int>? prefetch = next < batches ? Task.Run(() => _train.Fill(next, _images[next % 2], _labels[next % 2])) : null;
             var (batchLoss, batchCorrect) = _session.TrainStep(labels, rows);
+            if (!double.IsFinite(batchLoss))
+            {
+                prefetch?.Wait();
+                throw new DivergenceException(epoch, b, batchLoss / rows, _session.Config.EffectiveLearningRate);
+            }
             lossSum += batchLoss;
             correct += batchCorrect;
             seen += rows;
+            seenHere += rows;
             OnStep?.Invoke(epoch, b, batchLoss / rows);
             double now = clock.Elapsed.TotalSeconds;
             if (OnProgress is not null && (now - lastReport >= 0.1 || b == batches - 1))
             {
                 lastReport = now;
-                OnProgress(new StepProgress(epoch, b + 1, batches, lossSum / seen, seen / Math.Max(now, 1e-9)));
+                OnProgress(new StepProgress(epoch, b + 1, batches, lossSum / seen, seenHere / Math.Max(now, 1e-9)));
             }
             if (prefetch is not null) rows = prefetch.Result;
+            if (next < batches && StopRequested?.Invoke() == true)
+            {
+                Interrupted = new EpochPosition(epoch, next, lossSum, correct, seen);
+                return null;
+            }
         }
         double seconds = clock.Elapsed.TotalSeconds;
         double testAccuracy = Evaluate();
-        return new EpochResult(epoch + 1, lossSum / seen, (double)correct / seen, testAccuracy, seconds, seen / seconds);
+        return new EpochResult(epoch + 1, lossSum / seen, (double)correct / seen, testAccuracy, seconds, seenHere / seconds);
     }
 
     /// <summary>Accuracy on the test split (forward passes only, same buffers).</summary>
