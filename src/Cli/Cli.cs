@@ -24,6 +24,7 @@ public static class Cli
                        the largest batch that fits a budget, a trace and an HTML report
           selftest     every kernel on a device against the C# reference, and a short training run
           bench        kernel times, GFLOP/s, matmul versions side by side, training samples/s
+          download     fetch MNIST, Fashion-MNIST or CIFAR-10 from the official locations, checksums verified
           devices      every accelerator ILGPU can see, OpenCL devices it cannot use (and why), host memory
           export-subset  write the first N images of an IDX dataset as a smaller IDX dataset
         """;
@@ -45,10 +46,11 @@ public static class Cli
                 "memory" => MemoryCommand.Run(rest, stdout, stderr),
                 "samples" => SamplesCommand.Run(rest, stdout, stderr),
                 "devices" => DevicesCommand.Run(rest, stdout),
+                "download" => DownloadCommand.Run(rest, stdout, stderr),
                 "selftest" => SelfTestCommand.Run(rest, stdout),
                 "bench" => BenchCommand.Run(rest, stdout),
                 "export-subset" => ExportSubsetCommand.Run(rest, stdout),
-                _ => throw new UsageException($"unknown command '{command}'; commands: train, memory, samples, selftest, bench, devices, export-subset"),
+                _ => throw new UsageException($"unknown command '{command}'; commands: train, memory, samples, selftest, bench, devices, download, export-subset"),
             };
         }
         catch (UsageException e)
@@ -57,6 +59,11 @@ public static class Cli
             return ExitUsage;
         }
         catch (DataFormatException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return ExitFailure;
+        }
+        catch (DownloadException e)
         {
             stderr.WriteLine($"error: {e.Message}");
             return ExitFailure;

@@ -14,7 +14,7 @@ public sealed class Options
     readonly HashSet<string> _flags;
     readonly HashSet<string> _valued;
 
-    public Options(string command, IEnumerable<string> args, IEnumerable<string> valued, IEnumerable<string> flags)
+    public Options(string command, IEnumerable<string> args, IEnumerable<string> valued, IEnumerable<string> flags, bool positional = false)
     {
         Command = command;
         _valued = [.. valued];
@@ -25,6 +25,7 @@ public sealed class Options
             string arg = list[i];
             if (!arg.StartsWith("--"))
             {
+                if (!positional) throw new UsageException($"unexpected argument '{arg}' for 'scratchnet {command}' (options start with --)");
                 Positional.Add(arg);
                 continue;
             }

@@ -1,0 +1,56 @@
+using ScratchNet.Data;
+
+namespace ScratchNet.Cli;
+
+/// <summary>scratchnet download mnist|fashion-mnist|cifar10 [--to DIR] [--mirror URL]</summary>
+public static class DownloadCommand
+{
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var o = new Options("download", args, ["--to", "--mirror", "--timeout"], [], positional: true);
+        if (o.Flag("--help") || o.Positional.Count == 0)
+        {
+            stdout.WriteLine("""
+                usage: scratchnet download mnist|fashion-mnist|cifar10 [--to DIR] [--mirror URL] [--timeout SECONDS]
+
+                Fetches the dataset from its official location into DIR (default ./data/NAME, where train looks),
+                checking each file's published MD5; a file is renamed into place only once verified.
+                --mirror fetches the same file names from another base URL.
+                """);
+            return o.Flag("--help") ? Cli.ExitOk : Cli.ExitUsage;
+        }
+        if (o.Positional.Count > 1) throw new UsageException($"download takes one dataset, got: {string.Join(" ", o.Positional)}");
+        string name = o.Positional[0];
+        if (!DatasetInfo.All.Any(d => d.Name == name))
+            throw new UsageException($"unknown dataset '{name}'; choose one of: {string.Join(", ", DatasetInfo.All.Select(d => d.Name))}");
+        string to = o.String("--to", Path.Combine("data", name));
+        int timeout = o.Int("--timeout", 300, 1, 86_400);
+        DatasetSource source = Downloads.For(name, o.String("--mirror"));
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(timeout) };
+        bool tty = ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected;
+        string last = "";
+        void Progress(string file, long done, long? total)
+        {
+            if (!tty) return;
+            string line = total is long t && t > 0
+                ? $"{file}: [{new string('#', (int)(24 * done / t)).PadRight(24, '.')}] {done / 1048576.0:0.0} of {t / 1048576.0:0.0} MiB"
+                : $"{file}: {done / 1048576.0:0.0} MiB";
+            if (line == last) return;
+            last = line;
+            stderr.Write("\r" + line.PadRight(78));
+        }
+        stdout.WriteLine($"downloading {name} from {source.BaseUrl} to {to}");
+        List<string> files;
+        try
+        {
+            files = Downloads.DownloadAsync(source, to, http, Progress).GetAwaiter().GetResult();
+        }
+        finally
+        {
+            if (tty && last.Length > 0) stderr.Write("\r" + new string(' ', 78) + "\r");
+        }
+        foreach (string f in files) stdout.WriteLine($"  {f}  ({new FileInfo(f).Length:N0} bytes, verified)");
+        stdout.WriteLine($"done: scratchnet train --dataset {name}{(to == Path.Combine("data", name) ? "" : $" --data {to}")}");
+        return Cli.ExitOk;
+    }
+}
