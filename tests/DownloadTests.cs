@@ -189,7 +189,7 @@ public sealed class DownloadTests
         using var http = new HttpClient();
         var source = Source(server.Url, ("cifar-10-binary.tar.gz", archive)) with { IsCifarArchive = true };
         var files = await Downloads.DownloadAsync(source, dir, http);
-        Assert.That(files.Select(Path.GetFileName), Is.EquivalentTo(new[] { .. Cifar.TrainFiles, Cifar.TestFile, Cifar.MetaFile }));
+        Assert.That(files.Select(Path.GetFileName), Is.EquivalentTo(Cifar.TrainFiles.Append(Cifar.TestFile).Append(Cifar.MetaFile)));
         Assert.That(DatasetLoader.Load("cifar10", dir).Train.Count, Is.EqualTo(15));
         Assert.That(File.Exists(Path.Combine(dir, "cifar-10-binary.tar.gz")), Is.False, "the archive is removed once unpacked");
     }
