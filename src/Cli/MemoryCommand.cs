@@ -27,12 +27,14 @@ public static class MemoryCommand
                                the memory is --memory-limit, else the device's (CUDA: free memory)
           --trace FILE.json    every allocation/free/phase event of the probe
           --report FILE.html   a self-contained page: the table and a stacked chart of live bytes over time
+          --synthetic          random pixels of the dataset's shape instead of its files (memory does not
+                               depend on what the pixels are; no download needed)
           --json               one JSON document on stdout instead of text
         """;
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        var o = new Options("memory", args, [.. ConfigOptions.Valued, "--batch-sizes", "--budget", "--trace", "--report"], ["--json", "--compare-optimizers"]);
+        var o = new Options("memory", args, [.. ConfigOptions.Valued, "--batch-sizes", "--budget", "--trace", "--report"], ["--json", "--compare-optimizers", "--synthetic"]);
         if (o.Flag("--help"))
         {
             stdout.Write(Help);
@@ -48,7 +50,7 @@ public static class MemoryCommand
         bool json = o.Flag("--json");
         TextWriter text = json ? TextWriter.Null : stdout;
 
-        DatasetPair data = DatasetLoader.Load(config.Dataset, config.DataDir);
+        DatasetPair data = o.Flag("--synthetic") ? Synthetic(DatasetInfo.Get(config.Dataset)) : DatasetLoader.Load(config.Dataset, config.DataDir);
         if (data.Notice is not null) stderr.WriteLine($"note: {data.Notice}");
         DatasetInfo info = data.Train.Info;
         using ComputeDevice device = ComputeDevice.Create(config.Device);
@@ -112,6 +114,17 @@ public static class MemoryCommand
             }, TrainCommand.JsonOptions));
         }
         return planResult is { NextFails: false } ? Cli.ExitFailure : Cli.ExitOk;
+    }
+
+    /// <summary>1,000 random images of the dataset's shape, seeded: enough for any probe.</summary>
+    static DatasetPair Synthetic(DatasetInfo info)
+    {
+        var r = new Random(1);
+        var pixels = new byte[1000 * info.ImageSize];
+        r.NextBytes(pixels);
+        var labels = Enumerable.Range(0, 1000).Select(i => (byte)(i % info.Classes)).ToArray();
+        var d = new Dataset(info, pixels, labels, "synthetic");
+        return new DatasetPair(d, d, null);
     }
 
     static void WriteFile(string path, string content)

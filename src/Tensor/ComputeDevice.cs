@@ -84,10 +84,11 @@ public sealed class ComputeDevice : IDisposable
             {
                 DeviceKind.Cuda => "CUDA",
                 DeviceKind.OpenCL => "OpenCL",
-                DeviceKind.Host => $"host backend (SIMD C#, {Environment.ProcessorCount} threads) on ILGPU CPU-accelerator buffers",
+                DeviceKind.Host => "host backend (SIMD C# on every core)",
                 _ => "ILGPU CPU accelerator",
             };
-            return new ComputeDevice(context, accelerator, kind, $"device: {label}, {accelerator.Name}{why}");
+            string name = kind is DeviceKind.Cuda or DeviceKind.OpenCL ? ", " + accelerator.Name : "";
+            return new ComputeDevice(context, accelerator, kind, $"device: {label}{name}{why}");
         }
         catch
         {

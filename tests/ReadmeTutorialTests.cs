@@ -1,0 +1,57 @@
+using System.Text.RegularExpressions;
+using NUnit.Framework;
+
+namespace ScratchNet.Tests;
+
+/// <summary>
+/// The README's tutorial, run as written: every `$ scratchnet ...` command between the tutorial markers
+/// runs, and its output must be what the README shows. Only timing may differ (seconds, samples/s).
+/// A block ending in "[...]" shows the beginning of the output only.
+/// </summary>
+[TestFixture]
+public sealed class ReadmeTutorialTests
+{
+    static string ReadmePath()
+    {
+        string? dir = TestContext.CurrentContext.TestDirectory;
+        while (dir is not null && !File.Exists(Path.Combine(dir, "ScratchNet.sln"))) dir = Path.GetDirectoryName(dir);
+        return Path.Combine(dir ?? throw new InvalidOperationException("repository root not found"), "README.md");
+    }
+
+    public static IEnumerable<TestCaseData> Commands()
+    {
+        string readme = File.ReadAllText(ReadmePath());
+        int begin = readme.IndexOf("<!-- tutorial:begin -->", StringComparison.Ordinal);
+        int end = readme.IndexOf("<!-- tutorial:end -->", StringComparison.Ordinal);
+        string tutorial = readme[begin..end];
+        foreach (Match m in Regex.Matches(tutorial, @"```console\n\$ scratchnet (?<cmd>[^\n]*)\n(?<out>.*?)\n```", RegexOptions.Singleline))
+            yield return new TestCaseData(m.Groups["cmd"].Value, m.Groups["out"].Value).SetName("README: scratchnet " + m.Groups["cmd"].Value);
+    }
+
+    [Test]
+    public void Tutorial_HasItsCommands() => Assert.That(Commands().Count(), Is.EqualTo(9));
+
+    static string Normalize(string text) => string.Join("\n", text.Replace("\r", "").Split('\n')
+        .Select(l => Regex.Replace(l, @"\d+\.\d+ s\b", "<t> s"))
+        .Select(l => Regex.Replace(l, @"[\d,]+ samples/s", "<n> samples/s"))
+        .Select(l => l.TrimEnd()))
+        .TrimEnd();
+
+    [TestCaseSource(nameof(Commands))]
+    public void Command_PrintsWhatTheReadmeShows(string command, string shown)
+    {
+        Assert.That(Directory.Exists("/usr/share/datasets/fashion-mnist"), "the tutorial's outputs were made with dataset-fashion-mnist installed");
+        var r = CliRunner.Run(command.Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        string actual = Normalize(r.Stdout + r.Stderr);
+        string expected = Normalize(shown);
+        if (expected.EndsWith("[...]"))
+        {
+            expected = expected[..^"[...]".Length].TrimEnd();
+            Assert.That(actual, Does.StartWith(expected), $"scratchnet {command}");
+        }
+        else
+        {
+            Assert.That(actual, Is.EqualTo(expected), $"scratchnet {command}");
+        }
+    }
+}
