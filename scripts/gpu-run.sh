@@ -13,6 +13,7 @@
 #          64 and 1024, alternating, 3 runs each, printing the median epoch-time ratio.
 #          DEVICE defaults to cuda; `run TARBALL cpu` checks the package here on the CPU accelerator.
 #          Results go to $OUT (the device tool's folder) if set, else ./gpu-results.
+#          QUICK=1 runs the comparison once, at batch 1024 only (the repository's test of this script uses it).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -82,8 +83,10 @@ PY
   # The same workload, ScratchNet and PyTorch alternating. ScratchNet's epoch seconds come from its --json.
   py=$(command -v python3 || true)
   : > "$results/compare.tsv"
-  for batch in 64 1024; do
-    for rep in 1 2 3; do
+  batches="64 1024"; reps="1 2 3"
+  if [ "${QUICK:-0}" = 1 ]; then batches=1024; reps=1; fi
+  for batch in $batches; do
+    for rep in $reps; do
       s=$("$sn" train --device "$device" $dataopt --batch-size "$batch" --json 2>>"$log" \
         | python3 -c 'import json,sys; d=json.load(sys.stdin); r=d["results"][0]; print(r["seconds"], r["testAccuracy"])' 2>>"$log" || echo "nan nan")
       echo -e "scratchnet\t$batch\t$rep\t$s" | tee -a "$results/compare.tsv"
