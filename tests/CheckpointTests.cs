@@ -8,16 +8,10 @@ namespace ScratchNet.Tests;
 [TestFixture]
 public sealed class CheckpointTests
 {
-    static string? _small, _large;
+    static string? _large;
 
     /// <summary>The embedded subset as a folder (2,000 training images: 32 steps per epoch).</summary>
-    static string Small()
-    {
-        if (_small is not null) return _small;
-        string dir = TestData.NewFolder();
-        DatasetLoader.WriteSubset(DatasetLoader.LoadEmbedded(null), dir, 2000, 500);
-        return _small = dir;
-    }
+    static string Small() => TestData.EmbeddedFolder();
 
     /// <summary>20,000 real images (the embedded 2,000 ten times): long enough to interrupt.</summary>
     static string Large()

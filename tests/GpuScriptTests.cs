@@ -10,13 +10,6 @@ namespace ScratchNet.Tests;
 [TestFixture]
 public sealed class GpuScriptTests
 {
-    static string RepoRoot()
-    {
-        string? dir = TestContext.CurrentContext.TestDirectory;
-        while (dir is not null && !File.Exists(Path.Combine(dir, "ScratchNet.sln"))) dir = Path.GetDirectoryName(dir);
-        return dir ?? throw new InvalidOperationException("repository root not found");
-    }
-
     static (int Code, string Output) Bash(string workDir, string script, params string[] args)
     {
         var psi = new ProcessStartInfo("bash") { WorkingDirectory = workDir, RedirectStandardOutput = true, RedirectStandardError = true };
@@ -34,7 +27,7 @@ public sealed class GpuScriptTests
     [Test]
     public void PackThenRunOnTheCpu_Works()
     {
-        string root = RepoRoot();
+        string root = TestData.RepoRoot();
         string outDir = TestData.NewFolder();
         var pack = Bash(root, "scripts/gpu-run.sh", "pack", outDir);
         Assert.That(pack.Code, Is.EqualTo(0), pack.Output);

@@ -13,15 +13,9 @@ namespace ScratchNet.Tests;
 [TestFixture]
 public sealed class MemoryCommandTests
 {
-    static string? _embedded, _cifar;
+    static string? _cifar;
 
-    static string Embedded()
-    {
-        if (_embedded is not null) return _embedded;
-        string dir = TestData.NewFolder();
-        DatasetLoader.WriteSubset(DatasetLoader.LoadEmbedded(null), dir, 2000, 500);
-        return _embedded = dir;
-    }
+    static string Embedded() => TestData.EmbeddedFolder();
 
     static string CifarFolder() => _cifar ??= TestData.WriteCifar(perBatch: 20, testCount: 10);
 

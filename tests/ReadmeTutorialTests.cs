@@ -11,12 +11,7 @@ namespace ScratchNet.Tests;
 [TestFixture]
 public sealed class ReadmeTutorialTests
 {
-    static string ReadmePath()
-    {
-        string? dir = TestContext.CurrentContext.TestDirectory;
-        while (dir is not null && !File.Exists(Path.Combine(dir, "ScratchNet.sln"))) dir = Path.GetDirectoryName(dir);
-        return Path.Combine(dir ?? throw new InvalidOperationException("repository root not found"), "README.md");
-    }
+    static string ReadmePath() => Path.Combine(TestData.RepoRoot(), "README.md");
 
     public static IEnumerable<TestCaseData> Commands()
     {

@@ -5,6 +5,24 @@ namespace ScratchNet.Tests;
 /// <summary>Writes small datasets in the exact file formats, into a fresh temporary folder.</summary>
 public static class TestData
 {
+    static readonly Lazy<string> Embedded = new(() =>
+    {
+        string dir = NewFolder();
+        DatasetLoader.WriteSubset(DatasetLoader.LoadEmbedded(null), dir, DatasetLoader.EmbeddedTrainCount, DatasetLoader.EmbeddedTestCount);
+        return dir;
+    });
+
+    /// <summary>The embedded Fashion-MNIST subset written out as an IDX folder, so --data can point at it.</summary>
+    public static string EmbeddedFolder() => Embedded.Value;
+
+    /// <summary>The repository root (the folder with ScratchNet.sln), found from the test's folder.</summary>
+    public static string RepoRoot()
+    {
+        string? dir = NUnit.Framework.TestContext.CurrentContext.TestDirectory;
+        while (dir is not null && !File.Exists(Path.Combine(dir, "ScratchNet.sln"))) dir = Path.GetDirectoryName(dir);
+        return dir ?? throw new InvalidOperationException("repository root not found");
+    }
+
     public static string NewFolder()
     {
         string dir = Path.Combine(Path.GetTempPath(), "scratchnet-tests", Guid.NewGuid().ToString("N"));

@@ -23,16 +23,7 @@ public sealed class TrainCommandTests
         Assert.That(r.Stdout, Does.Match(@"epoch 1/1: loss \d\.\d{4}, train acc \d+\.\d\d%, test acc \d+\.\d\d%"));
     }
 
-    static string? _embedded;
-
-    /// <summary>The embedded subset written out as an IDX folder (so --data can point at it).</summary>
-    static string EmbeddedFolder()
-    {
-        if (_embedded is not null) return _embedded;
-        string dir = TestData.NewFolder();
-        DatasetLoader.WriteSubset(DatasetLoader.LoadEmbedded(null), dir, 2000, 500);
-        return _embedded = dir;
-    }
+    static string EmbeddedFolder() => TestData.EmbeddedFolder();
 
     [Test]
     public void Train_Cifar_Json_HasTheCifarModelAndExactMemory()
