@@ -14,6 +14,8 @@ public static class ConfigOptions
         "--seed", "--device", "--matmul", "--memory-limit",
     ];
 
+    public static readonly string[] Flags = ["--dataset-on-device"];
+
     public const string Help = """
           --dataset NAME       fashion-mnist (default), mnist or cifar10
           --data DIR           folder with the dataset's files (default: ./data/NAME, then the Debian
@@ -28,6 +30,8 @@ public static class ConfigOptions
           --device NAME        auto (default: CUDA, then OpenCL, then CPU), cuda, opencl, cpu
           --matmul VERSION     naive, blocked or tiled (default: blocked on the CPU, tiled on GPUs)
           --memory-limit SIZE  make the device behave like a card of SIZE (e.g. 8MiB, 6.4MiB, 4GiB)
+          --dataset-on-device  keep the dataset on the device as bytes; gather and normalise batches there
+                               (its bytes then show in the Input category)
         """;
 
     public static TrainConfig Parse(Options o)
@@ -61,6 +65,7 @@ public static class ConfigOptions
             Device = device,
             Matmul = version,
             MemoryLimit = o.Size("--memory-limit"),
+            DatasetOnDevice = o.Flag("--dataset-on-device"),
         };
     }
 }

@@ -34,7 +34,7 @@ public static class MemoryCommand
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        var o = new Options("memory", args, [.. ConfigOptions.Valued, "--batch-sizes", "--budget", "--trace", "--report"], ["--json", "--compare-optimizers", "--synthetic"]);
+        var o = new Options("memory", args, [.. ConfigOptions.Valued, "--batch-sizes", "--budget", "--trace", "--report"], [.. ConfigOptions.Flags, "--json", "--compare-optimizers", "--synthetic"]);
         if (o.Flag("--help"))
         {
             stdout.Write(Help);
@@ -60,11 +60,11 @@ public static class MemoryCommand
         text.WriteLine($"model: {modelLine}");
 
         TrainConfig unlimited = config with { MemoryLimit = null };
-        ProbeResult probe = MemoryProbe.Run(device, unlimited, data.Train);
+        ProbeResult probe = MemoryProbe.Run(device, unlimited, data);
         text.WriteLine();
         WriteProbe(text, probe);
 
-        var acrossBatches = batchSizes.Select(b => MemoryProbe.Run(device, unlimited with { BatchSize = b }, data.Train)).ToList();
+        var acrossBatches = batchSizes.Select(b => MemoryProbe.Run(device, unlimited with { BatchSize = b }, data)).ToList();
         if (acrossBatches.Count > 0)
         {
             text.WriteLine();
@@ -72,7 +72,7 @@ public static class MemoryCommand
         }
 
         var acrossOptimizers = compare
-            ? new[] { "sgd", "momentum", "adam" }.Select(opt => MemoryProbe.Run(device, unlimited with { Optimizer = opt, Momentum = null, LearningRate = null }, data.Train)).ToList()
+            ? new[] { "sgd", "momentum", "adam" }.Select(opt => MemoryProbe.Run(device, unlimited with { Optimizer = opt, Momentum = null, LearningRate = null }, data)).ToList()
             : [];
         if (acrossOptimizers.Count > 0)
         {
@@ -83,7 +83,7 @@ public static class MemoryCommand
         Plan? planResult = null;
         if (plan)
         {
-            planResult = MakePlan(device, config, fraction, data.Train, sizes);
+            planResult = MakePlan(device, config, fraction, data, sizes);
             text.WriteLine();
             WritePlan(text, planResult);
         }
@@ -207,7 +207,7 @@ public static class MemoryCommand
     public sealed record Plan(long MemoryBytes, string MemorySource, double Fraction, long BudgetBytes, long FixedBytes, long BytesPerSample,
         int LargestBatch, long PredictedBytes, bool FitsOnDevice, long? MeasuredPeak, bool NextFails, string NextError);
 
-    static Plan MakePlan(ComputeDevice device, TrainConfig config, double fraction, Dataset train, int[] sizes)
+    static Plan MakePlan(ComputeDevice device, TrainConfig config, double fraction, DatasetPair train, int[] sizes)
     {
         long memory;
         string source;
@@ -229,9 +229,10 @@ public static class MemoryCommand
         }
         long budget = (long)Math.Floor(memory * fraction);
         string kind = config.OptimizerKind;
-        long fixedBytes = MemoryEstimator.FixedBytes(sizes, kind);
-        long perSample = MemoryEstimator.BytesPerSample(sizes);
-        long largest = Math.Min(MemoryEstimator.LargestBatch(sizes, kind, budget), int.MaxValue / sizes.Max());
+        DatasetOnDevice? onDevice = config.DatasetOnDevice ? new(train.Train.Count, train.Test.Count, train.Train.Info.Channels) : null;
+        long fixedBytes = MemoryEstimator.FixedBytes(sizes, kind, onDevice);
+        long perSample = MemoryEstimator.BytesPerSample(sizes, onDevice);
+        long largest = Math.Min(MemoryEstimator.LargestBatch(sizes, kind, budget, onDevice), int.MaxValue / sizes.Max());
         if (largest < 1)
             throw new DeviceMemoryException($"not even batch size 1 fits a budget of {Bytes.Exact(budget)}: the model needs {Bytes.Exact(fixedBytes)} plus {Bytes.Exact(perSample)} per sample",
                 fixedBytes + perSample, "model", [], MemoryCategory.Parameter, budget, new Dictionary<MemoryCategory, long>());

@@ -33,7 +33,7 @@ public static class TrainCommand
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        var o = new Options("train", args, [.. ConfigOptions.Valued, "--save", "--resume"], ["--json"]);
+        var o = new Options("train", args, [.. ConfigOptions.Valued, "--save", "--resume"], [.. ConfigOptions.Flags, "--json"]);
         if (o.Flag("--help"))
         {
             stdout.Write(Help);

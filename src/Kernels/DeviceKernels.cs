@@ -33,6 +33,7 @@ public sealed class DeviceKernels : IComputeOps
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float, float, float, float> _adam;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, float> _sgd;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float> _sgdMomentum;
+    readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int> _gatherNormalize;
 
     DeviceKernels(Accelerator accelerator)
     {
@@ -49,6 +50,7 @@ public sealed class DeviceKernels : IComputeOps
         _adam = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float, float, float, float>(OptimizerKernels.Adam);
         _sgd = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, float>(OptimizerKernels.Sgd);
         _sgdMomentum = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float>(OptimizerKernels.SgdMomentum);
+        _gatherNormalize = _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int>(DataKernels.GatherNormalize);
         DefaultMatmul = _isCpu ? MatmulVersion.Blocked : MatmulVersion.Tiled;
     }
 
@@ -125,6 +127,10 @@ public sealed class DeviceKernels : IComputeOps
 
     public void SgdMomentum(ArrayView<float> param, ArrayView<float> grad, ArrayView<float> buf, int count, float lr, float momentum) =>
         _sgdMomentum(Geometry(count), param, grad, buf, count, lr, momentum);
+
+    public void GatherNormalize(ArrayView<byte> pixels, ArrayView<byte> labels, ArrayView<int> indices, ArrayView<float> scaleShift,
+        ArrayView<float> x, ArrayView<int> y, int rows, int k, int planeSize, int channels) =>
+        _gatherNormalize(Geometry((long)rows * k), pixels, labels, indices, scaleShift, x, y, rows, k, planeSize, channels);
 
     public void Synchronize() => _acc.Synchronize();
 }

@@ -17,15 +17,19 @@ namespace ScratchNet.Kernels;
 /// A and B^T rows contiguous (aCol = 1, bRow = 1): C[i, j] = dot(A[i, :], B[:, j])    y = x·W^T
 ///     4 x 4 dot products at once in 16 vector registers, summed across lanes at the end.
 /// </code>
-/// Rows of C are split between the cores with Parallel.For.
+/// Rows of C are split between the cores by <see cref="HostParallel"/>, which allocates nothing per call.
 /// Every method is marked AggressiveOptimization: .NET would otherwise run its first calls as quickly
 /// compiled, unoptimised code (tier 0), several times slower for vector loops.
 /// </summary>
 public sealed unsafe class HostKernels : IComputeOps
 {
-    static readonly int Cores = Environment.ProcessorCount;
-
     public MatmulVersion DefaultMatmul => MatmulVersion.Blocked;
+
+    /// <summary>Work below about 64K multiply-adds stays on the calling thread: waking another costs more.</summary>
+    const long ParallelThreshold = 65_536;
+
+    readonly MatmulWork _matmul = new();
+    readonly AdamWork _adam = new();
 
     /// <summary>The host address of a view into a buffer of ILGPU's CPU accelerator: buffer start + offset.</summary>
     static float* Ptr(ArrayView<float> v) => (float*)Address(v);
@@ -38,33 +42,31 @@ public sealed unsafe class HostKernels : IComputeOps
     public void Matmul(MatmulVersion version, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
         int m, int n, int p, int aRow, int aCol, int bRow, int bCol)
     {
-        float* pa = Ptr(a), pb = Ptr(b), pc = Ptr(c);
-        if (Vector256.IsHardwareAccelerated && bCol == 1)
-            ForRowBlocks(m, 4, (i0, i1) => MatmulRowsB(pa, pb, pc, i0, i1, n, p, aRow, aCol, bRow), (long)m * n * p);
-        else if (Vector256.IsHardwareAccelerated && aCol == 1 && bRow == 1)
-            ForRowBlocks(m, 4, (i0, i1) => MatmulDots(pa, pb, pc, i0, i1, n, p, aRow, bCol), (long)m * n * p);
-        else
-            ForRowBlocks(m, 1, (i0, i1) => MatmulPlain(pa, pb, pc, i0, i1, n, p, aRow, aCol, bRow, bCol), (long)m * n * p);
+        var w = _matmul;
+        w.A = Ptr(a);
+        w.B = Ptr(b);
+        w.C = Ptr(c);
+        (w.M, w.N, w.P, w.ARow, w.ACol, w.BRow, w.BCol) = (m, n, p, aRow, aCol, bRow, bCol);
+        HostParallel.Run(w, (long)m * n * p < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, (m + 3) / 4));
     }
 
-    /// <summary>
-    /// Splits rows [0, m) into one contiguous range per core, in multiples of `block`; work below about
-    /// 64K multiply-adds runs on the calling thread, where waking another costs more than it saves.
-    /// </summary>
-    static void ForRowBlocks(int m, int block, Action<int, int> body, long work = long.MaxValue)
+    /// <summary>One matmul's arguments; each part computes a range of rows of C with the fitting path.</summary>
+    sealed class MatmulWork : HostParallel.IWork
     {
-        int blocks = (m + block - 1) / block;
-        int parts = work < 65_536 ? 1 : Math.Min(Cores, blocks);
-        if (parts <= 1)
+        public float* A, B, C;
+        public int M, N, P, ARow, ACol, BRow, BCol;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int part, int parts)
         {
-            body(0, m);
-            return;
+            var (i0, i1) = HostParallel.Range(M, 4, part, parts);
+            if (Vector256.IsHardwareAccelerated && BCol == 1)
+                MatmulRowsB(A, B, C, i0, i1, N, P, ARow, ACol, BRow);
+            else if (Vector256.IsHardwareAccelerated && ACol == 1 && BRow == 1)
+                MatmulDots(A, B, C, i0, i1, N, P, ARow, BCol);
+            else
+                MatmulPlain(A, B, C, i0, i1, N, P, ARow, ACol, BRow, BCol);
         }
-        Parallel.For(0, parts, part =>
-        {
-            int b0 = (int)((long)blocks * part / parts), b1 = (int)((long)blocks * (part + 1) / parts);
-            body(b0 * block, Math.Min(m, b1 * block));
-        });
     }
 
     /// <summary>C[i, :] = sum_p A[i, p] * B[p, :] for rows i0..i1, B rows contiguous (stride bRow).</summary>
@@ -266,13 +268,32 @@ public sealed unsafe class HostKernels : IComputeOps
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Adam(ArrayView<float> param, ArrayView<float> grad, ArrayView<float> m, ArrayView<float> v, int count,
         float beta1, float beta2, float eps, float stepSize, float invSqrtC2)
     {
-        float* pp = Ptr(param), pg = Ptr(grad), pm = Ptr(m), pv = Ptr(v);
-        ForRowBlocks(count, 1024, (i0, i1) =>
+        var w = _adam;
+        w.Param = Ptr(param);
+        w.Grad = Ptr(grad);
+        w.M = Ptr(m);
+        w.V = Ptr(v);
+        w.Count = count;
+        (w.Beta1, w.Beta2, w.Eps, w.StepSize, w.InvSqrtC2) = (beta1, beta2, eps, stepSize, invSqrtC2);
+        HostParallel.Run(w, count < ParallelThreshold ? 1 : HostParallel.Cores);
+    }
+
+    /// <summary>One Adam update's arguments; each part updates a range of parameters (the kernel's formula).</summary>
+    sealed class AdamWork : HostParallel.IWork
+    {
+        public float* Param, Grad, M, V;
+        public int Count;
+        public float Beta1, Beta2, Eps, StepSize, InvSqrtC2;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int part, int parts)
         {
+            var (i0, i1) = HostParallel.Range(Count, 1024, part, parts);
+            float* pp = Param, pg = Grad, pm = M, pv = V;
+            float beta1 = Beta1, beta2 = Beta2, eps = Eps, stepSize = StepSize, invSqrtC2 = InvSqrtC2;
             int i = i0;
             if (Vector256.IsHardwareAccelerated)
             {
@@ -298,7 +319,7 @@ public sealed unsafe class HostKernels : IComputeOps
                 pv[i] = vi;
                 pp[i] -= stepSize * mi / (MathF.Sqrt(vi) * invSqrtC2 + eps);
             }
-        });
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -318,5 +339,24 @@ public sealed unsafe class HostKernels : IComputeOps
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void GatherNormalize(ArrayView<byte> pixels, ArrayView<byte> labels, ArrayView<int> indices, ArrayView<float> scaleShift,
+        ArrayView<float> x, ArrayView<int> y, int rows, int k, int planeSize, int channels)
+    {
+        byte* pp = (byte*)Address(pixels), pl = (byte*)Address(labels);
+        int* pi = Ptr(indices), py = Ptr(y);
+        float* ps = Ptr(scaleShift), px = Ptr(x);
+        for (int b = 0; b < rows; b++)
+        {
+            byte* image = pp + (long)pi[b] * k;
+            float* row = px + (long)b * k;
+            for (int j = 0; j < k; j++)
+            {
+                int c = j / planeSize;
+                row[j] = image[j] * ps[c] + ps[channels + c];
+            }
+            py[b] = pl[pi[b]];
+        }
+    }
+
     public void Synchronize() { }
 }

@@ -39,6 +39,10 @@ public interface IComputeOps
 
     void SgdMomentum(ArrayView<float> param, ArrayView<float> grad, ArrayView<float> buf, int count, float lr, float momentum);
 
+    /// <summary>x (B, K) and y (B) gathered from the dataset's bytes at `indices` and normalised (see <see cref="DataKernels"/>).</summary>
+    void GatherNormalize(ArrayView<byte> pixels, ArrayView<byte> labels, ArrayView<int> indices, ArrayView<float> scaleShift,
+        ArrayView<float> x, ArrayView<int> y, int rows, int k, int planeSize, int channels);
+
     /// <summary>Waits until everything launched so far has finished.</summary>
     void Synchronize();
 }

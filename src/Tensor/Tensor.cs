@@ -39,8 +39,35 @@ public sealed class Tensor<T> : ITensor, IDisposable where T : unmanaged
     public long Bytes { get; }
     public long Length => Buffer.Length;
 
-    public void CopyFrom(ReadOnlySpan<T> source) => View.SubView(0, source.Length).CopyFromCPU(source);
-    public void CopyTo(Span<T> destination) => View.SubView(0, destination.Length).CopyToCPU(destination);
+    /// <summary>
+    /// Copies host values into the start of the buffer. Buffers of ILGPU's CPU accelerator live in host
+    /// memory, so they are written directly (after the accelerator has finished what it was given), which
+    /// unlike ILGPU's copy allocates nothing.
+    /// </summary>
+    public void CopyFrom(ReadOnlySpan<T> source)
+    {
+        if (Buffer.AcceleratorType == AcceleratorType.CPU)
+        {
+            Buffer.Accelerator.Synchronize();
+            source.CopyTo(HostSpan());
+            return;
+        }
+        View.SubView(0, source.Length).CopyFromCPU(source);
+    }
+
+    /// <summary>Copies the start of the buffer into host memory (directly for CPU-accelerator buffers).</summary>
+    public void CopyTo(Span<T> destination)
+    {
+        if (Buffer.AcceleratorType == AcceleratorType.CPU)
+        {
+            Buffer.Accelerator.Synchronize();
+            HostSpan()[..destination.Length].CopyTo(destination);
+            return;
+        }
+        View.SubView(0, destination.Length).CopyToCPU(destination);
+    }
+
+    unsafe Span<T> HostSpan() => new((void*)Buffer.NativePtr, checked((int)Length));
     public T[] ToArray() => Buffer.GetAsArray1D();
 
     public override string ToString() => $"{Name} [{string.Join(", ", Shape)}] {Category} {Bytes} B";

@@ -16,11 +16,13 @@ namespace ScratchNet.Training;
 /// Activation      = 4 B (K1 + ... + Kn)   each layer's output (hidden ones after ReLU, in place; logits)
 /// Temporary       = 4 B (K1 + ... + Kn)   the gradient of each layer's output
 ///                 + 4 B (per-row losses) + 4 B (int32 predictions)
+/// with --dataset-on-device, Input also holds the datasets as bytes and the batch's indices:
+///                 + (Ntrain + Ntest) (K0 + 1) pixels and labels + 4 B int32 indices + 8 C scale and shift
 /// </code>
 /// </summary>
 public static class MemoryEstimator
 {
-    public static MemoryEstimate Estimate(IReadOnlyList<int> sizes, int batch, string optimizerKind)
+    public static MemoryEstimate Estimate(IReadOnlyList<int> sizes, int batch, string optimizerKind, DatasetOnDevice? onDevice = null)
     {
         long p = Mlp.CountParameters(sizes);
         long outputs = sizes.Skip(1).Sum(k => (long)k);
@@ -36,7 +38,11 @@ public static class MemoryEstimator
             "momentum" => $"4 x {p:N0} (momentum buffer)",
             _ => "plain SGD keeps no state",
         });
-        e.Set(MemoryCategory.Input, 4 * b * sizes[0] + 4 * b, $"4 x {b} x {sizes[0]} images + 4 x {b} labels");
+        if (onDevice is { } d)
+            e.Set(MemoryCategory.Input, 4 * b * sizes[0] + 4 * b + (long)(d.TrainCount + d.TestCount) * (sizes[0] + 1) + 4 * b + 8L * d.Channels,
+                $"4 x {b} x {sizes[0]} images + 4 x {b} labels + ({d.TrainCount:N0} + {d.TestCount:N0}) x ({sizes[0]} + 1) dataset bytes + 4 x {b} indices + 8 x {d.Channels} scale/shift");
+        else
+            e.Set(MemoryCategory.Input, 4 * b * sizes[0] + 4 * b, $"4 x {b} x {sizes[0]} images + 4 x {b} labels");
         e.Set(MemoryCategory.Activation, 4 * b * outputs, $"4 x {b} x ({outs}) layer outputs");
         e.Set(MemoryCategory.Temporary, 4 * b * outputs + 8 * b, $"4 x {b} x ({outs}) output gradients + 4 x {b} losses + 4 x {b} predictions");
         e.Set(MemoryCategory.Other, 0, "nothing else is allocated");
@@ -44,23 +50,26 @@ public static class MemoryEstimator
     }
 
     /// <summary>The bytes that grow with every sample of the batch (Input + Activation + Temporary per row).</summary>
-    public static long BytesPerSample(IReadOnlyList<int> sizes)
+    public static long BytesPerSample(IReadOnlyList<int> sizes, DatasetOnDevice? onDevice = null)
     {
         long outputs = sizes.Skip(1).Sum(k => (long)k);
-        return 4L * sizes[0] + 4 + 4 * outputs + 4 * outputs + 8;
+        return 4L * sizes[0] + 4 + 4 * outputs + 4 * outputs + 8 + (onDevice is null ? 0 : 4);
     }
 
-    /// <summary>Bytes that do not depend on the batch: parameters, gradients and optimizer state.</summary>
-    public static long FixedBytes(IReadOnlyList<int> sizes, string optimizerKind) =>
-        Estimate(sizes, 1, optimizerKind).Total - BytesPerSample(sizes);
+    /// <summary>Bytes that do not depend on the batch: parameters, gradients, optimizer state (and a dataset kept on the device).</summary>
+    public static long FixedBytes(IReadOnlyList<int> sizes, string optimizerKind, DatasetOnDevice? onDevice = null) =>
+        Estimate(sizes, 1, optimizerKind, onDevice).Total - BytesPerSample(sizes, onDevice);
 
     /// <summary>The largest batch whose buffers fit in `budget` bytes (0 when not even one sample fits).</summary>
-    public static long LargestBatch(IReadOnlyList<int> sizes, string optimizerKind, long budget)
+    public static long LargestBatch(IReadOnlyList<int> sizes, string optimizerKind, long budget, DatasetOnDevice? onDevice = null)
     {
-        long free = budget - FixedBytes(sizes, optimizerKind);
-        return free <= 0 ? 0 : free / BytesPerSample(sizes);
+        long free = budget - FixedBytes(sizes, optimizerKind, onDevice);
+        return free <= 0 ? 0 : free / BytesPerSample(sizes, onDevice);
     }
 }
+
+/// <summary>The dataset sizes that --dataset-on-device puts in the Input category.</summary>
+public sealed record DatasetOnDevice(int TrainCount, int TestCount, int Channels);
 
 /// <summary>Estimated bytes and the formula behind them, per category.</summary>
 public sealed class MemoryEstimate(long parameterCount)

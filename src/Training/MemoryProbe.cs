@@ -19,17 +19,21 @@ public static class MemoryProbe
 {
     public const int Steps = 2;
 
-    public static ProbeResult Run(ComputeDevice device, TrainConfig config, Dataset train)
+    public static ProbeResult Run(ComputeDevice device, TrainConfig config, DatasetPair data)
     {
+        Dataset train = data.Train;
         DatasetInfo info = train.Info;
         using var session = new TrainingSession(device, config, info.ImageSize, info.Classes, logPhases: true);
+        if (config.DatasetOnDevice) session.PlaceDataset(data);
         int batch = config.BatchSize;
         var images = new float[(long)batch * info.ImageSize];
         var labels = new int[batch];
+        var indices = new int[batch];
         var normalizer = new Normalizer(info);
         for (int i = 0; i < batch; i++)
         {
             int index = i % train.Count;
+            indices[i] = index;
             normalizer.Normalize(train.Image(index), images.AsSpan(i * info.ImageSize, info.ImageSize));
             labels[i] = train.Labels[index];
         }
@@ -37,7 +41,8 @@ public static class MemoryProbe
         for (int s = 0; s < Steps; s++)
         {
             session.Tracker.Phase = "upload";
-            session.Upload(images, labels, batch);
+            if (session.DatasetPlaced) session.Gather(test: false, indices, batch);
+            else session.Upload(images, labels, batch);
             session.TrainStep(labels, batch);
         }
         session.Tracker.Phase = "done";
@@ -46,8 +51,8 @@ public static class MemoryProbe
         var categories = Enum.GetValues<MemoryCategory>().Select(c => new ProbeCategory(c.ToString(), estimate[c],
             tracker.Stats(c).Live, tracker.Stats(c).Peak, tracker.Stats(c).Live - estimate[c], estimate.Formula(c))).ToList();
         return new ProbeResult(batch, session.Optimizer.Name, session.Model.ParameterCount, categories, estimate.Total,
-            tracker.LiveBytes, tracker.PeakBytes, MemoryEstimator.BytesPerSample(session.Sizes),
-            MemoryEstimator.FixedBytes(session.Sizes, session.Optimizer.Name), tracker.AllocationCount - allocationsBefore,
+            tracker.LiveBytes, tracker.PeakBytes, MemoryEstimator.BytesPerSample(session.Sizes, session.OnDevice),
+            MemoryEstimator.FixedBytes(session.Sizes, session.Optimizer.Name, session.OnDevice), tracker.AllocationCount - allocationsBefore,
             tracker.Events.ToList(), tracker.LiveByCategoryOverEvents());
     }
 }

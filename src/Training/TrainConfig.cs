@@ -22,6 +22,8 @@ public sealed record TrainConfig
     public string Device { get; init; } = "auto";
     /// <summary>Force a matmul version; null means the accelerator's default.</summary>
     public MatmulVersion? Matmul { get; init; }
+    /// <summary>Keep the whole dataset on the device as bytes and gather + normalise each batch there.</summary>
+    public bool DatasetOnDevice { get; init; }
     /// <summary>Budget for all device buffers together (bytes); null means no budget.</summary>
     public long? MemoryLimit { get; init; }
 

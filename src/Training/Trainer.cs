@@ -39,6 +39,7 @@ public sealed class Trainer
     readonly BatchLoader _train, _test;
     readonly float[][] _images = new float[2][];
     readonly int[][] _labels = new int[2][];
+    readonly Prefetch _prefetch;
 
     public Trainer(TrainingSession session, DatasetPair data)
     {
@@ -51,6 +52,52 @@ public sealed class Trainer
         {
             _images[i] = new float[batch * data.Train.Info.ImageSize];
             _labels[i] = new int[batch];
+        }
+        _prefetch = new Prefetch(_train);
+        if (session.Config.DatasetOnDevice && !session.DatasetPlaced) session.PlaceDataset(data);
+    }
+
+    /// <summary>
+    /// Fills the next batch on a thread-pool thread. One reusable work item and one event: starting and
+    /// waiting allocate nothing (Task.Run would allocate a task and a closure every step).
+    /// </summary>
+    sealed class Prefetch(BatchLoader loader) : IThreadPoolWorkItem
+    {
+        readonly ManualResetEventSlim _done = new(true);
+        int _batch, _rows;
+        float[] _images = [];
+        int[] _labels = [];
+        Exception? _error;
+
+        public void Start(int batch, float[] images, int[] labels)
+        {
+            (_batch, _images, _labels, _error) = (batch, images, labels, null);
+            _done.Reset();
+            ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+        }
+
+        public void Execute()
+        {
+            try
+            {
+                _rows = loader.Fill(_batch, _images, _labels);
+            }
+            catch (Exception e)
+            {
+                _error = e;
+            }
+            finally
+            {
+                _done.Set();
+            }
+        }
+
+        /// <summary>Waits for the batch and returns its number of rows.</summary>
+        public int Wait()
+        {
+            _done.Wait();
+            if (_error is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(_error);
+            return _rows;
         }
     }
 
@@ -79,18 +126,23 @@ public sealed class Trainer
         long correct = from?.Correct ?? 0, seen = from?.Seen ?? 0, seenHere = 0;
         int batches = _train.BatchesPerEpoch;
         int first = from?.NextBatch ?? 0;
-        int rows = first < batches ? _train.Fill(first, _images[first % 2], _labels[first % 2]) : 0;
+        bool onDevice = _session.DatasetPlaced;
+        int rows = first < batches && !onDevice ? _train.Fill(first, _images[first % 2], _labels[first % 2]) : 0;
         for (int b = first; b < batches; b++)
         {
             float[] images = _images[b % 2];
             int[] labels = _labels[b % 2];
-            _session.Upload(images, labels, rows);
+            if (onDevice)
+                rows = GatherOnDevice(_train, _data.Train, b, test: false, labels);
+            else
+                _session.Upload(images, labels, rows);
             int next = b + 1;
-            Task<int>? prefetch = next < batches ? Task.Run(() => _train.Fill(next, _images[next % 2], _labels[next % 2])) : null;
+            bool prefetching = next < batches && !onDevice;
+            if (prefetching) _prefetch.Start(next, _images[next % 2], _labels[next % 2]);
             var (batchLoss, batchCorrect) = _session.TrainStep(labels, rows);
             if (!double.IsFinite(batchLoss))
             {
-                prefetch?.Wait();
+                if (prefetching) _prefetch.Wait();
                 throw new DivergenceException(epoch, b, batchLoss / rows, _session.Config.EffectiveLearningRate);
             }
             lossSum += batchLoss;
@@ -104,7 +156,7 @@ public sealed class Trainer
                 lastReport = now;
                 OnProgress(new StepProgress(epoch, b + 1, batches, lossSum / seen, seenHere / Math.Max(now, 1e-9)));
             }
-            if (prefetch is not null) rows = prefetch.Result;
+            if (prefetching) rows = _prefetch.Wait();
             if (next < batches && StopRequested?.Invoke() == true)
             {
                 Interrupted = new EpochPosition(epoch, next, lossSum, correct, seen);
@@ -122,10 +174,27 @@ public sealed class Trainer
         long correct = 0;
         for (int b = 0; b < _test.BatchesPerEpoch; b++)
         {
-            int rows = _test.Fill(b, _images[0], _labels[0]);
-            _session.Upload(_images[0], _labels[0], rows);
+            int rows;
+            if (_session.DatasetPlaced)
+            {
+                rows = GatherOnDevice(_test, _data.Test, b, test: true, _labels[0]);
+            }
+            else
+            {
+                rows = _test.Fill(b, _images[0], _labels[0]);
+                _session.Upload(_images[0], _labels[0], rows);
+            }
             correct += _session.EvaluateBatch(_labels[0], rows);
         }
         return (double)correct / _data.Test.Count;
+    }
+
+    /// <summary>--dataset-on-device: only the batch's indices go to the device; the host keeps the labels for counting.</summary>
+    int GatherOnDevice(BatchLoader loader, Dataset split, int b, bool test, int[] labels)
+    {
+        ReadOnlySpan<int> indices = loader.Indices(b);
+        for (int i = 0; i < indices.Length; i++) labels[i] = split.Labels[indices[i]];
+        _session.Gather(test, indices, indices.Length);
+        return indices.Length;
     }
 }

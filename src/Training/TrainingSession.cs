@@ -53,8 +53,57 @@ public sealed class TrainingSession : IDisposable
     public IOptimizer Optimizer { get; } = null!;
     public StepBuffers Buffers { get; } = null!;
 
-    /// <summary>The closed-form estimate for this session's model, batch and optimizer.</summary>
-    public MemoryEstimate Estimate() => MemoryEstimator.Estimate(Sizes, Config.BatchSize, Optimizer.Name);
+    /// <summary>The closed-form estimate for this session's model, batch, optimizer and dataset placement.</summary>
+    public MemoryEstimate Estimate() => MemoryEstimator.Estimate(Sizes, Config.BatchSize, Optimizer.Name, _onDevice);
+
+    DatasetOnDevice? _onDevice;
+    Tensor<byte>? _trainPixels, _trainLabels, _testPixels, _testLabels;
+    Tensor<int>? _indices;
+    Tensor<float>? _scaleShift;
+    int _planeSize, _channels;
+
+    /// <summary>
+    /// --dataset-on-device: copies both splits to the device as bytes (Input category), once; afterwards
+    /// <see cref="Gather"/> builds each batch there from B indices.
+    /// </summary>
+    public void PlaceDataset(Data.DatasetPair data)
+    {
+        var info = data.Train.Info;
+        try
+        {
+            _trainPixels = Tracker.Allocate<byte>("dataset.train.pixels", [data.Train.Count, info.ImageSize], MemoryCategory.Input);
+            _trainLabels = Tracker.Allocate<byte>("dataset.train.labels", [data.Train.Count], MemoryCategory.Input);
+            _testPixels = Tracker.Allocate<byte>("dataset.test.pixels", [data.Test.Count, info.ImageSize], MemoryCategory.Input);
+            _testLabels = Tracker.Allocate<byte>("dataset.test.labels", [data.Test.Count], MemoryCategory.Input);
+            _indices = Tracker.Allocate<int>("input.indices", [Config.BatchSize], MemoryCategory.Input);
+            _scaleShift = Tracker.Allocate<float>("input.scale_shift", [2 * info.Channels], MemoryCategory.Input);
+        }
+        catch (DeviceMemoryException e)
+        {
+            AddAdvice(e);
+            throw;
+        }
+        _trainPixels.CopyFrom(data.Train.Pixels);
+        _trainLabels.CopyFrom(data.Train.Labels);
+        _testPixels.CopyFrom(data.Test.Pixels);
+        _testLabels.CopyFrom(data.Test.Labels);
+        _scaleShift.CopyFrom([.. info.Std.Select(s => 1f / (255f * s)), .. info.Mean.Select((m, c) => -m / info.Std[c])]);
+        _planeSize = info.Height * info.Width;
+        _channels = info.Channels;
+        _onDevice = new DatasetOnDevice(data.Train.Count, data.Test.Count, info.Channels);
+    }
+
+    public bool DatasetPlaced => _onDevice is not null;
+    /// <summary>The dataset sizes on the device (null when batches are normalised on the host).</summary>
+    public DatasetOnDevice? OnDevice => _onDevice;
+
+    /// <summary>Builds the batch on the device: the images at `indices` of the train (or test) split, normalised.</summary>
+    public void Gather(bool test, ReadOnlySpan<int> indices, int rows)
+    {
+        _indices!.CopyFrom(indices[..rows]);
+        Kernels.GatherNormalize((test ? _testPixels : _trainPixels)!.View, (test ? _testLabels : _trainLabels)!.View, _indices.View,
+            _scaleShift!.View, Buffers.Images.View, Buffers.Labels.View, rows, Sizes[0], _planeSize, _channels);
+    }
 
     /// <summary>Copies a host batch (rows images and labels) into the input buffers.</summary>
     public void Upload(ReadOnlySpan<float> images, ReadOnlySpan<int> labels, int rows)
@@ -110,7 +159,7 @@ public sealed class TrainingSession : IDisposable
     public void AddAdvice(DeviceMemoryException e)
     {
         if (e.Limit is not long limit) return;
-        long fits = MemoryEstimator.LargestBatch(Sizes, Config.OptimizerKind, limit);
+        long fits = MemoryEstimator.LargestBatch(Sizes, Config.OptimizerKind, limit, _onDevice);
         e.Advice.Add(fits > 0
             ? $"the largest batch size that fits {Bytes.Format(limit)} with {Config.OptimizerKind} is {fits} (--batch-size {fits})"
             : $"not even batch size 1 fits {Bytes.Format(limit)} with {Config.OptimizerKind}; the model alone needs {Bytes.Format(MemoryEstimator.FixedBytes(Sizes, Config.OptimizerKind) + MemoryEstimator.BytesPerSample(Sizes))}");
@@ -124,6 +173,12 @@ public sealed class TrainingSession : IDisposable
 
     void DisposeAll()
     {
+        _trainPixels?.Dispose();
+        _trainLabels?.Dispose();
+        _testPixels?.Dispose();
+        _testLabels?.Dispose();
+        _indices?.Dispose();
+        _scaleShift?.Dispose();
         Buffers?.Dispose();
         Optimizer?.Dispose();
         Model?.Dispose();
