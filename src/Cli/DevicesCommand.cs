@@ -40,7 +40,9 @@ public static class DevicesCommand
         stdout.WriteLine(unusable.Count == 0 ? "OpenCL devices found but not usable: none" : "OpenCL devices found but not usable:");
         foreach (var d in unusable)
         {
-            stdout.WriteLine($"  {d.Kind,-7} {d.Name}: {d.Version}, memory {Mem(d.TotalMemory)}");
+            stdout.WriteLine($"  {d.Kind,-7} {d.Name}: {d.Version}, memory {Mem(d.TotalMemory)}" +
+                (d.MaxBufferBytes is long m ? $", max buffer {Bytes.Format(m)}" : "") +
+                (d.WarpSize > 0 ? $", warp size {d.WarpSize}" : "") + $", max group size {d.MaxGroupSize}, compute units {d.Multiprocessors}");
             stdout.WriteLine($"          not usable: {d.Reason}");
         }
         stdout.WriteLine();
