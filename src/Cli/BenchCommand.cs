@@ -49,15 +49,16 @@ public static class BenchCommand
         IComputeOps k = ComputeOps.For(device);
         MatmulVersion[] versions = device.Kind == DeviceKind.Host ? [MatmulVersion.Blocked] : Enum.GetValues<MatmulVersion>();
         var acc = device.Accelerator;
+        var tracker = new MemoryTracker(acc);   // the benchmark's buffers are tracked like any other (category Other)
         foreach (int batch in new[] { 64, 1024 })
         {
             const int inF = 784, outF = 128;
             var r = new Random(batch);
-            using var x = acc.Allocate1D(Reference.RandomFloats(r, batch * inF));
-            using var w = acc.Allocate1D(Reference.RandomFloats(r, outF * inF));
-            using var y = acc.Allocate1D<float>(batch * outF);
-            using var dy = acc.Allocate1D(Reference.RandomFloats(r, batch * outF));
-            using var dw = acc.Allocate1D<float>(outF * inF);
+            using var x = tracker.AllocateFrom("bench.x", Reference.RandomFloats(r, batch * inF), MemoryCategory.Other);
+            using var w = tracker.AllocateFrom("bench.w", Reference.RandomFloats(r, outF * inF), MemoryCategory.Other);
+            using var y = tracker.Allocate<float>("bench.y", [batch * outF], MemoryCategory.Other);
+            using var dy = tracker.AllocateFrom("bench.dy", Reference.RandomFloats(r, batch * outF), MemoryCategory.Other);
+            using var dw = tracker.Allocate<float>("bench.dw", [outF * inF], MemoryCategory.Other);
             double flops = 2.0 * batch * inF * outF;
             foreach (MatmulVersion v in versions)
             {
@@ -72,23 +73,23 @@ public static class BenchCommand
                 double bw = Time(k, repeats, () => k.Matmul(v, dy.View, x.View, dw.View, outF, inF, batch, 1, outF, inF, 1));
                 Add(new Row("matmul backward dW", batch, name, bw, flops / bw / 1e6, "GFLOP/s", $"({outF}x{batch})·({batch}x{inF})"));
             }
-            using var bias = acc.Allocate1D(Reference.RandomFloats(r, outF));
+            using var bias = tracker.AllocateFrom("bench.bias", Reference.RandomFloats(r, outF), MemoryCategory.Other);
             double ba = Time(k, repeats, () => k.BiasActivation(y.View, bias.View, batch, outF, true));
             Add(new Row("bias + relu", batch, "fused", ba, 2.0 * 4 * batch * outF / ba / 1e6, "GB/s", $"({batch}x{outF})"));
-            using var logits = acc.Allocate1D(Reference.RandomFloats(r, batch * 10));
-            using var labels = acc.Allocate1D(Enumerable.Range(0, batch).Select(i => i % 10).ToArray());
-            using var losses = acc.Allocate1D<float>(batch);
-            using var dl = acc.Allocate1D<float>(batch * 10);
+            using var logits = tracker.AllocateFrom("bench.logits", Reference.RandomFloats(r, batch * 10), MemoryCategory.Other);
+            using var labels = tracker.AllocateFrom("bench.labels", Enumerable.Range(0, batch).Select(i => i % 10).ToArray(), MemoryCategory.Other);
+            using var losses = tracker.Allocate<float>("bench.losses", [batch], MemoryCategory.Other);
+            using var dl = tracker.Allocate<float>("bench.dl", [batch * 10], MemoryCategory.Other);
             double sce = Time(k, repeats, () => k.SoftmaxCrossEntropy(logits.View, labels.View, losses.View, dl.View, batch, 10));
             Add(new Row("softmax-cross-entropy", batch, "fused", sce, 4.0 * (2 * batch * 10 + 2 * batch) / sce / 1e6, "GB/s", $"({batch}x10)"));
         }
         {
             const int p = 101_770;
             var r = new Random(5);
-            using var pa = acc.Allocate1D(Reference.RandomFloats(r, p));
-            using var g = acc.Allocate1D(Reference.RandomFloats(r, p));
-            using var m = acc.Allocate1D<float>(p);
-            using var v = acc.Allocate1D<float>(p);
+            using var pa = tracker.AllocateFrom("bench.pa", Reference.RandomFloats(r, p), MemoryCategory.Other);
+            using var g = tracker.AllocateFrom("bench.g", Reference.RandomFloats(r, p), MemoryCategory.Other);
+            using var m = tracker.Allocate<float>("bench.m", [p], MemoryCategory.Other);
+            using var v = tracker.Allocate<float>("bench.v", [p], MemoryCategory.Other);
             double adam = Time(k, repeats, () => k.Adam(pa.View, g.View, m.View, v.View, p, 0.9f, 0.999f, 1e-8f, 1e-3f, 1f));
             Add(new Row("adam (all parameters)", 0, "one", adam, 4.0 * 7 * p / adam / 1e6, "GB/s", "101,770 parameters, one launch"));
         }

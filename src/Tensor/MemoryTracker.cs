@@ -108,6 +108,14 @@ public sealed class MemoryTracker
         return result;
     }
 
+    /// <summary>A tracked 1D tensor holding a copy of host data.</summary>
+    public Tensor<T> AllocateFrom<T>(string name, T[] data, MemoryCategory category) where T : unmanaged
+    {
+        var tensor = Allocate<T>(name, [data.Length], category);
+        tensor.CopyFrom(data);
+        return tensor;
+    }
+
     internal void Release(ITensor tensor)
     {
         if (!_live.Remove(tensor)) return;

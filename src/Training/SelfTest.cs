@@ -50,6 +50,7 @@ public static class SelfTest
         }
         IComputeOps k = ComputeOps.For(device);
         var acc = device.Accelerator;
+        var tracker = new MemoryTracker(acc);   // every buffer of the self-test is tracked too (category Other)
         var r = new Random(1234);
 
         Context? wideContext = null;
@@ -61,6 +62,7 @@ public static class SelfTest
             {
                 IComputeOps mk = k;
                 Accelerator mAcc = acc;
+                MemoryTracker mTracker = tracker;
                 string note = "";
                 if (version == MatmulVersion.Tiled && acc.MaxNumThreadsPerGroup < MatmulKernels.Tile * MatmulKernels.Tile)
                 {
@@ -68,6 +70,7 @@ public static class SelfTest
                     wide ??= wideContext.GetCPUDevice(0).CreateCPUAccelerator(wideContext);
                     mk = DeviceKernels.For(wide);
                     mAcc = wide;
+                    mTracker = new MemoryTracker(wide);
                     note = "on a CPU accelerator with 256-thread groups, shapes up to (65, 7, 1000)";
                 }
                 foreach (var (layout, strides) in Layouts)
@@ -79,12 +82,12 @@ public static class SelfTest
                     {
                         var (aRow, aCol, bRow, bCol) = strides(m, n, p);
                         float[] a = Reference.RandomFloats(r, m * p), b = Reference.RandomFloats(r, p * n);
-                        using var da = mAcc.Allocate1D(a);
-                        using var db = mAcc.Allocate1D(b);
-                        using var dc = mAcc.Allocate1D<float>(m * n);
-                        dc.MemSet(0xFF);
+                        using var da = mTracker.AllocateFrom("selftest.da", a, MemoryCategory.Other);
+                        using var db = mTracker.AllocateFrom("selftest.db", b, MemoryCategory.Other);
+                        using var dc = mTracker.Allocate<float>("selftest.dc", [m * n], MemoryCategory.Other);
+                        dc.Buffer.MemSet(0xFF);
                         mk.Matmul(version, da.View, db.View, dc.View, m, n, p, aRow, aCol, bRow, bCol);
-                        var (_, excess, err) = Reference.Compare(dc.GetAsArray1D(), reference.Matmul(a, b, m, n, p, aRow, aCol, bRow, bCol), 1e-5 * Math.Sqrt(p) + 1e-6, 1e-5);
+                        var (_, excess, err) = Reference.Compare(dc.ToArray(), reference.Matmul(a, b, m, n, p, aRow, aCol, bRow, bCol), 1e-5 * Math.Sqrt(p) + 1e-6, 1e-5);
                         maxError = Math.Max(maxError, err);
                         passed &= excess <= 0;
                     }
@@ -103,27 +106,27 @@ public static class SelfTest
             Add(Elementwise($"bias add{(relu ? " + relu" : "")}", "(65, 1000), (1000, 7)", 0, [(65, 1000), (1000, 7)], (rowsN, cols) =>
             {
                 float[] y = Reference.RandomFloats(r, rowsN * cols), bias = Reference.RandomFloats(r, cols);
-                using var dy = acc.Allocate1D(y);
-                using var dbias = acc.Allocate1D(bias);
+                using var dy = tracker.AllocateFrom("selftest.dy", y, MemoryCategory.Other);
+                using var dbias = tracker.AllocateFrom("selftest.dbias", bias, MemoryCategory.Other);
                 k.BiasActivation(dy.View, dbias.View, rowsN, cols, relu);
-                return (dy.GetAsArray1D(), reference.BiasActivation(y, bias, rowsN, cols, relu));
+                return (dy.ToArray(), reference.BiasActivation(y, bias, rowsN, cols, relu));
             }));
         }
         Add(Elementwise("relu backward", "(63, 65), (1000, 1)", 0, [(63, 65), (1000, 1)], (rowsN, cols) =>
         {
             float[] dy = Reference.RandomFloats(r, rowsN * cols), y = Reference.RandomFloats(r, rowsN * cols).Select(v => Math.Max(0, v)).ToArray();
-            using var ddy = acc.Allocate1D(dy);
-            using var dyy = acc.Allocate1D(y);
+            using var ddy = tracker.AllocateFrom("selftest.ddy", dy, MemoryCategory.Other);
+            using var dyy = tracker.AllocateFrom("selftest.dyy", y, MemoryCategory.Other);
             k.ReluBackward(ddy.View, dyy.View, rowsN * cols);
-            return (ddy.GetAsArray1D(), reference.ReluBackward(dy, y));
+            return (ddy.ToArray(), reference.ReluBackward(dy, y));
         }));
         Add(Elementwise("bias backward", "(1000, 65), (7, 63)", 1e-4, [(1000, 65), (7, 63)], (rowsN, cols) =>
         {
             float[] dy = Reference.RandomFloats(r, rowsN * cols);
-            using var ddy = acc.Allocate1D(dy);
-            using var db = acc.Allocate1D<float>(cols);
+            using var ddy = tracker.AllocateFrom("selftest.ddy", dy, MemoryCategory.Other);
+            using var db = tracker.Allocate<float>("selftest.db", [cols], MemoryCategory.Other);
             k.BiasBackward(ddy.View, db.View, rowsN, cols);
-            return (db.GetAsArray1D(), reference.BiasBackward(dy, rowsN, cols));
+            return (db.ToArray(), reference.BiasBackward(dy, rowsN, cols));
         }));
         foreach (bool gradient in new[] { false, true })
         {
@@ -131,40 +134,38 @@ public static class SelfTest
             {
                 float[] logits = Reference.RandomFloats(r, rowsN * classes, 8f);
                 int[] labels = Enumerable.Range(0, rowsN).Select(_ => r.Next(classes)).ToArray();
-                using var dl = acc.Allocate1D(logits);
-                using var dy = acc.Allocate1D(labels);
-                using var losses = acc.Allocate1D<float>(rowsN);
-                using var grad = acc.Allocate1D<float>(rowsN * classes);
+                using var dl = tracker.AllocateFrom("selftest.dl", logits, MemoryCategory.Other);
+                using var dy = tracker.AllocateFrom("selftest.dy", labels, MemoryCategory.Other);
+                using var losses = tracker.Allocate<float>("selftest.losses", [rowsN], MemoryCategory.Other);
+                using var grad = tracker.Allocate<float>("selftest.grad", [rowsN * classes], MemoryCategory.Other);
                 k.SoftmaxCrossEntropy(dl.View, dy.View, losses.View, grad.View, rowsN, classes);
                 var (refLoss, refGrad) = reference.SoftmaxCrossEntropy(logits, labels, rowsN, classes);
-                return gradient ? (grad.GetAsArray1D(), refGrad) : (losses.GetAsArray1D(), refLoss);
+                return gradient ? (grad.ToArray(), refGrad) : (losses.ToArray(), refLoss);
             }));
         }
         Add(Elementwise("argmax", "(1000, 10), (63, 7)", 0, [(1000, 10), (63, 7)], (rowsN, classes) =>
         {
             float[] logits = Reference.RandomFloats(r, rowsN * classes).Select(v => MathF.Round(v * 3)).ToArray();
-            using var dl = acc.Allocate1D(logits);
-            using var pred = acc.Allocate1D<int>(rowsN);
+            using var dl = tracker.AllocateFrom("selftest.dl", logits, MemoryCategory.Other);
+            using var pred = tracker.Allocate<int>("selftest.pred", [rowsN], MemoryCategory.Other);
             k.Argmax(dl.View, pred.View, rowsN, classes);
-            return (pred.GetAsArray1D().Select(v => (float)v).ToArray(), reference.Argmax(logits, rowsN, classes).Select(v => (float)v).ToArray());
+            return (pred.ToArray().Select(v => (float)v).ToArray(), reference.Argmax(logits, rowsN, classes).Select(v => (float)v).ToArray());
         }));
         Add(Elementwise("adam (3 steps)", "1000, 7, 1", 1e-6, [(1000, 1), (7, 1), (1, 1)], (count, _) =>
         {
             float[] p = Reference.RandomFloats(r, count), m = new float[count], v = new float[count];
-            using var dp = acc.Allocate1D(p);
-            using var dm = acc.Allocate1D<float>(count);
-            using var dv = acc.Allocate1D<float>(count);
-            dm.MemSetToZero();
-            dv.MemSetToZero();
+            using var dp = tracker.AllocateFrom("selftest.dp", p, MemoryCategory.Other);
+            using var dm = tracker.Allocate<float>("selftest.dm", [count], MemoryCategory.Other);
+            using var dv = tracker.Allocate<float>("selftest.dv", [count], MemoryCategory.Other);
             for (int t = 1; t <= 3; t++)
             {
                 float[] g = Reference.RandomFloats(r, count);
-                using var dg = acc.Allocate1D(g);
+                using var dg = tracker.AllocateFrom("selftest.dg", g, MemoryCategory.Other);
                 double c1 = 1 - Math.Pow(0.9, t), c2 = 1 - Math.Pow(0.999, t);
                 k.Adam(dp.View, dg.View, dm.View, dv.View, count, 0.9f, 0.999f, 1e-8f, (float)(1e-3 / c1), (float)(1 / Math.Sqrt(c2)));
                 reference.Adam(p, g, m, v, t, 1e-3, 0.9, 0.999, 1e-8);
             }
-            return (dp.GetAsArray1D(), p);
+            return (dp.ToArray(), p);
         }));
         foreach (float momentum in new[] { 0f, 0.9f })
         {
@@ -172,18 +173,17 @@ public static class SelfTest
             {
                 float[] p = Reference.RandomFloats(r, count);
                 float[]? buf = momentum > 0 ? new float[count] : null;
-                using var dp = acc.Allocate1D(p);
-                using var dbuf = acc.Allocate1D<float>(count);
-                dbuf.MemSetToZero();
+                using var dp = tracker.AllocateFrom("selftest.dp", p, MemoryCategory.Other);
+                using var dbuf = tracker.Allocate<float>("selftest.dbuf", [count], MemoryCategory.Other);
                 for (int t = 1; t <= 3; t++)
                 {
                     float[] g = Reference.RandomFloats(r, count);
-                    using var dg = acc.Allocate1D(g);
+                    using var dg = tracker.AllocateFrom("selftest.dg", g, MemoryCategory.Other);
                     if (momentum > 0) k.SgdMomentum(dp.View, dg.View, dbuf.View, count, 0.1f, momentum);
                     else k.Sgd(dp.View, dg.View, count, 0.1f);
                     reference.Sgd(p, g, buf, 0.1, momentum);
                 }
-                return (dp.GetAsArray1D(), p);
+                return (dp.ToArray(), p);
             }));
         }
 
