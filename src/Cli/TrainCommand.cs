@@ -40,6 +40,13 @@ public static class TrainCommand
             return Cli.ExitOk;
         }
         TrainConfig config = ConfigOptions.Parse(o);
+
+        // Ctrl+C (and SIGTERM): finish the step in flight, save, exit 130. A second Ctrl+C kills as usual.
+        // Registered before anything slow, so a signal while the data loads is honoured after the first step.
+        int stop = 0;
+        using var onInt = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => ctx.Cancel = Interlocked.Exchange(ref stop, 1) == 0);
+        using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => ctx.Cancel = Interlocked.Exchange(ref stop, 1) == 0);
+
         string? savePath = o.String("--save");
         string? resumePath = o.String("--resume");
         Checkpoint.Loaded? resume = null;
@@ -106,10 +113,6 @@ public static class TrainCommand
         var progress = new ProgressLine(stderr, config.Epochs);
         trainer.OnProgress = progress.Update;
 
-        // Ctrl+C (and SIGTERM): finish the step in flight, save, exit 130. A second Ctrl+C kills as usual.
-        int stop = 0;
-        using var onInt = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => ctx.Cancel = Interlocked.Exchange(ref stop, 1) == 0);
-        using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => ctx.Cancel = Interlocked.Exchange(ref stop, 1) == 0);
         trainer.StopRequested = () => Volatile.Read(ref stop) == 1;
 
         var results = new List<EpochResult>();
