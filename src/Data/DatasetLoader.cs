@@ -31,7 +31,7 @@ public static class DatasetLoader
         if (info == DatasetInfo.FashionMnist)
             return LoadEmbedded(
                 $"No full Fashion-MNIST found (./data/fashion-mnist, {DebianFashionMnist}); using the embedded " +
-                $"subset of {EmbeddedTrainCount} training and {EmbeddedTestCount} test images " +
+                $"subset of {EmbeddedTrainCount:N0} training and {EmbeddedTestCount:N0} test images " +
                 "(apt-get install dataset-fashion-mnist for all 70,000).");
         throw new DataFormatException(Path.Combine("data", info.Name), null,
             $"no {info.Name} files found; put them in ./data/{info.Name} or pass --data DIR " +
