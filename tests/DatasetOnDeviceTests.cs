@@ -30,7 +30,8 @@ public sealed class DatasetOnDeviceTests
         using var dp = acc.Allocate1D(pixels);
         using var dl = acc.Allocate1D(labels);
         using var di = acc.Allocate1D(indices);
-        float[] scaleShift = [.. info.Std.Select(s => 1f / (255f * s)), .. info.Mean.Select((m, c) => -m / info.Std[c])];
+        var normalizer = new Normalizer(info);
+        float[] scaleShift = normalizer.ScaleShift();
         using var ds = acc.Allocate1D(scaleShift);
         using var dx = acc.Allocate1D<float>(rows * info.ImageSize);
         using var dy = acc.Allocate1D<int>(rows);
@@ -38,7 +39,6 @@ public sealed class DatasetOnDeviceTests
         ops.GatherNormalize(dp.View, dl.View, di.View, ds.View, dx.View, dy.View, rows, info.ImageSize, info.Height * info.Width, info.Channels);
 
         var expected = new float[rows * info.ImageSize];
-        var normalizer = new Normalizer(info);
         for (int b = 0; b < rows; b++) normalizer.Normalize(data.Image(indices[b]), expected.AsSpan(b * info.ImageSize, info.ImageSize));
         Check.Close(dx.GetAsArray1D(), expected, 1e-6, 1e-6, "normalised batch");
         Assert.That(dy.GetAsArray1D(), Is.EqualTo(indices.Select(i => (int)labels[i]).ToArray()));

@@ -114,6 +114,13 @@ public static class TrainCommand
         trainer.OnProgress = progress.Update;
 
         trainer.StopRequested = () => Volatile.Read(ref stop) == 1;
+        string interruptPath = savePath ?? "scratchnet-interrupted.ckpt";
+        int Interrupted(EpochPosition at, string where, bool save)
+        {
+            if (save) Checkpoint.Save(interruptPath, session, at);
+            stderr.WriteLine($"interrupted: {where}; checkpoint saved to {interruptPath} (continue with: scratchnet train --resume {interruptPath} --epochs {config.Epochs})");
+            return Cli.ExitInterrupted;
+        }
 
         var results = new List<EpochResult>();
         for (int epoch = start.Epoch; epoch < config.Epochs; epoch++)
@@ -140,11 +147,7 @@ public static class TrainCommand
             if (r is null)
             {
                 EpochPosition at = trainer.Interrupted!;
-                string path = savePath ?? "scratchnet-interrupted.ckpt";
-                Checkpoint.Save(path, session, at);
-                stderr.WriteLine($"interrupted: finished epoch {at.Epoch + 1}, step {at.NextBatch} of {trainer.TrainLoader.BatchesPerEpoch}; " +
-                    $"checkpoint saved to {path} (continue with: scratchnet train --resume {path} --epochs {config.Epochs})");
-                return Cli.ExitInterrupted;
+                return Interrupted(at, $"finished epoch {at.Epoch + 1}, step {at.NextBatch} of {trainer.TrainLoader.BatchesPerEpoch}", save: true);
             }
             results.Add(r);
             text.WriteLine($"epoch {r.Epoch}/{config.Epochs}: loss {r.Loss:0.0000}, train acc {100 * r.TrainAccuracy:0.00}%, " +
@@ -155,12 +158,7 @@ public static class TrainCommand
                 text.WriteLine($"checkpoint: {savePath}");
             }
             if (Volatile.Read(ref stop) == 1)
-            {
-                string path = savePath ?? "scratchnet-interrupted.ckpt";
-                if (savePath is null) Checkpoint.Save(path, session, new EpochPosition(epoch + 1, 0, 0, 0, 0));
-                stderr.WriteLine($"interrupted after epoch {epoch + 1}; checkpoint saved to {path} (continue with: scratchnet train --resume {path} --epochs {config.Epochs})");
-                return Cli.ExitInterrupted;
-            }
+                return Interrupted(new EpochPosition(epoch + 1, 0, 0, 0, 0), $"after epoch {epoch + 1}", save: savePath is null);
         }
         allocationsAfterFirstStep = session.Tracker.AllocationCount - Math.Max(0, countAfterFirst);
 

@@ -22,6 +22,9 @@ public sealed class Normalizer
         }
     }
 
+    /// <summary>The constants as one array: per-channel scale, then per-channel shift (what the gather kernel takes).</summary>
+    public float[] ScaleShift() => [.. _scale, .. _shift];
+
     /// <summary>Normalises one image's bytes into dest (same length).</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public void Normalize(ReadOnlySpan<byte> image, Span<float> dest)

@@ -87,7 +87,7 @@ public sealed class TrainingSession : IDisposable
         _trainLabels.CopyFrom(data.Train.Labels);
         _testPixels.CopyFrom(data.Test.Pixels);
         _testLabels.CopyFrom(data.Test.Labels);
-        _scaleShift.CopyFrom([.. info.Std.Select(s => 1f / (255f * s)), .. info.Mean.Select((m, c) => -m / info.Std[c])]);
+        _scaleShift.CopyFrom(new Data.Normalizer(info).ScaleShift());
         _planeSize = info.Height * info.Width;
         _channels = info.Channels;
         _onDevice = new DatasetOnDevice(data.Train.Count, data.Test.Count, info.Channels);
