@@ -66,7 +66,7 @@ public sealed class CheckpointTests
             t.RunEpoch(0);
             t.StopRequested = () => parts.Count == 32 + 13;
             Assert.That(t.RunEpoch(1), Is.Null);
-            Checkpoint.Save(ckpt, session, t.Interrupted!);
+            Checkpoint.Save(ckpt, session, t.Interrupted!, DataIdentity.Of(data));
         }
         using (var session = new TrainingSession(Shared.Cpu, config with { Seed = 9 }, 784, 10))
         {
@@ -84,14 +84,14 @@ public sealed class CheckpointTests
         string dir = TestData.NewFolder();
         string ckpt = Path.Combine(dir, "a.ckpt");
         using var session = new TrainingSession(Shared.Cpu, new TrainConfig(), 784, 10);
-        Checkpoint.Save(ckpt, session, new EpochPosition(1, 0, 0, 0, 0));
+        Checkpoint.Save(ckpt, session, new EpochPosition(1, 0, 0, 0, 0), TestData.EmbeddedIdentity);
         Assert.That(Directory.GetFiles(dir), Is.EqualTo(new[] { ckpt }));
         byte[] before = File.ReadAllBytes(ckpt);
 
         // Make the temporary file impossible to create: the save must fail and leave the old file alone.
         Directory.CreateDirectory(Path.Combine(dir, $".a.ckpt.{Environment.ProcessId}.tmp"));
         session.Model.Initialize(123);
-        Assert.That(() => Checkpoint.Save(ckpt, session, new EpochPosition(2, 0, 0, 0, 0)), Throws.InstanceOf<IOException>().Or.InstanceOf<UnauthorizedAccessException>());
+        Assert.That(() => Checkpoint.Save(ckpt, session, new EpochPosition(2, 0, 0, 0, 0), TestData.EmbeddedIdentity), Throws.InstanceOf<OutputFileException>().With.Message.Contain("the previous checkpoint, if any, is unchanged"));
         Assert.That(File.ReadAllBytes(ckpt), Is.EqualTo(before));
         Assert.That(Checkpoint.Load(ckpt).Header.Epoch, Is.EqualTo(1));
     }
@@ -102,7 +102,7 @@ public sealed class CheckpointTests
         string dir = TestData.NewFolder();
         string good = Path.Combine(dir, "good.ckpt");
         using (var session = new TrainingSession(Shared.Cpu, new TrainConfig(), 784, 10))
-            Checkpoint.Save(good, session, new EpochPosition(1, 0, 0, 0, 0));
+            Checkpoint.Save(good, session, new EpochPosition(1, 0, 0, 0, 0), TestData.EmbeddedIdentity);
         byte[] bytes = File.ReadAllBytes(good);
 
         string flipped = Path.Combine(dir, "flipped.ckpt");
@@ -114,7 +114,7 @@ public sealed class CheckpointTests
         string foreign = Path.Combine(dir, "foreign.ckpt");
         File.WriteAllText(foreign, "this is not a checkpoint at all, just some text long enough to have a header");
 
-        foreach (var (path, message) in new[] { (flipped, "checksum mismatch"), (truncated, "checksum mismatch"), (foreign, "not a ScratchNet checkpoint") })
+        foreach (var (path, message) in new[] { (flipped, "checksum mismatch"), (truncated, "truncated"), (foreign, "not a ScratchNet checkpoint") })
         {
             var r = CliRunner.Run("train", "--device", "cpu", "--data", Small(), "--resume", path);
             Assert.That(r.ExitCode, Is.EqualTo(1), path);
@@ -161,7 +161,7 @@ public sealed class CheckpointTests
         var stdoutRest = process.StandardOutput.ReadToEndAsync();
         Assert.That(process.WaitForExit(60_000), "the process ends after SIGINT");
         Assert.That(process.ExitCode, Is.EqualTo(130), stderr.Result);
-        Assert.That(stderr.Result, Does.Match($@"interrupted: finished epoch 1, step \d+ of 313; checkpoint saved to {System.Text.RegularExpressions.Regex.Escape(ckpt)}"));
+        Assert.That(stderr.Result, Does.Match($@"interrupted: stopped inside epoch 1 after step \d+ of 313; checkpoint saved to {System.Text.RegularExpressions.Regex.Escape(ckpt)}"));
         Assert.That(stdoutRest.Result, Does.Not.Contain("epoch 1/1"), "stopped inside the epoch");
         Assert.That(Checkpoint.Load(ckpt).Header.NextBatch, Is.InRange(1, 312));
 

@@ -12,6 +12,10 @@ public static class TestData
         return dir;
     });
 
+    /// <summary>The identity of the embedded subset, for checkpoints saved in tests.</summary>
+    public static DataIdentity EmbeddedIdentity => EmbeddedId.Value;
+    static readonly Lazy<DataIdentity> EmbeddedId = new(() => DataIdentity.Of(DatasetLoader.LoadEmbedded(null)));
+
     /// <summary>The embedded Fashion-MNIST subset written out as an IDX folder, so --data can point at it.</summary>
     public static string EmbeddedFolder() => Embedded.Value;
 

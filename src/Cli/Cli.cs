@@ -63,6 +63,11 @@ public static class Cli
             stderr.WriteLine($"error: {e.Message}");
             return ExitFailure;
         }
+        catch (OutputFileException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return ExitFailure;
+        }
         catch (DownloadException e)
         {
             stderr.WriteLine($"error: {e.Message}");

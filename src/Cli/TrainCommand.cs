@@ -26,8 +26,8 @@ public static class TrainCommand
                                --epochs is the total to reach; --lr may be changed
           --json               print one JSON summary on stdout instead of text
 
-        Ctrl+C finishes the current step, saves a checkpoint (to --save, else scratchnet-interrupted.ckpt),
-        says where, and exits with 130. A loss that is NaN or infinite stops training with exit code 1 and
+        Ctrl+C finishes the current step, saves a checkpoint (to --save, else scratchnet-interrupted.ckpt in
+        this folder, or in the temp folder when this one cannot be written), says where, and exits with 130. A loss that is NaN or infinite stops training with exit code 1 and
         leaves the last good checkpoint as it was.
         """;
 
@@ -58,9 +58,16 @@ public static class TrainCommand
         bool json = o.Flag("--json");
         TextWriter text = json ? TextWriter.Null : stdout;
 
+        // Where checkpoints go, checked before anything slow: a bad --save target is found now, not after an
+        // epoch. Without --save, Ctrl+C saves to scratchnet-interrupted.ckpt here, or in the temp folder when
+        // this folder cannot take it.
+        if (savePath is not null) Checkpoint.CheckTarget(savePath);
+        string interruptPath = savePath ?? Checkpoint.InterruptPath(".");
+
         DatasetPair data = DatasetLoader.Load(config.Dataset, config.DataDir);
         if (data.Notice is not null) stderr.WriteLine($"note: {data.Notice}");
         DatasetInfo info = data.Train.Info;
+        DataIdentity dataIdentity = DataIdentity.Of(data);
 
         ComputeDevice device = ComputeDevice.Create(config.Device);
         TrainingSession session;
@@ -96,6 +103,9 @@ public static class TrainCommand
         {
             if (!resume.Header.Layers.SequenceEqual(session.Sizes))
                 throw new DataFormatException(resumePath!, null, $"the checkpoint's model {string.Join("-", resume.Header.Layers)} does not fit {info.Name} ({string.Join("-", session.Sizes)})");
+            int batchesPerEpoch = (data.Train.Count + config.BatchSize - 1) / config.BatchSize;
+            string? warning = Checkpoint.CheckData(resumePath!, resume.Header, dataIdentity, batchesPerEpoch);
+            if (warning is not null) stderr.WriteLine($"warning: {warning}");
             Checkpoint.Apply(resume, session);
             start = Checkpoint.Position(resume.Header);
             text.WriteLine($"resumed from {resumePath}: epoch {start.Epoch + 1}, step {start.NextBatch + 1} of the epoch, optimizer step {resume.Header.OptimizerSteps}");
@@ -114,10 +124,9 @@ public static class TrainCommand
         trainer.OnProgress = progress.Update;
 
         trainer.StopRequested = () => Volatile.Read(ref stop) == 1;
-        string interruptPath = savePath ?? "scratchnet-interrupted.ckpt";
         int Interrupted(EpochPosition at, string where, bool save)
         {
-            if (save) Checkpoint.Save(interruptPath, session, at);
+            if (save) Checkpoint.Save(interruptPath, session, at, dataIdentity);
             stderr.WriteLine($"interrupted: {where}; checkpoint saved to {interruptPath} (continue with: scratchnet train --resume {interruptPath} --epochs {config.Epochs})");
             return Cli.ExitInterrupted;
         }
@@ -147,14 +156,14 @@ public static class TrainCommand
             if (r is null)
             {
                 EpochPosition at = trainer.Interrupted!;
-                return Interrupted(at, $"finished epoch {at.Epoch + 1}, step {at.NextBatch} of {trainer.TrainLoader.BatchesPerEpoch}", save: true);
+                return Interrupted(at, $"stopped inside epoch {at.Epoch + 1} after step {at.NextBatch} of {trainer.TrainLoader.BatchesPerEpoch}", save: true);
             }
             results.Add(r);
             text.WriteLine($"epoch {r.Epoch}/{config.Epochs}: loss {r.Loss:0.0000}, train acc {100 * r.TrainAccuracy:0.00}%, " +
                 $"test acc {100 * r.TestAccuracy:0.00}%, {r.Seconds:0.00} s, {r.SamplesPerSecond:N0} samples/s");
             if (savePath is not null)
             {
-                Checkpoint.Save(savePath, session, new EpochPosition(epoch + 1, 0, 0, 0, 0));
+                Checkpoint.Save(savePath, session, new EpochPosition(epoch + 1, 0, 0, 0, 0), dataIdentity);
                 text.WriteLine($"checkpoint: {savePath}");
             }
             if (Volatile.Read(ref stop) == 1)

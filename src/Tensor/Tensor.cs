@@ -67,6 +67,18 @@ public sealed class Tensor<T> : ITensor, IDisposable where T : unmanaged
         View.SubView(0, destination.Length).CopyToCPU(destination);
     }
 
+    /// <summary>Copies destination.Length elements starting at element `offset` into host memory (for streaming large buffers).</summary>
+    public void CopyTo(long offset, Span<T> destination)
+    {
+        if (Buffer.AcceleratorType == AcceleratorType.CPU)
+        {
+            Buffer.Accelerator.Synchronize();
+            HostSpan().Slice(checked((int)offset), destination.Length).CopyTo(destination);
+            return;
+        }
+        View.SubView(offset, destination.Length).CopyToCPU(destination);
+    }
+
     unsafe Span<T> HostSpan() => new((void*)Buffer.NativePtr, checked((int)Length));
     public T[] ToArray() => Buffer.GetAsArray1D();
 
