@@ -78,6 +78,16 @@ public static class Cli
             stderr.WriteLine($"error: {e.FullMessage}");
             return ExitFailure;
         }
+        catch (Exception e) when (IsOutOfMemory(e))
+        {
+            // Host memory, not a device buffer: .NET could not allocate or could not start a thread (ILGPU's
+            // CPU accelerator starts one per core). Usually a `ulimit -v` below what .NET needs.
+            long? limit = DeviceCatalog.AddressSpaceLimit();
+            stderr.WriteLine("error: out of host memory: .NET could not allocate memory or start a thread" + (limit is long l
+                ? $"; this process may use only {Bytes.Format(l)} of address space (ulimit -v {l / 1024}); raise the limit (each thread reserves its stack) or train a smaller model or batch"
+                : "; close other programs or train a smaller model or batch"));
+            return ExitFailure;
+        }
         catch (ArgumentException e)
         {
             stderr.WriteLine($"error: {e.Message}");
@@ -88,5 +98,13 @@ public static class Cli
             stderr.WriteLine($"internal error: {e.GetType().Name}: {e.Message} (set SCRATCHNET_DEBUG=1 for the stack trace; please report it)");
             return ExitInternal;
         }
+    }
+
+    /// <summary>An OutOfMemoryException, or one wrapped by ILGPU (its compiler reports one as an internal compiler error).</summary>
+    static bool IsOutOfMemory(Exception? e)
+    {
+        for (; e is not null; e = e.InnerException)
+            if (e is OutOfMemoryException) return true;
+        return false;
     }
 }

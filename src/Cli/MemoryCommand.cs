@@ -225,7 +225,7 @@ public static class MemoryCommand
         }
         else
         {
-            throw new UsageException("the CPU accelerator reports no memory size, so there is nothing to take a fraction of; pass --memory-limit SIZE (e.g. --memory-limit 8MiB)");
+            throw new UsageException($"the {(device.Kind == DeviceKind.Host ? "host backend" : "CPU accelerator")} keeps its buffers in host memory and has no device memory size to take a fraction of; pass --memory-limit SIZE (e.g. --memory-limit 8MiB)");
         }
         long budget = (long)Math.Floor(memory * fraction);
         string kind = config.OptimizerKind;

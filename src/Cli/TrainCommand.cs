@@ -75,7 +75,7 @@ public static class TrainCommand
         {
             session = new TrainingSession(device, config, info.ImageSize, info.Classes);
         }
-        catch (DeviceMemoryException e) when (config.Device == "auto" && device.Kind != DeviceKind.Cpu && e.InnerException is not null)
+        catch (DeviceMemoryException e) when (config.Device == "auto" && device.Kind is DeviceKind.Cuda or DeviceKind.OpenCL && e.InnerException is not null)
         {
             // The lesson's fallback: the GPU itself is out of memory, so train on the CPU instead.
             stderr.WriteLine($"note: {device.Kind} is out of memory during setup ({e.Message}); falling back to the ILGPU CPU accelerator");

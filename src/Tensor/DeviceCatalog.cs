@@ -97,6 +97,24 @@ public static class DeviceCatalog
         }
     }
 
+    /// <summary>
+    /// The process's address-space limit in bytes (`ulimit -v`, "Max address space" in /proc/self/limits),
+    /// or null when there is none or it cannot be read. Under a low limit even starting a thread fails.
+    /// </summary>
+    public static long? AddressSpaceLimit()
+    {
+        try
+        {
+            string? line = File.Exists("/proc/self/limits") ? File.ReadLines("/proc/self/limits").FirstOrDefault(l => l.StartsWith("Max address space")) : null;
+            string[] parts = line?.Split(' ', StringSplitOptions.RemoveEmptyEntries) ?? [];
+            return parts.Length > 3 && long.TryParse(parts[3], out long bytes) ? bytes : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
     public static HostMemory Host()
     {
         const string meminfo = "/proc/meminfo";

@@ -81,7 +81,9 @@ public sealed class MemoryTracker
         }
         catch (Exception e) when (e is AcceleratorException or OutOfMemoryException)
         {
-            throw OutOfMemory(name, shape, category, bytes, $"the device refused it ({e.GetType().Name}: {e.Message.Trim()})", e);
+            // The CPU accelerator and the host backend keep their buffers in host memory: say so, not "device".
+            string who = _accelerator.AcceleratorType == AcceleratorType.CPU ? "host memory (where the CPU accelerator and the host backend keep buffers)" : "the device";
+            throw OutOfMemory(name, shape, category, bytes, $"{who} refused it ({e.GetType().Name}: {e.Message.Trim()})", e);
         }
         var tensor = new Tensor<T>(this, buffer, name, shape, category, bytes);
         var s = _stats[category];
