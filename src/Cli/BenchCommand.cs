@@ -19,12 +19,23 @@ public static class BenchCommand
 {
     public sealed record Row(string Operation, int Batch, string Version, double MedianMs, double Rate, string Unit, string Note);
 
+    static readonly OptionSpec[] Specs =
+    [
+        new("--device", "NAME", ComputeDevice.ChoiceHelp),
+        new("--repeats", "N", "timed launches per row, after a warm-up (default 7); the median is shown"),
+        new("--steps", "N", "training steps for the samples/s rows (default 100)"),
+        new("--json", null, "one JSON document on stdout instead of text"),
+    ];
+
+    public static string Help => HelpText.Format($"scratchnet bench [--device {ComputeDevice.ChoiceList}] [--repeats 7] [--steps 100] [--json]",
+        "Times each kernel on the lesson's shapes (batch 64 and 1024) with GFLOP/s or GB/s, every matmul version\nside by side, and end-to-end training samples/s.", Specs);
+
     public static int Run(string[] args, TextWriter stdout)
     {
-        var o = new Options("bench", args, ["--device", "--repeats", "--steps"], ["--json"]);
-        if (o.Flag("--help"))
+        var o = new Options("bench", args, Specs);
+        if (o.Help)
         {
-            stdout.WriteLine("usage: scratchnet bench [--device auto|cuda|opencl|cpu] [--repeats 7] [--steps 100] [--json]");
+            stdout.Write(Help);
             return Cli.ExitOk;
         }
         string choice = o.Choice("--device", "auto", ComputeDevice.Choices);
@@ -121,7 +132,7 @@ public static class BenchCommand
             Add(new Row("training step (end to end)", batch, session.MatmulName, 1000.0 * batch / median, median, "samples/s", $"784-128-10 Adam, {n} steps per repeat, host batching included"));
         }
         if (json)
-            stdout.WriteLine(JsonSerializer.Serialize(new { machine, device = device.Description, repeats, rows = rows.Select(r => new { r.Operation, r.Batch, r.Version, medianMs = double.IsNaN(r.MedianMs) ? (double?)null : r.MedianMs, rate = double.IsNaN(r.Rate) ? (double?)null : r.Rate, r.Unit, r.Note }) }, TrainCommand.JsonOptions));
+            stdout.WriteLine(JsonSerializer.Serialize(new { machine, device = device.Label, deviceKind = device.Kind.ToString(), deviceReason = device.Reason, repeats, rows = rows.Select(r => new { r.Operation, r.Batch, r.Version, medianMs = double.IsNaN(r.MedianMs) ? (double?)null : r.MedianMs, rate = double.IsNaN(r.Rate) ? (double?)null : r.Rate, r.Unit, r.Note }) }, TrainCommand.JsonOptions));
         return Cli.ExitOk;
     }
 

@@ -15,7 +15,7 @@ public static class Cli
     const string Usage = """
         scratchnet: a deep-learning engine from scratch on ILGPU
 
-        usage: scratchnet <command> [options]     (scratchnet <command> --help for its options)
+        usage: scratchnet <command> [options]     (scratchnet <command> --help, or scratchnet help <command>, for its options)
 
         commands:
           train        train the lesson's MLP and print accuracy and the memory report
@@ -31,11 +31,12 @@ public static class Cli
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
+        if (args.Length == 0 || args[0] is "--help" or "-h" || args is ["help"])
         {
-            stdout.Write(Usage);
+            stdout.WriteLine(Usage);
             return args.Length == 0 ? ExitUsage : ExitOk;
         }
+        if (args is ["help", string topic, ..]) args = [topic, "--help"];   // scratchnet help train = scratchnet train --help
         string command = args[0];
         string[] rest = args[1..];
         try
@@ -59,6 +60,11 @@ public static class Cli
             return ExitUsage;
         }
         catch (DataFormatException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return ExitFailure;
+        }
+        catch (DeviceUnavailableException e)
         {
             stderr.WriteLine($"error: {e.Message}");
             return ExitFailure;

@@ -8,31 +8,23 @@ namespace ScratchNet.Cli;
 /// <summary>The options shared by train and memory: dataset, model, optimizer, batch, device.</summary>
 public static class ConfigOptions
 {
-    public static readonly string[] Valued =
+    /// <summary>The options, in the order --help lists them.</summary>
+    public static readonly OptionSpec[] Specs =
     [
-        "--dataset", "--data", "--hidden", "--optimizer", "--lr", "--momentum", "--batch-size", "--epochs",
-        "--seed", "--device", "--matmul", "--memory-limit",
+        new("--dataset", "NAME", "fashion-mnist (default), mnist or cifar10"),
+        new("--data", "DIR", "folder with the dataset's files (default: ./data/NAME, then the Debian\npackage's folder for fashion-mnist, then the embedded subset)"),
+        new("--hidden", "LIST", "hidden layer sizes, comma-separated (default 128; \"none\" for no hidden layer)"),
+        new("--optimizer", "NAME", "adam (default), sgd, or momentum (SGD with momentum 0.9)"),
+        new("--lr", "X", "learning rate (default: 0.001 for adam, 0.01 for sgd)"),
+        new("--momentum", "X", "SGD momentum in [0, 1) (default 0; 0.9 for --optimizer momentum)"),
+        new("--batch-size", "N", "images per step (default 64)"),
+        new("--epochs", "N", "passes over the training set (default 1)"),
+        new("--seed", "N", "seed for initialisation and shuffling (default 42)"),
+        new("--device", "NAME", ComputeDevice.ChoiceHelp),
+        new("--matmul", "VERSION", "the ILGPU matmul kernel: naive, blocked or tiled (default: blocked on the CPU\naccelerator, tiled on GPUs); the host backend has one matmul of its own"),
+        new("--memory-limit", "SIZE", "make the device behave like a card of SIZE (e.g. 8MiB, 6.4MiB, 4GiB, 1TiB)"),
+        new("--dataset-on-device", null, "keep the dataset on the device as bytes; gather and normalise batches there\n(its bytes then show in the Input category)"),
     ];
-
-    public static readonly string[] Flags = ["--dataset-on-device"];
-
-    public const string Help = """
-          --dataset NAME       fashion-mnist (default), mnist or cifar10
-          --data DIR           folder with the dataset's files (default: ./data/NAME, then the Debian
-                               package's folder for fashion-mnist, then the embedded subset)
-          --hidden LIST        hidden layer sizes, comma-separated (default 128; "none" for no hidden layer)
-          --optimizer NAME     adam (default), sgd, or momentum (SGD with momentum 0.9)
-          --lr X               learning rate (default: 0.001 for adam, 0.01 for sgd)
-          --momentum X         SGD momentum in [0, 1) (default 0; 0.9 for --optimizer momentum)
-          --batch-size N       images per step (default 64)
-          --epochs N           passes over the training set (default 1)
-          --seed N             seed for initialisation and shuffling (default 42)
-          --device NAME        auto (default: CUDA, then OpenCL, then CPU), cuda, opencl, cpu
-          --matmul VERSION     naive, blocked or tiled (default: blocked on the CPU, tiled on GPUs)
-          --memory-limit SIZE  make the device behave like a card of SIZE (e.g. 8MiB, 6.4MiB, 4GiB)
-          --dataset-on-device  keep the dataset on the device as bytes; gather and normalise batches there
-                               (its bytes then show in the Input category)
-        """;
 
     public static TrainConfig Parse(Options o)
     {
@@ -48,6 +40,8 @@ public static class ConfigOptions
         {
             if (!Enum.TryParse(matmul, ignoreCase: true, out MatmulVersion v) || !Enum.IsDefined(v))
                 throw new UsageException($"--matmul: unknown version '{matmul}'; choose one of: naive, blocked, tiled");
+            if (device == "host")
+                throw new UsageException($"--matmul {matmul}: the host backend has one matmul (SIMD C#); naive, blocked and tiled are the ILGPU kernels of --device cpu, opencl and cuda");
             version = v;
         }
         string? dataDir = o.String("--data");

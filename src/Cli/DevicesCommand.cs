@@ -11,10 +11,12 @@ public static class DevicesCommand
 {
     public static int Run(string[] args, TextWriter stdout)
     {
-        var o = new Options("devices", args, [], ["--json"]);
-        if (o.Flag("--help"))
+        OptionSpec[] specs = [new("--json", null, "one JSON document on stdout instead of text")];
+        var o = new Options("devices", args, specs);
+        if (o.Help)
         {
-            stdout.WriteLine("usage: scratchnet devices [--json]\n\nLists every accelerator ILGPU can see, the OpenCL devices it cannot use (and why), and host memory.");
+            stdout.Write(HelpText.Format("scratchnet devices [--json]",
+                "Lists every accelerator ILGPU can see, the OpenCL devices it cannot use (and why), and host memory.", specs));
             return Cli.ExitOk;
         }
         List<DeviceEntry> devices = DeviceCatalog.List();

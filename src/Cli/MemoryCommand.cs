@@ -13,29 +13,28 @@ namespace ScratchNet.Cli;
 /// </summary>
 public static class MemoryCommand
 {
-    const string Help = """
-        usage: scratchnet memory [options]
+    static readonly OptionSpec[] Specs =
+    [
+        .. ConfigOptions.Specs,
+        new("--batch-sizes", "LIST", "a table across batch sizes, e.g. 1,16,64,256,1024"),
+        new("--compare-optimizers", null, "sgd, momentum and adam side by side"),
+        new("--budget", "FRACTION", "plan the largest batch whose peak fits FRACTION of the memory (default 0.8);\nthe memory is --memory-limit, else the device's (CUDA: free memory)"),
+        new("--trace", "FILE.json", "every allocation/free/phase event of the probe"),
+        new("--report", "FILE.html", "a self-contained page: the table and a stacked chart of live bytes over time"),
+        new("--synthetic", null, "random pixels of the dataset's shape instead of its files (memory does not\ndepend on what the pixels are; no download needed)"),
+        new("--json", null, "one JSON document on stdout instead of text (errors still go to stderr as text)"),
+    ];
 
-        Runs two real training steps and prints, per category, the closed-form estimate, the measured live
-        bytes after the steps and the peak during them, and the bytes per sample.
-
-        options (as for train, plus):
-        """ + ConfigOptions.Help + """
-          --batch-sizes LIST   a table across batch sizes, e.g. 1,16,64,256,1024
-          --compare-optimizers sgd, momentum and adam side by side
-          --budget FRACTION    plan the largest batch whose peak fits FRACTION of the memory (default 0.8);
-                               the memory is --memory-limit, else the device's (CUDA: free memory)
-          --trace FILE.json    every allocation/free/phase event of the probe
-          --report FILE.html   a self-contained page: the table and a stacked chart of live bytes over time
-          --synthetic          random pixels of the dataset's shape instead of its files (memory does not
-                               depend on what the pixels are; no download needed)
-          --json               one JSON document on stdout instead of text
-        """;
+    public static string Help => HelpText.Format("scratchnet memory [options]",
+        """
+        Runs two real training steps and prints, per category, the closed-form estimate, the requested bytes
+        measured live after the steps and at the peak during them, and the bytes per sample.
+        """, Specs);
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        var o = new Options("memory", args, [.. ConfigOptions.Valued, "--batch-sizes", "--budget", "--trace", "--report"], [.. ConfigOptions.Flags, "--json", "--compare-optimizers", "--synthetic"]);
-        if (o.Flag("--help"))
+        var o = new Options("memory", args, Specs);
+        if (o.Help)
         {
             stdout.Write(Help);
             return Cli.ExitOk;
@@ -104,7 +103,7 @@ public static class MemoryCommand
         {
             stdout.WriteLine(JsonSerializer.Serialize(new
             {
-                device = device.Description,
+                device = device.Label, deviceKind = device.Kind.ToString(), deviceReason = device.Reason,
                 model = modelLine,
                 layers = sizes,
                 probe = Strip(probe),

@@ -1,7 +1,47 @@
 using System.Globalization;
+using System.Text;
 using ScratchNet.Tensor;
 
 namespace ScratchNet.Cli;
+
+/// <summary>
+/// One command-line option: its name, the word for its value (null for a flag) and its help text, whose
+/// later lines continue the description. Parsing and --help are both made from the same list, so an
+/// option cannot be accepted without being documented, or documented without being accepted.
+/// </summary>
+public sealed record OptionSpec(string Name, string? Value, string Help)
+{
+    public bool IsFlag => Value is null;
+}
+
+/// <summary>A command's help page, generated from its option list: usage, description, options, notes.</summary>
+public static class HelpText
+{
+    const int Column = 23;
+
+    public static string Format(string usage, string description, IEnumerable<OptionSpec> options, string? notes = null)
+    {
+        var b = new StringBuilder();
+        b.Append("usage: ").Append(usage).Append('\n');
+        if (description.Length > 0) b.Append('\n').Append(description.TrimEnd()).Append('\n');
+        var list = options.ToList();
+        if (list.Count > 0)
+        {
+            b.Append("\noptions:\n");
+            foreach (var o in list)
+            {
+                string left = "  " + o.Name + (o.Value is null ? "" : " " + o.Value);
+                string[] lines = o.Help.Split('\n');
+                if (left.Length >= Column - 1) b.Append(left).Append('\n').Append(' ', Column);
+                else b.Append(left.PadRight(Column));
+                b.Append(lines[0]).Append('\n');
+                foreach (string more in lines.Skip(1)) b.Append(' ', Column).Append(more).Append('\n');
+            }
+        }
+        if (notes is not null) b.Append('\n').Append(notes.TrimEnd()).Append('\n');
+        return b.ToString();
+    }
+}
 
 /// <summary>
 /// A small command-line parser: <c>--name value</c>, <c>--name=value</c> and <c>--flag</c>. Each command
@@ -15,14 +55,18 @@ public sealed class Options
     readonly HashSet<string> _valued;
 
     public Options(string command, IEnumerable<string> args, IEnumerable<string> valued, IEnumerable<string> flags, bool positional = false)
+        : this(command, args, [.. valued.Select(v => new OptionSpec(v, "X", "")), .. flags.Select(f => new OptionSpec(f, null, ""))], positional) { }
+
+    public Options(string command, IEnumerable<string> args, IEnumerable<OptionSpec> specs, bool positional = false)
     {
         Command = command;
-        _valued = [.. valued];
-        _flags = [.. flags, "--help"];
+        _valued = [.. specs.Where(s => !s.IsFlag).Select(s => s.Name)];
+        _flags = [.. specs.Where(s => s.IsFlag).Select(s => s.Name), "--help"];
         var list = args.ToList();
         for (int i = 0; i < list.Count; i++)
         {
             string arg = list[i];
+            if (arg == "-h") arg = "--help";
             if (!arg.StartsWith("--"))
             {
                 if (!positional) throw new UsageException($"unexpected argument '{arg}' for 'scratchnet {command}' (options start with --)");
@@ -57,6 +101,9 @@ public sealed class Options
 
     public string Command { get; }
     public List<string> Positional { get; } = [];
+
+    /// <summary>--help or -h was given.</summary>
+    public bool Help => _values.ContainsKey("--help");
 
     public bool Has(string name) => _values.ContainsKey(name);
     public bool Flag(string name) => _values.ContainsKey(name);
@@ -99,8 +146,11 @@ public sealed class Options
     {
         string? s = String(name);
         if (s is null) return null;
-        if (!float.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out float v) || !float.IsFinite(v))
+        if (!double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double d) || !double.IsFinite(d))
             throw new UsageException($"{name}: '{s}' is not a number");
+        if (Math.Abs(d) > float.MaxValue)
+            throw new UsageException($"{name}: {s} is too large for a float32 (at most {float.MaxValue.ToString(CultureInfo.InvariantCulture)})");
+        float v = (float)d;
         if (positiveOnly && v <= 0)
             throw new UsageException($"{name}: {s} must be greater than 0");
         if (v < 0)
@@ -126,13 +176,13 @@ public sealed class Options
         return result;
     }
 
-    /// <summary>A byte size such as 8MiB, 6.4MiB, 4GiB or 1000000.</summary>
+    /// <summary>A byte size such as 8MiB, 6.4MiB, 4GiB, 1TiB or 1000000.</summary>
     public long? Size(string name)
     {
         string? s = String(name);
         if (s is null) return null;
         if (!Bytes.TryParse(s, out long v))
-            throw new UsageException($"{name}: '{s}' is not a size (examples: 8MiB, 6.4MiB, 4GiB, 500000)");
+            throw new UsageException($"{name}: '{s}' is not a size (examples: 8MiB, 6.4MiB, 4GiB, 1TiB, 500000)");
         return v;
     }
 }

@@ -12,29 +12,31 @@ namespace ScratchNet.Cli;
 /// </summary>
 public static class TrainCommand
 {
-    const string Help = """
-        usage: scratchnet train [options]
+    static readonly OptionSpec[] Specs =
+    [
+        .. ConfigOptions.Specs,
+        new("--save", "FILE", "write a checkpoint at the end of every epoch (and on Ctrl+C); FILE must be new\nor a ScratchNet checkpoint, and is checked before training starts"),
+        new("--resume", "FILE", "continue from a checkpoint: its model, optimizer, batch size and seed, on the\nsame data; --epochs is the total to reach; --lr may be changed"),
+        new("--json", null, "print one JSON summary on stdout instead of text (errors still go to stderr\nas one line of text)"),
+    ];
 
+    public static string Help => HelpText.Format("scratchnet train [options]",
+        """
         Trains the lesson's MLP (Flatten, Linear, ReLU, Linear) and prints, per epoch, the loss, train and
-        test accuracy, seconds and samples/s; then the memory report: each category's live and peak bytes
-        beside the closed-form estimate, and every live buffer.
-
-        options:
-        """ + ConfigOptions.Help + """
-          --save FILE          write a checkpoint at the end of every epoch (and on Ctrl+C)
-          --resume FILE        continue from a checkpoint: its model, optimizer, batch size and seed;
-                               --epochs is the total to reach; --lr may be changed
-          --json               print one JSON summary on stdout instead of text
-
+        test accuracy, seconds and samples/s; then the memory report: each category's requested live and
+        peak bytes beside the closed-form estimate, and every live buffer.
+        """, Specs,
+        """
         Ctrl+C finishes the current step, saves a checkpoint (to --save, else scratchnet-interrupted.ckpt in
-        this folder, or in the temp folder when this one cannot be written), says where, and exits with 130. A loss that is NaN or infinite stops training with exit code 1 and
-        leaves the last good checkpoint as it was.
-        """;
+        this folder, or in the temp folder when this one cannot be written), says where, and exits with 130.
+        A loss that is NaN or infinite stops training with exit code 1 and leaves the last good checkpoint
+        as it was.
+        """);
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        var o = new Options("train", args, [.. ConfigOptions.Valued, "--save", "--resume"], [.. ConfigOptions.Flags, "--json"]);
-        if (o.Flag("--help"))
+        var o = new Options("train", args, Specs);
+        if (o.Help)
         {
             stdout.Write(Help);
             return Cli.ExitOk;
@@ -178,8 +180,9 @@ public static class TrainCommand
         {
             var doc = new
             {
-                device = device.Description,
+                device = device.Label,
                 deviceKind = device.Kind.ToString(),
+                deviceReason = device.Reason,
                 dataset = info.Name,
                 dataSource = data.Train.Source,
                 trainImages = data.Train.Count,
@@ -231,5 +234,14 @@ public static class TrainCommand
         };
     }
 
-    public static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
+    /// <summary>
+    /// Every --json document: indented, camelCase, and plain JSON text (the default encoder escapes ', +, &lt;
+    /// and non-ASCII for embedding in HTML, which a reader of our JSON does not expect).
+    /// </summary>
+    public static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
 }

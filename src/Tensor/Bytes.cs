@@ -14,15 +14,16 @@ public static class Bytes
 
     public static string Exact(long bytes) => bytes.ToString("N0", CultureInfo.InvariantCulture) + " B";
 
-    /// <summary>Parses "123", "123B", "64KiB", "6.4MiB", "4GiB" (also KB/MB/GB as powers of 1000). Returns false on anything else.</summary>
+    /// <summary>Parses "123", "123B", "64KiB", "6.4MiB", "4GiB", "1TiB" (also KB/MB/GB/TB as powers of 1000). Returns false on anything else.</summary>
     public static bool TryParse(string text, out long bytes)
     {
         bytes = 0;
         string t = text.Trim();
         (string suffix, double factor)[] units =
         [
-            ("KiB", 1024), ("MiB", 1024.0 * 1024), ("GiB", 1024.0 * 1024 * 1024),
-            ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("K", 1024), ("M", 1024.0 * 1024), ("G", 1024.0 * 1024 * 1024), ("B", 1),
+            ("KiB", 1024), ("MiB", 1024.0 * 1024), ("GiB", 1024.0 * 1024 * 1024), ("TiB", 1024.0 * 1024 * 1024 * 1024),
+            ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12),
+            ("K", 1024), ("M", 1024.0 * 1024), ("G", 1024.0 * 1024 * 1024), ("T", 1024.0 * 1024 * 1024 * 1024), ("B", 1),
         ];
         double f = 1;
         foreach (var (suffix, factor) in units)

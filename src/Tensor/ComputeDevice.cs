@@ -22,6 +22,9 @@ public enum DeviceKind
     Host,
 }
 
+/// <summary>The device asked for is not on this machine: not a command-line mistake (exit 1, not 2).</summary>
+public sealed class DeviceUnavailableException(string message) : Exception(message);
+
 /// <summary>
 /// An ILGPU context plus the one accelerator we train on. <see cref="Create"/> implements
 /// <c>--device auto|cuda|opencl|cpu|host</c>: auto takes CUDA, then a usable OpenCL device, then the host
@@ -29,7 +32,23 @@ public enum DeviceKind
 /// </summary>
 public sealed class ComputeDevice : IDisposable
 {
-    public static readonly string[] Choices = ["auto", "cuda", "opencl", "cpu", "host"];
+    /// <summary>Every --device choice and what it means: the one source for parsing, help and errors.</summary>
+    public static readonly (string Name, string Help)[] ChoiceTable =
+    [
+        ("auto", "the default: CUDA, then an OpenCL device, else the host backend"),
+        ("cuda", "an NVIDIA GPU through CUDA"),
+        ("opencl", "the first usable OpenCL device (AMD, Intel, PoCL)"),
+        ("cpu", "ILGPU's CPU accelerator: the GPU kernels on CPU threads (slow, steppable)"),
+        ("host", "the host backend: SIMD C# on every core (fast without a GPU)"),
+    ];
+
+    public static readonly string[] Choices = [.. ChoiceTable.Select(c => c.Name)];
+
+    /// <summary>"auto|cuda|opencl|cpu|host", for usage lines.</summary>
+    public static string ChoiceList => string.Join("|", Choices);
+
+    /// <summary>The --device option's help: one line per choice.</summary>
+    public static string ChoiceHelp => string.Join("\n", ChoiceTable.Select(c => $"{c.Name,-7} {c.Help}"));
 
     /// <summary>
     /// The CPU accelerator's shape: 2 threads per warp, 1 warp per group, 1 "multiprocessor". Each ILGPU
@@ -39,20 +58,25 @@ public sealed class ComputeDevice : IDisposable
     /// </summary>
     public static CPUDevice CpuShape => new(numThreadsPerWarp: 2, numWarpsPerMultiprocessor: 1, numMultiprocessors: 1);
 
-    ComputeDevice(Context context, Accelerator accelerator, DeviceKind kind, string description)
+    ComputeDevice(Context context, Accelerator accelerator, DeviceKind kind, string label, string reason)
     {
         Context = context;
         Accelerator = accelerator;
         Kind = kind;
-        Description = description;
+        Label = label;
+        Reason = reason;
     }
 
     public Context Context { get; }
     public Accelerator Accelerator { get; }
     public DeviceKind Kind { get; }
     public string Name => Accelerator.Name;
-    /// <summary>One line for the user: what was chosen and, for auto, why.</summary>
-    public string Description { get; }
+    /// <summary>What was chosen, e.g. "host backend (SIMD C# on every core)" or "CUDA, NVIDIA H100".</summary>
+    public string Label { get; }
+    /// <summary>Why --device auto chose it ("auto: first CUDA device"); empty when the device was named.</summary>
+    public string Reason { get; }
+    /// <summary>One line for the user: "device: " the label and, for auto, why.</summary>
+    public string Description => $"device: {Label}" + (Reason.Length > 0 ? $" ({Reason})" : "");
 
     /// <summary>Creates the device for a --device choice. Throws ArgumentException for unknown names or missing devices.</summary>
     public static ComputeDevice Create(string choice)
@@ -61,7 +85,11 @@ public sealed class ComputeDevice : IDisposable
         choice = choice.Trim().ToLowerInvariant();
         if (!Choices.Contains(choice))
             throw new ArgumentException($"--device: unknown device '{choice}'; choose one of: {string.Join(", ", Choices)}");
-        Context context = CreateContext(cuda: choice is "auto" or "cuda", openCL: choice is "auto" or "opencl", cpu: choice is "auto" or "cpu" or "host");
+        // auto never takes an OpenCL CPU device (PoCL, Intel's CPU runtime): the host backend is faster on a
+        // CPU, and a CPU OpenCL runtime can abort the whole process (PoCL under a low ulimit -v). Asked for
+        // by name (--device opencl), it is used.
+        Context context = CreateContext(cuda: choice is "auto" or "cuda", openCL: choice is "auto" or "opencl", cpu: choice is "auto" or "cpu" or "host",
+            openCLCpuDevices: choice == "opencl");
         try
         {
             Device? cudaDevice = context.Devices.FirstOrDefault(d => d.AcceleratorType == AcceleratorType.Cuda);
@@ -69,13 +97,13 @@ public sealed class ComputeDevice : IDisposable
             Device cpuDevice() => context.Devices.First(d => d.AcceleratorType == AcceleratorType.CPU);
             (Device device, DeviceKind kind, string why) = choice switch
             {
-                "cuda" => (cudaDevice ?? throw new ArgumentException("--device cuda: no CUDA device found (is the NVIDIA driver installed?)"), DeviceKind.Cuda, ""),
-                "opencl" => (clDevice ?? throw new ArgumentException("--device opencl: no usable OpenCL device found (ILGPU needs OpenCL 2.0, or 3.0 with generic address space; 'scratchnet devices' lists what was seen)"), DeviceKind.OpenCL, ""),
+                "cuda" => (cudaDevice ?? throw new DeviceUnavailableException("--device cuda: no CUDA device found (is the NVIDIA driver installed? 'scratchnet devices' lists what was seen)"), DeviceKind.Cuda, ""),
+                "opencl" => (clDevice ?? throw new DeviceUnavailableException("--device opencl: no usable OpenCL device found (ILGPU needs OpenCL 2.0, or 3.0 with generic address space; 'scratchnet devices' lists what was seen)"), DeviceKind.OpenCL, ""),
                 "cpu" => (cpuDevice(), DeviceKind.Cpu, ""),
                 "host" => (cpuDevice(), DeviceKind.Host, ""),
                 _ when cudaDevice is not null => (cudaDevice, DeviceKind.Cuda, " (auto: first CUDA device)"),
-                _ when clDevice is not null => (clDevice, DeviceKind.OpenCL, " (auto: no CUDA device; first usable OpenCL device)"),
-                _ => (cpuDevice(), DeviceKind.Host, " (auto: no CUDA or usable OpenCL device; --device cpu runs the ILGPU kernels on the CPU accelerator instead)"),
+                _ when clDevice is not null => (clDevice, DeviceKind.OpenCL, " (auto: no CUDA device; first usable OpenCL GPU)"),
+                _ => (cpuDevice(), DeviceKind.Host, " (auto: no CUDA or usable OpenCL GPU; --device cpu runs the ILGPU kernels on the CPU accelerator instead)"),
             };
             Accelerator accelerator = device is CPUDevice cpu
                 ? cpu.CreateCPUAccelerator(context, CPUAcceleratorMode.Parallel)
@@ -88,7 +116,7 @@ public sealed class ComputeDevice : IDisposable
                 _ => "ILGPU CPU accelerator",
             };
             string name = kind is DeviceKind.Cuda or DeviceKind.OpenCL ? ", " + accelerator.Name : "";
-            return new ComputeDevice(context, accelerator, kind, $"device: {label}{name}{why}");
+            return new ComputeDevice(context, accelerator, kind, label + name, why.Trim().TrimStart('(').TrimEnd(')'));
         }
         catch
         {
@@ -101,10 +129,11 @@ public sealed class ComputeDevice : IDisposable
     /// A context with the backends asked for, ILGPU.Algorithms (XMath.Exp/Log for softmax) and the
     /// highest optimisation level (measured faster than the default on the CPU accelerator).
     /// </summary>
-    public static Context CreateContext(bool cuda, bool openCL, bool cpu) => Context.Create(builder =>
+    public static Context CreateContext(bool cuda, bool openCL, bool cpu, bool openCLCpuDevices = true) => Context.Create(builder =>
     {
         if (cuda) builder.Cuda();
-        if (openCL) builder.OpenCL();
+        if (openCL && openCLCpuDevices) builder.OpenCL();
+        else if (openCL) builder.OpenCL(d => d.DeviceType != CLDeviceType.CL_DEVICE_TYPE_CPU);
         if (cpu) builder.CPU(CpuShape);
         builder.EnableAlgorithms().Optimize(OptimizationLevel.O2);
     });

@@ -18,7 +18,7 @@ public sealed record EpochPosition(int Epoch, int NextBatch, double LossSum, lon
 /// <summary>The loss stopped being a number: training cannot continue.</summary>
 public sealed class DivergenceException(int epoch, int batch, double loss, float learningRate)
     : Exception($"training diverged: the loss became {loss} at epoch {epoch + 1}, step {batch + 1}. " +
-                $"The learning rate ({learningRate}) is most likely too high; try one 10x smaller (--lr {learningRate / 10}).")
+                $"The learning rate ({learningRate}) is most likely too high; try one 10x smaller (--lr {((double)learningRate / 10).ToString("G3", System.Globalization.CultureInfo.InvariantCulture)}).")
 {
     public int Epoch { get; } = epoch;
     public int Batch { get; } = batch;

@@ -69,6 +69,8 @@ public sealed class TrainingSession : IDisposable
     public void PlaceDataset(Data.DatasetPair data)
     {
         var info = data.Train.Info;
+        // Known before the first byte is allocated, so out-of-memory advice counts the dataset's bytes.
+        _onDevice = new DatasetOnDevice(data.Train.Count, data.Test.Count, info.Channels);
         try
         {
             _trainPixels = Tracker.Allocate<byte>("dataset.train.pixels", [data.Train.Count, info.ImageSize], MemoryCategory.Input);
@@ -81,6 +83,7 @@ public sealed class TrainingSession : IDisposable
         catch (DeviceMemoryException e)
         {
             AddAdvice(e);
+            _onDevice = null;
             throw;
         }
         _trainPixels.CopyFrom(data.Train.Pixels);
@@ -90,7 +93,6 @@ public sealed class TrainingSession : IDisposable
         _scaleShift.CopyFrom(new Data.Normalizer(info).ScaleShift());
         _planeSize = info.Height * info.Width;
         _channels = info.Channels;
-        _onDevice = new DatasetOnDevice(data.Train.Count, data.Test.Count, info.Channels);
     }
 
     public bool DatasetPlaced => _onDevice is not null;
@@ -159,16 +161,21 @@ public sealed class TrainingSession : IDisposable
     public void AddAdvice(DeviceMemoryException e)
     {
         if (e.Limit is not long limit) return;
-        long fits = MemoryEstimator.LargestBatch(Sizes, Config.OptimizerKind, limit, _onDevice);
+        string kind = Config.OptimizerKind;
+        long fits = MemoryEstimator.LargestBatch(Sizes, kind, limit, _onDevice);
+        string dataset = _onDevice is null ? "" : " and the dataset on the device";
         e.Advice.Add(fits > 0
-            ? $"the largest batch size that fits {Bytes.Format(limit)} with {Config.OptimizerKind} is {fits} (--batch-size {fits})"
-            : $"not even batch size 1 fits {Bytes.Format(limit)} with {Config.OptimizerKind}; the model alone needs {Bytes.Format(MemoryEstimator.FixedBytes(Sizes, Config.OptimizerKind) + MemoryEstimator.BytesPerSample(Sizes))}");
-        if (Config.OptimizerKind != "sgd")
+            ? $"the largest batch size that fits {Bytes.Format(limit)} with {kind}{dataset} is {fits} (--batch-size {fits})"
+            : $"not even batch size 1 fits {Bytes.Format(limit)} with {kind}; the model{dataset} alone need{(_onDevice is null ? "s" : "")} {Bytes.Format(MemoryEstimator.FixedBytes(Sizes, kind, _onDevice) + MemoryEstimator.BytesPerSample(Sizes, _onDevice))}");
+        if (kind != "sgd")
         {
-            long saved = MemoryEstimator.FixedBytes(Sizes, Config.OptimizerKind) - MemoryEstimator.FixedBytes(Sizes, "sgd");
-            long sgdFits = MemoryEstimator.LargestBatch(Sizes, "sgd", limit);
-            e.Advice.Add($"plain SGD (--optimizer sgd) would save {Bytes.Format(saved)} of optimizer state; the largest batch would then be {sgdFits}");
+            long saved = MemoryEstimator.FixedBytes(Sizes, kind) - MemoryEstimator.FixedBytes(Sizes, "sgd");
+            long sgdFits = MemoryEstimator.LargestBatch(Sizes, "sgd", limit, _onDevice);
+            e.Advice.Add($"plain SGD (--optimizer sgd) would save {Bytes.Format(saved)} of optimizer state; " +
+                (sgdFits > 0 ? $"the largest batch would then be {sgdFits}" : "even then not batch size 1 would fit"));
         }
+        if (_onDevice is not null)
+            e.Advice.Add("without --dataset-on-device the dataset stays in host memory and only one batch is on the device");
     }
 
     void DisposeAll()
