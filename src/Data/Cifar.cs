@@ -49,9 +49,8 @@ public static class Cifar
     /// <summary>Reads the class names, one per line; blank lines are ignored.</summary>
     public static string[] ReadClassNames(string path)
     {
-        if (!File.Exists(path))
-            throw new DataFormatException(path, null, "file not found");
-        string[] names = File.ReadAllLines(path).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
+        string text = System.Text.Encoding.UTF8.GetString(FileBytes.Read(path));
+        string[] names = text.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
         if (names.Length != Classes)
             throw new DataFormatException(path, null, $"expected {Classes} class names, found {names.Length}");
         return names;
