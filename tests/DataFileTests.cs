@@ -211,4 +211,39 @@ public sealed class DataFileTests
         Assert.That(allocated, Is.LessThan(1_000_000), "memory is bounded by what the header claims, not by what the file inflates to");
         Assert.That(clock.Elapsed.TotalSeconds, Is.LessThan(5), "rejected without inflating 50 MiB");
     }
+
+    // 5. Missing dataset files: the message says how to get them.
+
+    [Test]
+    public void Load_NoMnistAnywhere_SaysHowToDownloadIt()
+    {
+        string previous = Environment.CurrentDirectory;
+        Environment.CurrentDirectory = TestData.NewFolder(); // no ./data/mnist here
+        try
+        {
+            var e = Assert.Throws<DataFormatException>(() => DatasetLoader.Load("mnist", null))!;
+            Assert.That(e.Message, Does.Contain("no mnist files found; fetch the dataset with: scratchnet download mnist,"));
+        }
+        finally
+        {
+            Environment.CurrentDirectory = previous;
+        }
+    }
+
+    [TestCase("mnist", "train-images-idx3-ubyte[.gz]: file not found")]
+    [TestCase("cifar10", "data_batch_1.bin: file not found")]
+    public void Load_FolderWithoutTheFiles_SaysHowToDownloadThem(string dataset, string missing)
+    {
+        string dir = TestData.NewFolder();
+        var e = Assert.Throws<DataFormatException>(() => DatasetLoader.Load(dataset, dir))!;
+        Assert.That(e.Message, Does.Contain($"{missing}; fetch the dataset with: scratchnet download {dataset} --to {dir}"));
+    }
+
+    [Test]
+    public void Load_MissingFolder_SaysHowToDownloadIntoIt()
+    {
+        var r = CliRunner.Run("train", "--dataset", "mnist", "--data", "/no/such/dir");
+        Assert.That(r.ExitCode, Is.EqualTo(1));
+        Assert.That(r.Stderr.Trim(), Is.EqualTo("error: /no/such/dir: data folder not found; fetch the dataset with: scratchnet download mnist --to /no/such/dir"));
+    }
 }
