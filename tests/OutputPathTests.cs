@@ -63,4 +63,45 @@ public sealed class OutputPathTests
         var r = CliRunner.Run("download", "mnist", "--to", TestData.NewFolder(), "--mirror", mirror);
         AssertOneLine(r, 2, $"--mirror: '{mirror}' is not an http:// or https:// URL");
     }
+
+    [Test]
+    public void ExportSubset_ToUnderARegularFile_IsNamedBeforeLoadingData()
+    {
+        string to = Path.Combine(AFile(), "subset");
+        var r = CliRunner.Run("export-subset", "--data", "/no/such/dir", "--to", to);
+        AssertOneLine(r, 1, $"--to {to}: cannot write there:");
+    }
+
+    [Test]
+    public void ExportSubset_IntoItsOwnDataFolder_IsRefusedAndTheDataKept()
+    {
+        string data = TestData.WriteIdx(20, 10, gzip: true);
+        string link = Path.Combine(TestData.NewFolder(), "same-data");
+        Directory.CreateSymbolicLink(link, data);
+        foreach (string to in new[] { data, data + "/", link })
+        {
+            var r = CliRunner.Run("export-subset", "--data", data, "--to", to, "--train", "5", "--test", "5", "--force");
+            AssertOneLine(r, 2, $"--to: '{to}' is the folder --data reads");
+        }
+        Assert.That(DatasetLoader.Load("fashion-mnist", data).Train.Count, Is.EqualTo(20), "the dataset is untouched");
+    }
+
+    [Test]
+    public void ExportSubset_ExistingFiles_AreReplacedOnlyWithForce()
+    {
+        string data = TestData.WriteIdx(20, 10, gzip: true);
+        string to = TestData.NewFolder();
+        Assert.That(CliRunner.Run("export-subset", "--data", data, "--to", to, "--train", "8", "--test", "4").ExitCode, Is.EqualTo(0));
+
+        var refused = CliRunner.Run("export-subset", "--data", data, "--to", to, "--train", "5", "--test", "5");
+        AssertOneLine(refused, 2, $"--to: {Path.Combine(to, DatasetInfo.IdxTrainImages + ".gz")} already exists; pass --force");
+        Assert.That(DatasetLoader.Load("fashion-mnist", to).Train.Count, Is.EqualTo(8), "nothing was replaced");
+
+        Assert.That(CliRunner.Run("export-subset", "--data", data, "--to", to, "--train", "5", "--test", "5", "--force").ExitCode, Is.EqualTo(0));
+        Assert.That(DatasetLoader.Load("fashion-mnist", to).Train.Count, Is.EqualTo(5));
+    }
+
+    [Test]
+    public void ExportSubset_Help_MentionsForce() =>
+        Assert.That(CliRunner.Run("export-subset", "--help").Stdout, Does.Contain("[--force]"));
 }

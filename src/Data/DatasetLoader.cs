@@ -146,6 +146,7 @@ public static class DatasetLoader
     /// </summary>
     public static void WriteSubset(DatasetPair full, string toDir, int trainCount, int testCount)
     {
+        // Keep in step with SubsetFiles.
         Directory.CreateDirectory(toDir);
         void Write(Dataset d, int n, string images, string labels)
         {
@@ -156,4 +157,11 @@ public static class DatasetLoader
         Write(full.Train, trainCount, DatasetInfo.IdxTrainImages, DatasetInfo.IdxTrainLabels);
         Write(full.Test, testCount, DatasetInfo.IdxTestImages, DatasetInfo.IdxTestLabels);
     }
+
+    /// <summary>The files WriteSubset writes, by name.</summary>
+    public static readonly string[] SubsetFiles =
+    [
+        DatasetInfo.IdxTrainImages + ".gz", DatasetInfo.IdxTrainLabels + ".gz",
+        DatasetInfo.IdxTestImages + ".gz", DatasetInfo.IdxTestLabels + ".gz",
+    ];
 }
