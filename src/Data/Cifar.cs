@@ -49,7 +49,8 @@ public static class Cifar
     /// <summary>Reads the class names, one per line; blank lines are ignored.</summary>
     public static string[] ReadClassNames(string path)
     {
-        string text = System.Text.Encoding.UTF8.GetString(FileBytes.Read(path));
+        // Through FileBytes so an unreadable file is a DataFormatException; StreamReader drops a byte-order mark.
+        string text = FileBytes.Read(path, data => new StreamReader(data).ReadToEnd());
         string[] names = text.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
         if (names.Length != Classes)
             throw new DataFormatException(path, null, $"expected {Classes} class names, found {names.Length}");
