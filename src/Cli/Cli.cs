@@ -79,6 +79,11 @@ public static class Cli
             stderr.WriteLine($"error: {e.Message}");
             return ExitFailure;
         }
+        catch (OutputPathException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return ExitFailure;
+        }
         catch (DeviceMemoryException e)
         {
             stderr.WriteLine($"error: {e.FullMessage}");

@@ -25,7 +25,13 @@ public static class DownloadCommand
             throw new UsageException($"unknown dataset '{name}'; choose one of: {string.Join(", ", DatasetInfo.All.Select(d => d.Name))}");
         string to = o.String("--to", Path.Combine("data", name));
         int timeout = o.Int("--timeout", 300, 1, 86_400);
-        DatasetSource source = Downloads.For(name, o.String("--mirror"));
+        string? mirror = o.String("--mirror");
+        // Only an absolute http(s) URL can be a base for the file names; anything else would fail deep
+        // inside HttpClient.
+        if (mirror is not null && !(Uri.TryCreate(mirror, UriKind.Absolute, out Uri? uri) && uri.Scheme is "http" or "https"))
+            throw new UsageException($"--mirror: '{mirror}' is not an http:// or https:// URL (e.g. --mirror https://example.org/mnist/)");
+        OutputPath.CheckFolder(to, "--to");
+        DatasetSource source = Downloads.For(name, mirror);
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(timeout) };
         bool tty = ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected;
         string last = "";

@@ -26,13 +26,16 @@ public static class SamplesCommand
         string outPath = o.String("--out", "samples.png");
         if (!outPath.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
             throw new UsageException($"--out: '{outPath}' must end in .png");
+        string txtPath = Path.ChangeExtension(outPath, ".txt");
+        // Before loading anything, so a path we cannot write costs no dataset load to find out (this also
+        // creates the folder).
+        OutputPath.CheckFile(outPath, "--out");
+        OutputPath.CheckFile(txtPath, "--out");
         DatasetPair data = DatasetLoader.Load(dataset, o.String("--data"));
         if (data.Notice is not null) stderr.WriteLine($"note: {data.Notice}");
         var grid = new SampleGrid(data.Train, count, seed, scale);
         var info = data.Train.Info;
 
-        string? dir = Path.GetDirectoryName(Path.GetFullPath(outPath));
-        if (dir is not null) Directory.CreateDirectory(dir);
         if (grid.Channels == 1)
         {
             using var image = Image.LoadPixelData<L8>(grid.Pixels, grid.Width, grid.Height);
@@ -45,7 +48,6 @@ public static class SamplesCommand
         }
         string shape = $"[{info.Channels}, {info.Height}, {info.Width}]";
         var lines = grid.Labels.Select((label, n) => $"{n,3}  row {n / grid.Columns} col {n % grid.Columns}  image {grid.Indices[n],6}  {shape}  {label}").ToList();
-        string txtPath = Path.ChangeExtension(outPath, ".txt");
         File.WriteAllLines(txtPath, [$"# {info.Name}: {grid.Labels.Length} training images, tensor shape {shape}, {grid.Columns} columns, scaled {scale}x; grid order", .. lines]);
         stdout.WriteLine($"{info.Name}: {grid.Labels.Length} random training images (seed {seed}), each a tensor of shape {shape}");
         foreach (string line in lines) stdout.WriteLine(line);

@@ -49,9 +49,9 @@ public static class Cifar
     /// <summary>Reads the class names, one per line; blank lines are ignored.</summary>
     public static string[] ReadClassNames(string path)
     {
-        if (!File.Exists(path))
-            throw new DataFormatException(path, null, "file not found");
-        string[] names = File.ReadAllLines(path).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
+        // Through FileBytes so an unreadable file is a DataFormatException; StreamReader drops a byte-order mark.
+        string text = FileBytes.Read(path, data => new StreamReader(data).ReadToEnd());
+        string[] names = text.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
         if (names.Length != Classes)
             throw new DataFormatException(path, null, $"expected {Classes} class names, found {names.Length}");
         return names;

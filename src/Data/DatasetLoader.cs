@@ -20,7 +20,7 @@ public static class DatasetLoader
         if (dataDir is not null)
         {
             if (!Directory.Exists(dataDir))
-                throw new DataFormatException(dataDir, null, "data folder not found");
+                throw new DataFormatException(dataDir, null, $"data folder not found; {FetchHint(info, dataDir)}");
             return LoadFolder(info, dataDir, notice: null);
         }
         foreach (string candidate in CandidateFolders(info))
@@ -34,7 +34,7 @@ public static class DatasetLoader
                 $"subset of {EmbeddedTrainCount:N0} training and {EmbeddedTestCount:N0} test images " +
                 "(apt-get install dataset-fashion-mnist for all 70,000).");
         throw new DataFormatException(Path.Combine("data", info.Name), null,
-            $"no {info.Name} files found; put them in ./data/{info.Name} or pass --data DIR " +
+            $"no {info.Name} files found; {FetchHint(info, null)}, or put them in ./data/{info.Name} or pass --data DIR " +
             $"({string.Join(", ", ExpectedFiles(info))})");
     }
 
@@ -71,8 +71,8 @@ public static class DatasetLoader
         }
         string meta = Path.Combine(dir, Cifar.MetaFile);
         DatasetInfo withNames = File.Exists(meta) ? info with { ClassNames = Cifar.ReadClassNames(meta) } : info;
-        var trainParts = Cifar.TrainFiles.Select(f => Path.Combine(dir, f)).Select(p => Cifar.ReadBatch(Require(p))).ToList();
-        var testPart = Cifar.ReadBatch(Require(Path.Combine(dir, Cifar.TestFile)));
+        var trainParts = Cifar.TrainFiles.Select(f => Path.Combine(dir, f)).Select(p => Cifar.ReadBatch(Require(info, dir, p))).ToList();
+        var testPart = Cifar.ReadBatch(Require(info, dir, Path.Combine(dir, Cifar.TestFile)));
         var trainPixels = trainParts.SelectMany(p => p.Pixels).ToArray();
         var trainLabels = trainParts.SelectMany(p => p.Labels).ToArray();
         return new DatasetPair(
@@ -81,13 +81,17 @@ public static class DatasetLoader
             notice);
     }
 
-    static string Require(string path) =>
-        File.Exists(path) ? path : throw new DataFormatException(path, null, "file not found");
+    static string Require(DatasetInfo info, string dir, string path) =>
+        File.Exists(path) ? path : throw new DataFormatException(path, null, $"file not found; {FetchHint(info, dir)}");
+
+    /// <summary>What to run to get the dataset into `dir` (null: the default folder, where train looks).</summary>
+    public static string FetchHint(DatasetInfo info, string? dir) =>
+        $"fetch the dataset with: scratchnet download {info.Name}{(dir is null ? "" : $" --to {dir}")}";
 
     static Dataset LoadIdxSplit(DatasetInfo info, string dir, string imagesName, string labelsName)
     {
-        string imagesPath = FindIdx(dir, imagesName) ?? throw new DataFormatException(Path.Combine(dir, imagesName + "[.gz]"), null, "file not found");
-        string labelsPath = FindIdx(dir, labelsName) ?? throw new DataFormatException(Path.Combine(dir, labelsName + "[.gz]"), null, "file not found");
+        string imagesPath = FindIdx(dir, imagesName) ?? throw new DataFormatException(Path.Combine(dir, imagesName + "[.gz]"), null, $"file not found; {FetchHint(info, dir)}");
+        string labelsPath = FindIdx(dir, labelsName) ?? throw new DataFormatException(Path.Combine(dir, labelsName + "[.gz]"), null, $"file not found; {FetchHint(info, dir)}");
         IdxImages images = Idx.ReadImages(imagesPath);
         byte[] labels = Idx.ReadLabels(labelsPath);
         return Validate(info, images, labels, imagesPath, labelsPath, dir);
@@ -142,6 +146,7 @@ public static class DatasetLoader
     /// </summary>
     public static void WriteSubset(DatasetPair full, string toDir, int trainCount, int testCount)
     {
+        // Keep in step with SubsetFiles.
         Directory.CreateDirectory(toDir);
         void Write(Dataset d, int n, string images, string labels)
         {
@@ -152,4 +157,11 @@ public static class DatasetLoader
         Write(full.Train, trainCount, DatasetInfo.IdxTrainImages, DatasetInfo.IdxTrainLabels);
         Write(full.Test, testCount, DatasetInfo.IdxTestImages, DatasetInfo.IdxTestLabels);
     }
+
+    /// <summary>The files WriteSubset writes, by name.</summary>
+    public static readonly string[] SubsetFiles =
+    [
+        DatasetInfo.IdxTrainImages + ".gz", DatasetInfo.IdxTrainLabels + ".gz",
+        DatasetInfo.IdxTestImages + ".gz", DatasetInfo.IdxTestLabels + ".gz",
+    ];
 }

@@ -13,63 +13,92 @@ namespace ScratchNet.Data;
 /// then:     N * rows * cols      the data, one byte per element
 /// </code>
 /// So labels start with magic 0x00000801 and images with 0x00000803.
-/// Every size in the header is checked against the real number of bytes before anything is allocated.
+/// Every size in the header is checked against the real number of bytes before anything is allocated,
+/// and no more is inflated from a gzip file than the header implies.
 /// </summary>
 public static class Idx
 {
     public const int LabelMagic = 0x00000801;
     public const int ImageMagic = 0x00000803;
 
-    /// <summary>Reads a label file: N labels, one byte each.</summary>
-    public static byte[] ReadLabels(string path) => ParseLabels(FileBytes.Read(path), path);
+    /// <summary>Reads a label file (raw or gzip): N labels, one byte each.</summary>
+    public static byte[] ReadLabels(string path) => FileBytes.Read(path, data => ReadLabels(data, path));
 
-    /// <summary>Reads an image file: N images of rows x cols bytes, row-major, one after another.</summary>
-    public static IdxImages ReadImages(string path) => ParseImages(FileBytes.Read(path), path);
+    /// <summary>Reads an image file (raw or gzip): N images of rows x cols bytes, row-major, one after another.</summary>
+    public static IdxImages ReadImages(string path) => FileBytes.Read(path, data => ReadImages(data, path));
 
-    public static byte[] ParseLabels(byte[] bytes, string name)
+    /// <summary>A label file's raw IDX bytes (not gzip).</summary>
+    public static byte[] ParseLabels(byte[] bytes, string name) => ReadLabels(new MemoryStream(bytes, writable: false), name);
+
+    /// <summary>An image file's raw IDX bytes (not gzip).</summary>
+    public static IdxImages ParseImages(byte[] bytes, string name) => ReadImages(new MemoryStream(bytes, writable: false), name);
+
+    /// <summary>Labels from IDX content: a raw file, or the inflated bytes of a gzip one (<see cref="FileBytes.Open"/>).</summary>
+    public static byte[] ReadLabels(Stream data, string name) => Read(data, name, LabelMagic).Data;
+
+    /// <summary>Images from IDX content: a raw file, or the inflated bytes of a gzip one (<see cref="FileBytes.Open"/>).</summary>
+    public static IdxImages ReadImages(Stream data, string name)
     {
-        int[] dims = ParseHeader(bytes, name, LabelMagic);
-        return bytes.AsSpan(8, dims[0]).ToArray();
+        var (dims, pixels) = Read(data, name, ImageMagic);
+        return new IdxImages(dims[0], dims[1], dims[2], pixels);
     }
 
-    public static IdxImages ParseImages(byte[] bytes, string name)
-    {
-        int[] dims = ParseHeader(bytes, name, ImageMagic);
-        int count = dims[0], rows = dims[1], cols = dims[2];
-        return new IdxImages(count, rows, cols, bytes.AsSpan(16, count * rows * cols).ToArray());
-    }
-
-    /// <summary>Checks the magic and that the dimensions describe exactly the bytes that follow.</summary>
-    static int[] ParseHeader(byte[] bytes, string name, int expectedMagic)
+    /// <summary>
+    /// Reads and checks the header, then exactly the data bytes it implies, then checks that nothing
+    /// follows. The size is checked before the data is read: against the file's length when it is known
+    /// (a raw file, so a 3 GiB file is refused, not read into one array), and against MaxInflatedBytes
+    /// for gzip, whose inflating stops at that size: a gzip bomb behind a small header costs no more
+    /// memory than the header claims.
+    /// </summary>
+    static (int[] Dims, byte[] Data) Read(Stream data, string name, int expectedMagic)
     {
         string what = expectedMagic == LabelMagic ? "label" : "image";
-        if (bytes.Length < 4)
-            throw new DataFormatException(name, 0, $"file is {bytes.Length} bytes, too short for an IDX header");
-        int magic = BinaryPrimitives.ReadInt32BigEndian(bytes);
+        var header = new byte[16];
+        int got = data.ReadAtLeast(header.AsSpan(0, 4), 4, throwOnEndOfStream: false);
+        if (got < 4)
+            throw new DataFormatException(name, 0, $"file is {got} bytes, too short for an IDX header");
+        int magic = BinaryPrimitives.ReadInt32BigEndian(header);
         if (magic != expectedMagic)
             throw new DataFormatException(name, 0,
                 $"magic number is 0x{magic:X8}, expected 0x{expectedMagic:X8} for an IDX {what} file");
         int ndims = expectedMagic & 0xFF;
         int headerBytes = 4 + 4 * ndims;
-        if (bytes.Length < headerBytes)
-            throw new DataFormatException(name, bytes.Length,
-                $"file ends inside the header ({bytes.Length} of {headerBytes} header bytes)");
+        got += data.ReadAtLeast(header.AsSpan(4, headerBytes - 4), headerBytes - 4, throwOnEndOfStream: false);
+        if (got < headerBytes)
+            throw new DataFormatException(name, got,
+                $"file ends inside the header ({got} of {headerBytes} header bytes)");
         var dims = new int[ndims];
         long elements = 1;
         for (int d = 0; d < ndims; d++)
         {
-            dims[d] = BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(4 + 4 * d));
+            dims[d] = BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(4 + 4 * d));
             if (dims[d] <= 0)
                 throw new DataFormatException(name, 4 + 4 * d, $"dimension {d} is {dims[d]}; it must be positive");
             elements *= dims[d];
         }
-        long expected = headerBytes + elements;
-        if (expected != bytes.Length)
+
+        string claim = $"header claims {string.Join(" x ", dims)} = {elements} bytes of data";
+        if (data.CanSeek)
+        {
+            long actual = data.Length - headerBytes;
+            if (actual < elements)
+                throw new DataFormatException(name, headerBytes, $"{claim}, but the file has {actual} bytes after the header (truncated file?)");
+            if (actual > elements)
+                throw new DataFormatException(name, headerBytes + elements,
+                    $"{claim}, but the file has {actual} bytes after the header (trailing bytes from this offset on)");
+        }
+        if (elements > FileBytes.MaxInflatedBytes)
+            throw new DataFormatException(name, 4, $"{claim}; no dataset file holds more than {FileBytes.MaxInflatedBytes} bytes");
+
+        byte[] bytes = FileBytes.ReadUpTo(data, elements);
+        if (bytes.Length < elements)
             throw new DataFormatException(name, headerBytes,
-                $"header claims {string.Join(" x ", dims)} = {elements} bytes of data, " +
-                $"but the file has {bytes.Length - headerBytes} bytes after the header" +
-                (expected > bytes.Length ? " (truncated file?)" : " (trailing bytes)"));
-        return dims;
+                $"{claim}, but the inflated data has {bytes.Length} bytes after the header (truncated file?)");
+        // Reading on to the end also makes a gzip stream check its trailer.
+        if (data.ReadByte() >= 0)
+            throw new DataFormatException(name, headerBytes + elements,
+                $"{claim}, but the inflated data goes on past them (trailing bytes from this offset of the inflated data on)");
+        return (dims, bytes);
     }
 
     /// <summary>Writes a label file; gzip-compressed when the path ends in ".gz".</summary>
