@@ -80,7 +80,7 @@ public sealed class MemoryCommandTests
     {
         var r = CliRunner.Run("memory", "--budget", "0.8", "--device", "cpu", "--data", Embedded());
         Assert.That(r.ExitCode, Is.EqualTo(2));
-        Assert.That(r.Stderr, Does.Contain("reports no memory size").And.Contain("--memory-limit"));
+        Assert.That(r.Stderr, Does.Contain("has no device memory size").And.Contain("--memory-limit"));
     }
 
     [Test]

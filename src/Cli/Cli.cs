@@ -79,11 +79,6 @@ public static class Cli
             stderr.WriteLine($"error: {e.Message}");
             return ExitFailure;
         }
-        catch (OutputPathException e)
-        {
-            stderr.WriteLine($"error: {e.Message}");
-            return ExitFailure;
-        }
         catch (DeviceMemoryException e)
         {
             stderr.WriteLine($"error: {e.FullMessage}");

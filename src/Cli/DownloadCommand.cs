@@ -7,17 +7,21 @@ public static class DownloadCommand
 {
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        var o = new Options("download", args, ["--to", "--mirror", "--timeout"], [], positional: true);
-        if (o.Flag("--help") || o.Positional.Count == 0)
+        OptionSpec[] specs =
+        [
+            new("--to", "DIR", "where to put the files (default ./data/NAME, where train looks)"),
+            new("--mirror", "URL", "fetch the same file names from another http:// or https:// base URL"),
+            new("--timeout", "SECONDS", "give up on a file after this long (default 300)"),
+        ];
+        var o = new Options("download", args, specs, positional: true);
+        if (o.Help || o.Positional.Count == 0)
         {
-            stdout.WriteLine("""
-                usage: scratchnet download mnist|fashion-mnist|cifar10 [--to DIR] [--mirror URL] [--timeout SECONDS]
-
-                Fetches the dataset from its official location into DIR (default ./data/NAME, where train looks),
-                checking each file's published MD5; a file is renamed into place only once verified.
-                --mirror fetches the same file names from another base URL.
-                """);
-            return o.Flag("--help") ? Cli.ExitOk : Cli.ExitUsage;
+            stdout.Write(HelpText.Format($"scratchnet download {string.Join("|", DatasetInfo.All.Select(d => d.Name))} [options]",
+                """
+                Fetches the dataset from its official location into DIR, checking each file's published MD5;
+                a file is renamed into place only once verified.
+                """, specs));
+            return o.Help ? Cli.ExitOk : Cli.ExitUsage;
         }
         if (o.Positional.Count > 1) throw new UsageException($"download takes one dataset, got: {string.Join(" ", o.Positional)}");
         string name = o.Positional[0];

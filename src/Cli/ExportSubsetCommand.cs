@@ -10,16 +10,24 @@ public static class ExportSubsetCommand
 {
     public static int Run(string[] args, TextWriter stdout)
     {
-        var o = new Options("export-subset", args, ["--dataset", "--data", "--to", "--train", "--test"], ["--force"]);
-        if (o.Flag("--help"))
+        OptionSpec[] specs =
+        [
+            new("--dataset", "NAME", "fashion-mnist (default) or mnist"),
+            new("--data", "DIR", "the full dataset's folder (required)"),
+            new("--to", "DIR", "where to write the subset: another folder (required)"),
+            new("--train", "N", $"training images to keep (default {DatasetLoader.EmbeddedTrainCount:N0})"),
+            new("--test", "N", $"test images to keep (default {DatasetLoader.EmbeddedTestCount:N0})"),
+            new("--force", null, "replace files already in --to"),
+        ];
+        var o = new Options("export-subset", args, specs);
+        if (o.Help)
         {
-            stdout.WriteLine("""
-                usage: scratchnet export-subset [--dataset fashion-mnist] --data DIR --to DIR [--train 2000] [--test 500] [--force]
-
+            stdout.Write(HelpText.Format("scratchnet export-subset --data DIR --to DIR [options]",
+                """
                 Writes the first --train training and --test test images of the IDX dataset in --data as gzip
                 IDX files into --to, which must be another folder. Files already in --to are replaced only
                 with --force.
-                """);
+                """, specs));
             return Cli.ExitOk;
         }
         string dataset = o.Choice("--dataset", "fashion-mnist", ["fashion-mnist", "mnist"]);

@@ -54,9 +54,6 @@ public sealed class Options
     readonly HashSet<string> _flags;
     readonly HashSet<string> _valued;
 
-    public Options(string command, IEnumerable<string> args, IEnumerable<string> valued, IEnumerable<string> flags, bool positional = false)
-        : this(command, args, [.. valued.Select(v => new OptionSpec(v, "X", "")), .. flags.Select(f => new OptionSpec(f, null, ""))], positional) { }
-
     public Options(string command, IEnumerable<string> args, IEnumerable<OptionSpec> specs, bool positional = false)
     {
         Command = command;

@@ -13,10 +13,23 @@ public static class SamplesCommand
 {
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
-        var o = new Options("samples", args, ["--dataset", "--data", "--count", "--seed", "--out", "--scale"], []);
-        if (o.Flag("--help"))
+        OptionSpec[] specs =
+        [
+            new("--dataset", "NAME", "fashion-mnist (default), mnist or cifar10"),
+            new("--data", "DIR", "folder with the dataset's files (default: as for train)"),
+            new("--count", "N", "images in the grid, 1..1024 (default 16)"),
+            new("--seed", "N", "which random images (default 42)"),
+            new("--out", "FILE.png", "the grid (default samples.png); the shapes and classes go to FILE.txt"),
+            new("--scale", "N", "pixels per image pixel, 1..16 (default 4)"),
+        ];
+        var o = new Options("samples", args, specs);
+        if (o.Help)
         {
-            stdout.WriteLine("usage: scratchnet samples [--dataset fashion-mnist|mnist|cifar10] [--data DIR] [--count 16] [--seed 42] [--out samples.png] [--scale 4]");
+            stdout.Write(HelpText.Format("scratchnet samples [options]",
+                """
+                Writes a PNG grid of random training images, normalised as for training and de-normalised back
+                to pixels, and prints each image's tensor shape and class in grid order.
+                """, specs));
             return Cli.ExitOk;
         }
         string dataset = o.Choice("--dataset", "fashion-mnist", DatasetInfo.All.Select(d => d.Name).ToArray());

@@ -72,10 +72,11 @@ public static class TrainCommand
         DataIdentity dataIdentity = DataIdentity.Of(data);
 
         ComputeDevice device = ComputeDevice.Create(config.Device);
+        DatasetOnDevice? planned = config.DatasetOnDevice ? new(data.Train.Count, data.Test.Count, info.Channels) : null;
         TrainingSession session;
         try
         {
-            session = new TrainingSession(device, config, info.ImageSize, info.Classes);
+            session = new TrainingSession(device, config, info.ImageSize, info.Classes, datasetOnDevice: planned);
         }
         catch (DeviceMemoryException e) when (config.Device == "auto" && device.Kind is DeviceKind.Cuda or DeviceKind.OpenCL && e.InnerException is not null)
         {
@@ -83,7 +84,7 @@ public static class TrainCommand
             stderr.WriteLine($"note: {device.Kind} is out of memory during setup ({e.Message}); falling back to the ILGPU CPU accelerator");
             device.Dispose();
             device = ComputeDevice.Create("cpu");
-            session = new TrainingSession(device, config, info.ImageSize, info.Classes);
+            session = new TrainingSession(device, config, info.ImageSize, info.Classes, datasetOnDevice: planned);
         }
         catch
         {

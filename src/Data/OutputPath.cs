@@ -50,6 +50,6 @@ public static class OutputPath
         }
     }
 
-    static OutputPathException Fail(string option, string path, string why, Exception? inner = null) =>
-        new($"{option} {path}: cannot write there: {why}", inner);
+    static OutputFileException Fail(string option, string path, string why, Exception? inner = null) =>
+        new($"{option} {path}", $"cannot write there: {why}", inner);
 }

@@ -12,8 +12,12 @@ public sealed class TrainingSession : IDisposable
     readonly float[] _losses;
     readonly int[] _predictions;
 
-    public TrainingSession(ComputeDevice device, TrainConfig config, int inputFeatures, int classes, bool logPhases = false)
+    /// <param name="datasetOnDevice">With --dataset-on-device, the dataset's sizes, so that out-of-memory advice
+    /// given before the dataset is placed already counts its bytes.</param>
+    public TrainingSession(ComputeDevice device, TrainConfig config, int inputFeatures, int classes, bool logPhases = false,
+        DatasetOnDevice? datasetOnDevice = null)
     {
+        _adviceDataset = datasetOnDevice;
         Device = device;
         Config = config;
         Kernels = ComputeOps.For(device);
@@ -56,7 +60,7 @@ public sealed class TrainingSession : IDisposable
     /// <summary>The closed-form estimate for this session's model, batch, optimizer and dataset placement.</summary>
     public MemoryEstimate Estimate() => MemoryEstimator.Estimate(Sizes, Config.BatchSize, Optimizer.Name, _onDevice);
 
-    DatasetOnDevice? _onDevice;
+    DatasetOnDevice? _onDevice, _adviceDataset;
     Tensor<byte>? _trainPixels, _trainLabels, _testPixels, _testLabels;
     Tensor<int>? _indices;
     Tensor<float>? _scaleShift;
@@ -70,7 +74,7 @@ public sealed class TrainingSession : IDisposable
     {
         var info = data.Train.Info;
         // Known before the first byte is allocated, so out-of-memory advice counts the dataset's bytes.
-        _onDevice = new DatasetOnDevice(data.Train.Count, data.Test.Count, info.Channels);
+        _adviceDataset = new DatasetOnDevice(data.Train.Count, data.Test.Count, info.Channels);
         try
         {
             _trainPixels = Tracker.Allocate<byte>("dataset.train.pixels", [data.Train.Count, info.ImageSize], MemoryCategory.Input);
@@ -83,7 +87,6 @@ public sealed class TrainingSession : IDisposable
         catch (DeviceMemoryException e)
         {
             AddAdvice(e);
-            _onDevice = null;
             throw;
         }
         _trainPixels.CopyFrom(data.Train.Pixels);
@@ -93,6 +96,7 @@ public sealed class TrainingSession : IDisposable
         _scaleShift.CopyFrom(new Data.Normalizer(info).ScaleShift());
         _planeSize = info.Height * info.Width;
         _channels = info.Channels;
+        _onDevice = _adviceDataset;
     }
 
     public bool DatasetPlaced => _onDevice is not null;
@@ -162,19 +166,19 @@ public sealed class TrainingSession : IDisposable
     {
         if (e.Limit is not long limit) return;
         string kind = Config.OptimizerKind;
-        long fits = MemoryEstimator.LargestBatch(Sizes, kind, limit, _onDevice);
-        string dataset = _onDevice is null ? "" : " and the dataset on the device";
+        long fits = MemoryEstimator.LargestBatch(Sizes, kind, limit, _adviceDataset);
+        string dataset = _adviceDataset is null ? "" : " and the dataset on the device";
         e.Advice.Add(fits > 0
             ? $"the largest batch size that fits {Bytes.Format(limit)} with {kind}{dataset} is {fits} (--batch-size {fits})"
-            : $"not even batch size 1 fits {Bytes.Format(limit)} with {kind}; the model{dataset} alone need{(_onDevice is null ? "s" : "")} {Bytes.Format(MemoryEstimator.FixedBytes(Sizes, kind, _onDevice) + MemoryEstimator.BytesPerSample(Sizes, _onDevice))}");
+            : $"not even batch size 1 fits {Bytes.Format(limit)} with {kind}; the model{dataset} alone need{(_adviceDataset is null ? "s" : "")} {Bytes.Format(MemoryEstimator.FixedBytes(Sizes, kind, _adviceDataset) + MemoryEstimator.BytesPerSample(Sizes, _adviceDataset))}");
         if (kind != "sgd")
         {
             long saved = MemoryEstimator.FixedBytes(Sizes, kind) - MemoryEstimator.FixedBytes(Sizes, "sgd");
-            long sgdFits = MemoryEstimator.LargestBatch(Sizes, "sgd", limit, _onDevice);
+            long sgdFits = MemoryEstimator.LargestBatch(Sizes, "sgd", limit, _adviceDataset);
             e.Advice.Add($"plain SGD (--optimizer sgd) would save {Bytes.Format(saved)} of optimizer state; " +
                 (sgdFits > 0 ? $"the largest batch would then be {sgdFits}" : "even then not batch size 1 would fit"));
         }
-        if (_onDevice is not null)
+        if (_adviceDataset is not null)
             e.Advice.Add("without --dataset-on-device the dataset stays in host memory and only one batch is on the device");
     }
 

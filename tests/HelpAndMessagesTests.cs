@@ -1,0 +1,128 @@
+using System.Text.RegularExpressions;
+using NUnit.Framework;
+using ScratchNet.Tensor;
+using ScratchNet.Training;
+
+namespace ScratchNet.Tests;
+
+/// <summary>What --help and the error messages say: generated from one option table, and never misleading.</summary>
+[TestFixture]
+public sealed class HelpAndMessagesTests
+{
+    static readonly string[] Commands = ["train", "memory", "samples", "selftest", "bench", "devices", "download", "export-subset"];
+
+    [TestCaseSource(nameof(Commands))]
+    public void Help_EndsWithANewline_AndListsOneOptionPerLine(string command)
+    {
+        var r = CliRunner.Run(command, "--help");
+        Assert.That(r.ExitCode, Is.EqualTo(0));
+        Assert.That(r.Stdout, Does.StartWith($"usage: scratchnet {command}").And.EndWith("\n"));
+        Assert.That(r.Stdout, Does.Contain("\noptions:\n"), "the options heading stands alone");
+        foreach (string line in r.Stdout[r.Stdout.IndexOf("\noptions:\n", StringComparison.Ordinal)..].Split('\n'))
+        {
+            // An option's name starts its line; none follows text on the same line (two options run together).
+            Assert.That(Regex.IsMatch(line, @"\S\s+--[a-z][a-z-]+ [A-Z]"), Is.False, line);
+            Assert.That(line.TrimEnd(), Does.Not.EndWith("options:").Or.EqualTo("options:"), line);
+        }
+        Assert.That(CliRunner.Run("help", command).Stdout, Is.EqualTo(r.Stdout), "scratchnet help COMMAND");
+    }
+
+    [TestCase("train")]
+    [TestCase("memory")]
+    [TestCase("selftest")]
+    [TestCase("bench")]
+    public void DeviceHelp_ListsEveryChoiceFromOneTable(string command)
+    {
+        string help = CliRunner.Run(command, "--help").Stdout;
+        foreach (var (name, meaning) in ComputeDevice.ChoiceTable)
+            Assert.That(help, Does.Contain($"{name,-7} {meaning}"));
+        Assert.That(help, Does.Not.Contain("then CPU)"));
+    }
+
+    [Test]
+    public void Usage_WithoutACommand_EndsWithANewline()
+    {
+        var r = CliRunner.Run();
+        Assert.That(r.ExitCode, Is.EqualTo(2));
+        Assert.That(r.Stdout, Does.EndWith("\n").And.Contain("export-subset"));
+    }
+
+    [Test]
+    public void MissingCudaDevice_IsExit1_NotACommandLineMistake()
+    {
+        var r = CliRunner.Run("selftest", "--device", "cuda");
+        Assume.That(r.Stderr, Does.Contain("no CUDA device found"), "this machine has a GPU");
+        Assert.That(r.ExitCode, Is.EqualTo(1));
+        Assert.That(r.Stderr.Trim(), Does.StartWith("error: --device cuda: no CUDA device found"));
+    }
+
+    [Test]
+    public void LearningRateAboveFloat32_SaysTooLarge()
+    {
+        var r = CliRunner.Run("train", "--lr", "3.5e38");
+        Assert.That(r.ExitCode, Is.EqualTo(2));
+        Assert.That(r.Stderr.Trim(), Is.EqualTo("error: --lr: 3.5e38 is too large for a float32 (at most 3.4028235E+38)"));
+    }
+
+    [TestCase("1TiB", 1L << 40)]
+    [TestCase("1TB", 1_000_000_000_000L)]
+    [TestCase("1000GB", 1_000_000_000_000L)]
+    [TestCase("2T", 2L << 40)]
+    public void MemoryLimit_TakesTerabytes(string text, long bytes)
+    {
+        Assert.That(Bytes.TryParse(text, out long parsed), Is.True);
+        Assert.That(parsed, Is.EqualTo(bytes));
+    }
+
+    [TestCase(0.001f, "--lr 0.0001)")]
+    [TestCase(1e30f, "--lr 1E+29)")]
+    [TestCase(0.3f, "--lr 0.03)")]
+    public void DivergenceHint_PrintsAShortLearningRate(float lr, string hint)
+    {
+        string message = new DivergenceException(0, 0, double.NaN, lr).Message;
+        Assert.That(message, Does.EndWith(hint + "."));
+    }
+
+    [Test]
+    public void HostMatmulVersion_IsRefused_TheHostBackendHasOneMatmul()
+    {
+        var r = CliRunner.Run("train", "--device", "host", "--matmul", "naive");
+        Assert.That(r.ExitCode, Is.EqualTo(2));
+        Assert.That(r.Stderr, Does.Contain("the host backend has one matmul"));
+    }
+
+    [Test]
+    public void OutOfMemoryHint_NeverSaysTheLargestBatchWouldBeZero()
+    {
+        var r = CliRunner.Run("train", "--device", "host", "--data", TestData.EmbeddedFolder(), "--memory-limit", "700KB");
+        Assert.That(r.ExitCode, Is.EqualTo(1));
+        Assert.That(r.Stderr, Does.Contain("hint: not even batch size 1 fits"));
+        Assert.That(r.Stderr, Does.Contain("even then not batch size 1 would fit"));
+        Assert.That(r.Stderr, Does.Not.Contain("would then be 0"));
+    }
+
+    [Test]
+    public void DatasetOnDeviceHint_CountsTheDataset_SoFollowingItWorks()
+    {
+        // The embedded subset on the device: 2,500 x 785 bytes of pixels and labels. A limit a little above
+        // them leaves room for some batch; the hint must name one that then trains.
+        string data = TestData.EmbeddedFolder();
+        var r = CliRunner.Run("train", "--device", "host", "--data", data, "--dataset-on-device", "--memory-limit", "4MiB", "--batch-size", "4096");
+        Assert.That(r.ExitCode, Is.EqualTo(1), r.Stderr);
+        var m = Regex.Match(r.Stderr, @"and the dataset on the device is (\d+) \(--batch-size \1\)");
+        Assert.That(m.Success, r.Stderr);
+        var follow = CliRunner.Run("train", "--device", "host", "--data", data, "--dataset-on-device", "--memory-limit", "4MiB", "--batch-size", m.Groups[1].Value);
+        Assert.That(follow.ExitCode, Is.EqualTo(0), follow.Stderr);
+    }
+
+    [Test]
+    public void Json_DeviceIsTheLabel_AndStringsAreNotHtmlEscaped()
+    {
+        var r = CliRunner.Run("train", "--device", "host", "--data", TestData.EmbeddedFolder(), "--json");
+        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
+        Assert.That(doc.RootElement.GetProperty("device").GetString(), Is.EqualTo("host backend (SIMD C# on every core)"));
+        Assert.That(doc.RootElement.GetProperty("deviceKind").GetString(), Is.EqualTo("Host"));
+        Assert.That(r.Stdout, Does.Not.Contain("\\u0027").And.Not.Contain("\\u002B").And.Contain("C#"));
+    }
+}
