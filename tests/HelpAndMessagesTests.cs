@@ -125,4 +125,14 @@ public sealed class HelpAndMessagesTests
         Assert.That(doc.RootElement.GetProperty("deviceKind").GetString(), Is.EqualTo("Host"));
         Assert.That(r.Stdout, Does.Not.Contain("\\u0027").And.Not.Contain("\\u002B").And.Contain("C#"));
     }
+
+    [TestCase("host")]
+    [TestCase("cpu")]
+    public void BatchTooLargeForOneBuffer_IsAOneLineError(string device)
+    {
+        var r = CliRunner.Run("train", "--device", device, "--data", TestData.EmbeddedFolder(), "--batch-size", "2740000");
+        Assert.That(r.ExitCode, Is.EqualTo(2), r.Stderr);
+        Assert.That(r.Stderr.Trim(), Is.EqualTo("error: --batch-size 2740000: a batch of 2,740,000 rows of 784 values is 2,148,160,000 floats, " +
+            "more than one buffer can index (2,147,483,591); the largest batch for this model is 2,739,137"));
+    }
 }

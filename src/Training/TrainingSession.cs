@@ -23,6 +23,12 @@ public sealed class TrainingSession : IDisposable
         Kernels = ComputeOps.For(device);
         Matmul = config.Matmul ?? Kernels.DefaultMatmul;
         Sizes = config.LayerSizes(inputFeatures, classes);
+        // Kernels index a (B, K) buffer with 32-bit ints and the host stages a batch in one float[]: the
+        // largest layer times the batch must stay below 2^31 elements.
+        long widest = (long)config.BatchSize * Sizes.Max();
+        if (widest > Array.MaxLength)
+            throw new ArgumentException($"--batch-size {config.BatchSize}: a batch of {config.BatchSize:N0} rows of {Sizes.Max():N0} values is {widest:N0} " +
+                $"floats, more than one buffer can index ({Array.MaxLength:N0}); the largest batch for this model is {Array.MaxLength / Sizes.Max():N0}");
         Tracker = new MemoryTracker(device.Accelerator, config.MemoryLimit) { LogPhases = logPhases };
         try
         {
