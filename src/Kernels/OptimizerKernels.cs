@@ -11,13 +11,21 @@ namespace ScratchNet.Kernels;
 public static class OptimizerKernels
 {
     /// <summary>
-    /// Adam (Kingma and Ba), exactly as torch.optim.Adam computes it (no weight decay, no amsgrad), step t >= 1:
+    /// Adam (Kingma and Ba), exactly as torch.optim.Adam computes it (no weight decay, no amsgrad), step t >= 1.
+    /// The textbook form (the paper's Algorithm 1; <see cref="Reference.Adam"/> computes it this way):
     /// <code>
-    /// m = beta1 * m + (1 - beta1) * g
-    /// v = beta2 * v + (1 - beta2) * g^2
-    /// p = p - (lr / c1) * m / (sqrt(v) / sqrt(c2) + eps)      c1 = 1 - beta1^t,  c2 = 1 - beta2^t
+    /// m  = beta1 * m + (1 - beta1) * g              first moment: a running mean of the gradient
+    /// v  = beta2 * v + (1 - beta2) * g^2            second moment: a running mean of its square
+    /// m^ = m / c1,   v^ = v / c2                    bias correction, c1 = 1 - beta1^t, c2 = 1 - beta2^t
+    /// p  = p - lr * m^ / (sqrt(v^) + eps)
     /// </code>
-    /// The host computes stepSize = lr / c1 and invSqrtC2 = 1 / sqrt(c2) in double precision.
+    /// What this kernel computes: the same update rearranged, since m^ = m / c1 and sqrt(v^) = sqrt(v) / sqrt(c2),
+    /// <code>
+    /// p  = p - (lr / c1) * m / (sqrt(v) * (1 / sqrt(c2)) + eps)
+    ///          stepSize                 invSqrtC2
+    /// </code>
+    /// so the two per-step constants are computed once on the host (<see cref="AdamStepConstants"/>), in double
+    /// precision, instead of two divisions per parameter. torch.optim.Adam rearranges it the same way.
     /// </summary>
     public static void Adam(
         ArrayView<float> param,   // param: (P), updated
@@ -36,6 +44,17 @@ public static class OptimizerKernels
             v[i] = vi;
             param[i] -= stepSize * mi / (XMath.Sqrt(vi) * invSqrtC2 + eps);
         }
+    }
+
+    /// <summary>Adam's bias corrections for step t >= 1: c1 = 1 - beta1^t, c2 = 1 - beta2^t.</summary>
+    public static (double C1, double C2) AdamBiasCorrection(double beta1, double beta2, long t) =>
+        (1 - Math.Pow(beta1, t), 1 - Math.Pow(beta2, t));
+
+    /// <summary>The two constants the Adam kernel takes for step t: stepSize = lr / c1 and invSqrtC2 = 1 / sqrt(c2).</summary>
+    public static (float StepSize, float InvSqrtC2) AdamStepConstants(double lr, double beta1, double beta2, long t)
+    {
+        var (c1, c2) = AdamBiasCorrection(beta1, beta2, t);
+        return ((float)(lr / c1), (float)(1 / Math.Sqrt(c2)));
     }
 
     /// <summary>Plain SGD: <c>p = p - lr * g</c>.</summary>

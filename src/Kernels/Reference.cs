@@ -74,17 +74,21 @@ public static class Reference
         return r;
     }
 
-    /// <summary>torch.optim.Adam's update for step t, in double precision.</summary>
+    /// <summary>
+    /// Adam's update for step t in its textbook form (m^ and v^, see <see cref="OptimizerKernels.Adam"/>), in
+    /// double precision: the kernels compute the rearranged form, and the tests show the two agree.
+    /// </summary>
     public static void Adam(float[] p, float[] g, float[] m, float[] v, int t, double lr, double b1, double b2, double eps)
     {
-        double c1 = 1 - Math.Pow(b1, t), c2 = 1 - Math.Pow(b2, t);
+        var (c1, c2) = OptimizerKernels.AdamBiasCorrection(b1, b2, t);
         for (int i = 0; i < p.Length; i++)
         {
             double mi = b1 * m[i] + (1 - b1) * g[i];
             double vi = b2 * v[i] + (1 - b2) * (double)g[i] * g[i];
             m[i] = (float)mi;
             v[i] = (float)vi;
-            p[i] = (float)(p[i] - lr / c1 * mi / (Math.Sqrt(vi) / Math.Sqrt(c2) + eps));
+            double mHat = mi / c1, vHat = vi / c2;
+            p[i] = (float)(p[i] - lr * mHat / (Math.Sqrt(vHat) + eps));
         }
     }
 

@@ -38,9 +38,12 @@ public sealed class Adam : IOptimizer
     public void Step(IComputeOps kernels, Mlp model)
     {
         Steps++;
-        double c1 = 1 - Math.Pow(Beta1, Steps), c2 = 1 - Math.Pow(Beta2, Steps);
+        // One launch over all P parameters (flat buffers). The kernel takes the bias corrections folded into
+        // two constants for this step t: stepSize = lr / (1 - beta1^t), invSqrtC2 = 1 / sqrt(1 - beta2^t);
+        // see OptimizerKernels.Adam for the textbook form (m^, v^) and why this rearrangement is the same.
+        var (stepSize, invSqrtC2) = OptimizerKernels.AdamStepConstants(Lr, Beta1, Beta2, Steps);
         kernels.Adam(model.Parameters.View, model.Gradients.View, _m.View, _v.View, (int)model.ParameterCount,
-            Beta1, Beta2, Eps, (float)(Lr / c1), (float)(1 / Math.Sqrt(c2)));
+            Beta1, Beta2, Eps, stepSize, invSqrtC2);
     }
 
     public void Dispose()

@@ -161,8 +161,8 @@ public static class SelfTest
             {
                 float[] g = Reference.RandomFloats(r, count);
                 using var dg = tracker.AllocateFrom("selftest.dg", g, MemoryCategory.Other);
-                double c1 = 1 - Math.Pow(0.9, t), c2 = 1 - Math.Pow(0.999, t);
-                k.Adam(dp.View, dg.View, dm.View, dv.View, count, 0.9f, 0.999f, 1e-8f, (float)(1e-3 / c1), (float)(1 / Math.Sqrt(c2)));
+                var (stepSize, invSqrtC2) = OptimizerKernels.AdamStepConstants(1e-3, 0.9, 0.999, t);
+                k.Adam(dp.View, dg.View, dm.View, dv.View, count, 0.9f, 0.999f, 1e-8f, stepSize, invSqrtC2);
                 reference.Adam(p, g, m, v, t, 1e-3, 0.9, 0.999, 1e-8);
             }
             return (dp.ToArray(), p);
