@@ -149,10 +149,11 @@ public static class MemoryCommand
     static void WriteProbe(TextWriter w, ProbeResult p)
     {
         w.WriteLine($"batch {p.BatchSize}: {MemoryProbe.Steps} training steps measured");
-        w.WriteLine($"  {"category",-15} {"estimate",13} {"live after",13} {"peak during",13}  difference");
+        w.WriteLine($"  {"category",-15} {"estimate",13} {"requested live",15} {"requested peak",15}  difference");
         foreach (var c in p.Categories)
-            w.WriteLine($"  {c.Category,-15} {Bytes.Exact(c.Estimate),13} {Bytes.Exact(c.Live),13} {Bytes.Exact(c.Peak),13}  {(c.Difference == 0 && c.Peak == c.Estimate ? "0 (exact)" : Bytes.Exact(c.Difference) + " UNEXPLAINED")}");
-        w.WriteLine($"  {"total",-15} {Bytes.Exact(p.TotalEstimate),13} {Bytes.Exact(p.TotalLive),13} {Bytes.Exact(p.PeakTotal),13}  {(p.TotalLive == p.TotalEstimate ? "0 (exact)" : Bytes.Exact(p.TotalLive - p.TotalEstimate) + " UNEXPLAINED")}");
+            w.WriteLine($"  {c.Category,-15} {Bytes.Exact(c.Estimate),13} {Bytes.Exact(c.Live),15} {Bytes.Exact(c.Peak),15}  {(c.Difference == 0 && c.Peak == c.Estimate ? "0 (exact)" : Bytes.Exact(c.Difference) + " UNEXPLAINED")}");
+        w.WriteLine($"  {"total",-15} {Bytes.Exact(p.TotalEstimate),13} {Bytes.Exact(p.TotalLive),15} {Bytes.Exact(p.PeakTotal),15}  {(p.TotalLive == p.TotalEstimate ? "0 (exact)" : Bytes.Exact(p.TotalLive - p.TotalEstimate) + " UNEXPLAINED")}");
+        w.WriteLine("  requested = elements x element size, as the tracker counts each buffer;");
         w.WriteLine("  peak = live: every buffer is created before the first step and reused, so nothing comes and goes inside a step;");
         w.WriteLine($"  allocations during the {MemoryProbe.Steps} steps: {p.AllocationsDuringSteps}.");
         w.WriteLine($"  bytes per sample: {Bytes.Exact(p.BytesPerSample)} (input, activations, temporaries); fixed: {Bytes.Exact(p.FixedBytes)} (parameters, gradients, optimizer state)");

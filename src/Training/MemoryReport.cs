@@ -31,12 +31,12 @@ public static class MemoryReport
     public static string Format(Summary s, string modelLine)
     {
         var sb = new StringBuilder();
-        sb.AppendLine("Memory report (device buffers, measured by the tracker; estimate = closed form)");
+        sb.AppendLine("Memory report (device buffers: bytes requested, measured by the tracker; estimate = closed form)");
         sb.AppendLine($"  model: {modelLine}");
-        sb.AppendLine($"  {"category",-15} {"live",13} {"peak",13} {"estimate",13}  {"",-5}  formula");
+        sb.AppendLine($"  {"category",-15} {"requested live",15} {"requested peak",15} {"estimate",13}  {"",-5}  formula");
         foreach (var r in s.Categories)
-            sb.AppendLine($"  {r.Category,-15} {Bytes.Exact(r.Live),13} {Bytes.Exact(r.Peak),13} {Bytes.Exact(r.Estimate),13}  {(r.Match ? "=" : "DIFF"),-5}  {r.Formula}");
-        sb.AppendLine($"  {"total",-15} {Bytes.Exact(s.TotalLive),13} {Bytes.Exact(s.PeakTotal),13} {Bytes.Exact(s.TotalEstimate),13}  {(s.TotalLive == s.TotalEstimate ? "=" : "DIFF"),-5}  ({Bytes.Format(s.TotalLive)} live; peak = highest total at any moment)");
+            sb.AppendLine($"  {r.Category,-15} {Bytes.Exact(r.Live),15} {Bytes.Exact(r.Peak),15} {Bytes.Exact(r.Estimate),13}  {(r.Match ? "=" : "DIFF"),-5}  {r.Formula}");
+        sb.AppendLine($"  {"total",-15} {Bytes.Exact(s.TotalLive),15} {Bytes.Exact(s.PeakTotal),15} {Bytes.Exact(s.TotalEstimate),13}  {(s.TotalLive == s.TotalEstimate ? "=" : "DIFF"),-5}  ({Bytes.Format(s.TotalLive)} live; peak = highest total at any moment)");
         if (s.Limit is long limit)
             sb.AppendLine($"  memory limit: {Bytes.Exact(limit)} ({Bytes.Format(limit)}), {100.0 * s.PeakTotal / limit:0.0}% used at peak");
         sb.Append($"  allocations: {s.Allocations}, frees: {s.Frees}");
