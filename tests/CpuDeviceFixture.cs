@@ -9,7 +9,7 @@ public static class Shared
     static readonly Lazy<ComputeDevice> Lazy = new(() => ComputeDevice.Create("cpu"));
 
     public static ComputeDevice Cpu => Lazy.Value;
-    public static DeviceKernels Kernels => DeviceKernels.For(Cpu.Accelerator);
+    public static IlgpuBackend Kernels => IlgpuBackend.For(Cpu.Accelerator);
 
     /// <summary>A tracker on the shared CPU device with no limit.</summary>
     public static MemoryTracker NewTracker(long? limit = null) => new(Cpu.Accelerator, limit);

@@ -35,7 +35,7 @@ public sealed class DatasetOnDeviceTests
         using var ds = acc.Allocate1D(scaleShift);
         using var dx = acc.Allocate1D<float>(rows * info.ImageSize);
         using var dy = acc.Allocate1D<int>(rows);
-        IComputeOps ops = backend == "host" ? new HostKernels() : Shared.Kernels;
+        IBackend ops = backend == "host" ? new HostBackend() : Shared.Kernels;
         ops.GatherNormalize(dp.View, dl.View, di.View, ds.View, dx.View, dy.View, rows, info.ImageSize, info.Height * info.Width, info.Channels);
 
         var expected = new float[rows * info.ImageSize];

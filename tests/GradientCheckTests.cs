@@ -27,7 +27,7 @@ public sealed class GradientCheckTests
         session.Upload(x, y, rows);
 
         var model = session.Model;
-        var k = session.Kernels;
+        var k = session.Backend;
         model.Forward(k, session.Buffers, rows, matmul);
         model.Backward(k, session.Buffers, rows, matmul);
         float[] analytic = model.Gradients.ToArray();

@@ -42,15 +42,15 @@ public sealed class KernelTests
 
     static IEnumerable<TestCaseData> NaiveCases() => MatmulCases(MatmulVersion.Naive);
     static IEnumerable<TestCaseData> BlockedCases() => MatmulCases(MatmulVersion.Blocked);
-    static IEnumerable<TestCaseData> HostCases() => MatmulCases(MatmulVersion.Blocked);
+    static IEnumerable<TestCaseData> HostCases() => MatmulCases(MatmulVersion.HostSimd);
 
     /// <summary>The host backend's SIMD matmul (--device host), on the same cases.</summary>
     [TestCaseSource(nameof(HostCases))]
     public void HostMatmul_MatchesReference(MatmulVersion version, Layout layout, int m, int n, int p) =>
-        CheckMatmul(new HostKernels(), Shared.Cpu.Accelerator, version, layout, m, n, p);
+        CheckMatmul(new HostBackend(), Shared.Cpu.Accelerator, version, layout, m, n, p);
 
     /// <summary>The ILGPU kernels, or the host backend's C# over the same CPU-accelerator buffers.</summary>
-    static IComputeOps Ops(string backend) => backend == "host" ? new HostKernels() : Shared.Kernels;
+    static IBackend Ops(string backend) => backend == "host" ? new HostBackend() : Shared.Kernels;
 
     /// <summary>The tiled kernel needs 256-thread groups: on the CPU accelerator that is 256 OS threads
     /// meeting at every barrier, so it gets the sizes 1, 7, 63, 65 in full and 1000 in one dimension at a time.</summary>
@@ -81,7 +81,7 @@ public sealed class KernelTests
 
     [TestCaseSource(nameof(TiledCases))]
     public void MatmulTiled_MatchesReference(MatmulVersion version, Layout layout, int m, int n, int p) =>
-        CheckMatmul(DeviceKernels.For(WideCpu.Value.Accelerator), WideCpu.Value.Accelerator, version, layout, m, n, p);
+        CheckMatmul(IlgpuBackend.For(WideCpu.Value.Accelerator), WideCpu.Value.Accelerator, version, layout, m, n, p);
 
     [Test]
     public void MatmulTiled_OnTwoThreadGroups_SaysWhichVersionToUse()
@@ -92,7 +92,7 @@ public sealed class KernelTests
         Assert.That(e!.Message, Does.Contain("--matmul blocked"));
     }
 
-    static void CheckMatmul(IComputeOps k, Accelerator acc, MatmulVersion version, Layout layout, int m, int n, int p)
+    static void CheckMatmul(IBackend k, Accelerator acc, MatmulVersion version, Layout layout, int m, int n, int p)
     {
         var (aRow, aCol, bRow, bCol) = Strides(layout, m, n, p);
         var r = new Random(m * 1_000_003 + n * 1009 + p);

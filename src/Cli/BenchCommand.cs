@@ -57,8 +57,9 @@ public static class BenchCommand
             stdout.WriteLine($"medians of {repeats} repeats after one warm-up launch");
             stdout.WriteLine($"  {"operation",-28} {"batch",6} {"version",-8} {"time",13} {"rate",10}");
         }
-        IComputeOps k = ComputeOps.For(device);
-        MatmulVersion[] versions = device.Kind == DeviceKind.Host ? [MatmulVersion.Blocked] : Enum.GetValues<MatmulVersion>();
+        IBackend k = Backends.For(device);
+        // The host backend's own matmul, or every ILGPU kernel (those this accelerator cannot run shown as n/a).
+        IEnumerable<MatmulVersion> versions = k is HostBackend ? k.MatmulVersions : MatmulVersions.Kernels;
         var acc = device.Accelerator;
         var tracker = new MemoryTracker(acc);   // the benchmark's buffers are tracked like any other (category Other)
         foreach (int batch in new[] { 64, 1024 })
@@ -73,8 +74,8 @@ public static class BenchCommand
             double flops = 2.0 * batch * inF * outF;
             foreach (MatmulVersion v in versions)
             {
-                string name = device.Kind == DeviceKind.Host ? "simd" : v.ToString().ToLowerInvariant();
-                if (device.Kind != DeviceKind.Host && v == MatmulVersion.Tiled && acc.MaxNumThreadsPerGroup < MatmulKernels.Tile * MatmulKernels.Tile)
+                string name = MatmulVersions.Label(v);
+                if (!k.MatmulVersions.Contains(v))
                 {
                     Add(new Row("matmul forward x·W^T", batch, name, double.NaN, double.NaN, "GFLOP/s", "n/a: needs 256-thread groups"));
                     continue;
@@ -137,7 +138,7 @@ public static class BenchCommand
     }
 
     /// <summary>Median milliseconds of `launch` over repeats, after one warm-up; each timing ends with a synchronize.</summary>
-    static double Time(IComputeOps acc, int repeats, Action launch)
+    static double Time(IBackend acc, int repeats, Action launch)
     {
         launch();
         acc.Synchronize();

@@ -3,28 +3,29 @@ using ILGPU;
 namespace ScratchNet.Kernels;
 
 /// <summary>
-/// Matrix multiplication, in versions a learner can compare: C (M, N) = A (M, P) · B (P, N).
+/// Matrix multiplication, in versions a learner can compare: C (M, N) = A (M, K) · B (K, N), K the inner size
+/// (the glossary's letters: in a Linear layer M = B rows, K = input features, N = output features).
 ///
-/// A and B are read through strides, so a transposed operand costs nothing: element A[i, p] is
-/// <c>a[i * aRow + p * aCol]</c> and B[p, j] is <c>b[p * bRow + j * bCol]</c>. For a row-major (M, P)
-/// matrix aRow = P, aCol = 1; for its transpose aRow = 1, aCol = M. C is always row-major (M, N).
+/// A and B are read through strides, so a transposed operand costs nothing: element A[i, q] (q = 0..K-1) is
+/// <c>a[i * aRow + q * aCol]</c> and B[q, j] is <c>b[q * bRow + j * bCol]</c>. For a row-major (M, K)
+/// matrix aRow = K, aCol = 1; for its transpose aRow = 1, aCol = M. C is always row-major (M, N).
 /// With W stored like PyTorch's Linear.weight as (N_out, K_in), the three products of a Linear layer are:
 /// <code>
 /// forward   y  (B, N) = x  (B, K) · W^T (K, N)     A = x,    B = W^T  (bRow = 1, bCol = K)
 /// backward  dx (B, K) = dy (B, N) · W   (N, K)     A = dy,   B = W
 /// backward  dW (N, K) = dy^T (N, B) · x (B, K)     A = dy^T (aRow = 1, aCol = N),  B = x
 /// </code>
-/// Every version sums over p in increasing order with one float accumulator per output, so results do
+/// Every version sums over q = 0..K-1 in increasing order with one float accumulator per output, so results do
 /// not depend on how many threads run.
 /// </summary>
 public static class MatmulKernels
 {
     /// <summary>Version 1, naive: each loop iteration computes one output element as a dot product.</summary>
     public static void Naive(
-        ArrayView<float> a,     // A: (M, P) through strides aRow, aCol
-        ArrayView<float> b,     // B: (P, N) through strides bRow, bCol
+        ArrayView<float> a,     // A: (M, K) through strides aRow, aCol
+        ArrayView<float> b,     // B: (K, N) through strides bRow, bCol
         ArrayView<float> c,     // C: (M, N) row-major, written
-        int m, int n, int p,
+        int m, int n, int k,
         int aRow, int aCol, int bRow, int bCol)
     {
         int stride = Grid.DimX * Group.DimX;
@@ -32,8 +33,8 @@ public static class MatmulKernels
         {
             int i = idx / n, j = idx % n;
             float sum = 0f;
-            for (int k = 0; k < p; k++)
-                sum += a[i * aRow + k * aCol] * b[k * bRow + j * bCol];
+            for (int q = 0; q < k; q++)
+                sum += a[i * aRow + q * aCol] * b[q * bRow + j * bCol];
             c[idx] = sum;
         }
     }
@@ -45,10 +46,10 @@ public static class MatmulKernels
     /// and only store the outputs that exist, which keeps branches out of the inner loop.
     /// </summary>
     public static void Blocked(
-        ArrayView<float> a,     // A: (M, P) through strides aRow, aCol
-        ArrayView<float> b,     // B: (P, N) through strides bRow, bCol
+        ArrayView<float> a,     // A: (M, K) through strides aRow, aCol
+        ArrayView<float> b,     // B: (K, N) through strides bRow, bCol
         ArrayView<float> c,     // C: (M, N) row-major, written
-        int m, int n, int p,
+        int m, int n, int k,
         int aRow, int aCol, int bRow, int bCol)
     {
         int tilesN = (n + 3) / 4;
@@ -64,11 +65,11 @@ public static class MatmulKernels
             int cb2 = IntrinsicMath.Min(j0 + 2, n - 1) * bCol, cb3 = IntrinsicMath.Min(j0 + 3, n - 1) * bCol;
             float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
             float c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
-            for (int k = 0; k < p; k++)
+            for (int q = 0; q < k; q++)
             {
-                int ka = k * aCol, kb = k * bRow;
-                float a0 = a[ra0 + ka], a1 = a[ra1 + ka], a2 = a[ra2 + ka], a3 = a[ra3 + ka];
-                float b0 = b[kb + cb0], b1 = b[kb + cb1], b2 = b[kb + cb2], b3 = b[kb + cb3];
+                int qa = q * aCol, qb = q * bRow;
+                float a0 = a[ra0 + qa], a1 = a[ra1 + qa], a2 = a[ra2 + qa], a3 = a[ra3 + qa];
+                float b0 = b[qb + cb0], b1 = b[qb + cb1], b2 = b[qb + cb2], b3 = b[qb + cb3];
                 c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
                 c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
                 c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
@@ -97,21 +98,21 @@ public static class MatmulKernels
 
     /// <summary>
     /// Version 3, tiled with shared memory (for GPUs): a group of 16x16 threads computes a 16x16 tile of C.
-    /// It walks P in steps of 16; at each step the group loads a 16x16 block of A and of B into shared memory
+    /// It walks K in steps of 16; at each step the group loads a 16x16 block of A and of B into shared memory
     /// (one element per thread), waits at a barrier, and each thread accumulates its output from the
     /// fast shared copies: every value fetched from global memory is reused 16 times.
     /// Groups stride over the tiles of C, so any grid size works. Launch with a group of exactly 256 threads.
     /// On the CPU accelerator every barrier synchronises OS threads: correct, but very slow.
     /// </summary>
     public static void Tiled(
-        ArrayView<float> a,     // A: (M, P) through strides aRow, aCol
-        ArrayView<float> b,     // B: (P, N) through strides bRow, bCol
+        ArrayView<float> a,     // A: (M, K) through strides aRow, aCol
+        ArrayView<float> b,     // B: (K, N) through strides bRow, bCol
         ArrayView<float> c,     // C: (M, N) row-major, written
-        int m, int n, int p,
+        int m, int n, int k,
         int aRow, int aCol, int bRow, int bCol)
     {
-        var tileA = SharedMemory.Allocate<float>(Tile * Tile);   // tileA[ty, k] = A[row, p0 + k]
-        var tileB = SharedMemory.Allocate<float>(Tile * Tile);   // tileB[k, tx] = B[p0 + k, col]
+        var tileA = SharedMemory.Allocate<float>(Tile * Tile);   // tileA[ty, q] = A[row, k0 + q]
+        var tileB = SharedMemory.Allocate<float>(Tile * Tile);   // tileB[q, tx] = B[k0 + q, col]
         int tx = Group.IdxX % Tile, ty = Group.IdxX / Tile;
         int tilesN = (n + Tile - 1) / Tile;
         int tiles = (m + Tile - 1) / Tile * tilesN;
@@ -119,13 +120,13 @@ public static class MatmulKernels
         {
             int row = t / tilesN * Tile + ty, col = t % tilesN * Tile + tx;
             float sum = 0f;
-            for (int p0 = 0; p0 < p; p0 += Tile)
+            for (int k0 = 0; k0 < k; k0 += Tile)
             {
-                tileA[ty * Tile + tx] = row < m && p0 + tx < p ? a[row * aRow + (p0 + tx) * aCol] : 0f;
-                tileB[ty * Tile + tx] = p0 + ty < p && col < n ? b[(p0 + ty) * bRow + col * bCol] : 0f;
+                tileA[ty * Tile + tx] = row < m && k0 + tx < k ? a[row * aRow + (k0 + tx) * aCol] : 0f;
+                tileB[ty * Tile + tx] = k0 + ty < k && col < n ? b[(k0 + ty) * bRow + col * bCol] : 0f;
                 Group.Barrier();
-                for (int k = 0; k < Tile; k++)
-                    sum += tileA[ty * Tile + k] * tileB[k * Tile + tx];
+                for (int q = 0; q < Tile; q++)
+                    sum += tileA[ty * Tile + q] * tileB[q * Tile + tx];
                 Group.Barrier();
             }
             if (row < m && col < n) c[row * n + col] = sum;

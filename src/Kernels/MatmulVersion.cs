@@ -1,12 +1,26 @@
 namespace ScratchNet.Kernels;
 
-/// <summary>The matmul versions in <see cref="MatmulKernels"/>, for --matmul.</summary>
+/// <summary>
+/// The matmul versions: the ILGPU kernels in <see cref="MatmulKernels"/> (chosen with --matmul) and the host
+/// backend's own. Each backend lists the ones it really has (<see cref="IBackend.MatmulVersions"/>).
+/// </summary>
 public enum MatmulVersion
 {
-    /// <summary>One output per loop iteration.</summary>
+    /// <summary>ILGPU kernel: one output per loop iteration.</summary>
     Naive,
-    /// <summary>4x4 register tiles, no barriers: the CPU accelerator's default.</summary>
+    /// <summary>ILGPU kernel: 4x4 register tiles, no barriers; the CPU accelerator's default.</summary>
     Blocked,
-    /// <summary>16x16 shared-memory tiles with barriers: the GPUs' default.</summary>
+    /// <summary>ILGPU kernel: 16x16 shared-memory tiles with barriers; the GPUs' default. Needs 256-thread groups.</summary>
     Tiled,
+    /// <summary>The host backend's matmul: SIMD C# on every core (<see cref="HostBackend"/>); not an ILGPU kernel.</summary>
+    HostSimd,
+}
+
+public static class MatmulVersions
+{
+    /// <summary>The versions --matmul accepts: the ILGPU kernels.</summary>
+    public static readonly MatmulVersion[] Kernels = [MatmulVersion.Naive, MatmulVersion.Blocked, MatmulVersion.Tiled];
+
+    /// <summary>The name in reports and on the command line: "naive", "blocked", "tiled", "host SIMD".</summary>
+    public static string Label(MatmulVersion v) => v == MatmulVersion.HostSimd ? "host SIMD" : v.ToString().ToLowerInvariant();
 }

@@ -7,14 +7,14 @@ namespace ScratchNet.Kernels;
 public static class Reference
 {
     /// <summary>C (M, N) = A (M, P) · B (P, N) with A[i, p] = a[i*aRow + p*aCol], B[p, j] = b[p*bRow + j*bCol].</summary>
-    public static float[] Matmul(float[] a, float[] b, int m, int n, int p, int aRow, int aCol, int bRow, int bCol)
+    public static float[] Matmul(float[] a, float[] b, int m, int n, int k, int aRow, int aCol, int bRow, int bCol)
     {
         var c = new float[m * n];
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++)
             {
                 double sum = 0;
-                for (int k = 0; k < p; k++) sum += (double)a[i * aRow + k * aCol] * b[k * bRow + j * bCol];
+                for (int q = 0; q < k; q++) sum += (double)a[i * aRow + q * aCol] * b[q * bRow + j * bCol];
                 c[i * n + j] = (float)sum;
             }
         return c;

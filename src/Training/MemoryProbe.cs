@@ -41,7 +41,7 @@ public static class MemoryProbe
         for (int s = 0; s < Steps; s++)
         {
             session.Tracker.Phase = "upload";
-            if (session.DatasetPlaced) session.Gather(test: false, indices, batch);
+            if (session.Dataset is not null) session.Gather(test: false, indices, batch);
             else session.Upload(images, labels, batch);
             session.TrainStep(labels, batch);
         }
@@ -51,8 +51,8 @@ public static class MemoryProbe
         var categories = Enum.GetValues<MemoryCategory>().Select(c => new ProbeCategory(c.ToString(), estimate[c],
             tracker.Stats(c).Live, tracker.Stats(c).Peak, tracker.Stats(c).Live - estimate[c], estimate.Formula(c))).ToList();
         return new ProbeResult(batch, session.Optimizer.Name, session.Model.ParameterCount, categories, estimate.Total,
-            tracker.LiveBytes, tracker.PeakBytes, MemoryEstimator.BytesPerSample(session.Sizes, session.OnDevice),
-            MemoryEstimator.FixedBytes(session.Sizes, session.Optimizer.Name, session.OnDevice), tracker.AllocationCount - allocationsBefore,
+            tracker.LiveBytes, tracker.PeakBytes, MemoryEstimator.BytesPerSample(session.Sizes, session.Dataset?.Sizes),
+            MemoryEstimator.FixedBytes(session.Sizes, session.Optimizer.Name, session.Dataset?.Sizes), tracker.AllocationCount - allocationsBefore,
             tracker.Events.ToList(), tracker.LiveByCategoryOverEvents());
     }
 }

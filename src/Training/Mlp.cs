@@ -59,7 +59,7 @@ public sealed class Mlp : IDisposable
     /// Forward pass for the first `rows` rows of the batch: x -> fc1 -> relu -> ... -> logits.
     /// Each hidden layer's ReLU output is kept in buffers.Outputs[i] for backward.
     /// </summary>
-    public void Forward(IComputeOps k, StepBuffers buffers, int rows, MatmulVersion matmul)
+    public void Forward(IBackend k, StepBuffers buffers, int rows, MatmulVersion matmul)
     {
         var input = buffers.Images.View;
         for (int i = 0; i < Layers.Count; i++)
@@ -78,7 +78,7 @@ public sealed class Mlp : IDisposable
     /// (overwritten, so there is nothing to zero between steps). The first layer's input gradient is
     /// not computed: nobody needs d(loss)/d(image).
     /// </summary>
-    public void Backward(IComputeOps k, StepBuffers buffers, int rows, MatmulVersion matmul)
+    public void Backward(IBackend k, StepBuffers buffers, int rows, MatmulVersion matmul)
     {
         int last = Layers.Count - 1;
         var logits = buffers.Outputs[last].View;

@@ -10,7 +10,7 @@ public interface IOptimizer : IDisposable
     string Name { get; }
     /// <summary>Steps taken so far (Adam's t).</summary>
     long Steps { get; set; }
-    void Step(IComputeOps kernels, Mlp model);
+    void Step(IBackend kernels, Mlp model);
     /// <summary>The state tensors (empty for plain SGD), for checkpoints.</summary>
     IReadOnlyList<Tensor<float>> State { get; }
 }
@@ -35,7 +35,7 @@ public sealed class Adam : IOptimizer
     public long Steps { get; set; }
     public IReadOnlyList<Tensor<float>> State => [_m, _v];
 
-    public void Step(IComputeOps kernels, Mlp model)
+    public void Step(IBackend kernels, Mlp model)
     {
         Steps++;
         // One launch over all P parameters (flat buffers). The kernel takes the bias corrections folded into
@@ -73,7 +73,7 @@ public sealed class Sgd : IOptimizer
     public long Steps { get; set; }
     public IReadOnlyList<Tensor<float>> State => _buf is null ? [] : [_buf];
 
-    public void Step(IComputeOps kernels, Mlp model)
+    public void Step(IBackend kernels, Mlp model)
     {
         Steps++;
         if (_buf is null)

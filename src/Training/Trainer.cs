@@ -54,7 +54,7 @@ public sealed class Trainer
             _labels[i] = new int[batch];
         }
         _prefetch = new Prefetch(_train);
-        if (session.Config.DatasetOnDevice && !session.DatasetPlaced) session.PlaceDataset(data);
+        if (session.Config.DatasetOnDevice && session.Dataset is null) session.PlaceDataset(data);
     }
 
     /// <summary>
@@ -126,7 +126,7 @@ public sealed class Trainer
         long correct = from?.Correct ?? 0, seen = from?.Seen ?? 0, seenHere = 0;
         int batches = _train.BatchesPerEpoch;
         int first = from?.NextBatch ?? 0;
-        bool onDevice = _session.DatasetPlaced;
+        bool onDevice = _session.Dataset is not null;
         int rows = first < batches && !onDevice ? _train.Fill(first, _images[first % 2], _labels[first % 2]) : 0;
         for (int b = first; b < batches; b++)
         {
@@ -175,7 +175,7 @@ public sealed class Trainer
         for (int b = 0; b < _test.BatchesPerEpoch; b++)
         {
             int rows;
-            if (_session.DatasetPlaced)
+            if (_session.Dataset is not null)
             {
                 rows = GatherOnDevice(_test, _data.Test, b, test: true, _labels[0]);
             }

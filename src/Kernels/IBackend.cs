@@ -3,19 +3,24 @@ using ILGPU;
 namespace ScratchNet.Kernels;
 
 /// <summary>
-/// The operations of a training step, over device buffers (ArrayViews). Two implementations:
-/// <see cref="DeviceKernels"/> launches the ILGPU kernels (CUDA, OpenCL, ILGPU's CPU accelerator) and
-/// <see cref="HostKernels"/> runs vectorised multi-threaded C# on the same buffers (--device host).
-/// Shapes follow <see cref="MatmulKernels"/> and the kernel files: B = rows, N = features, C = classes.
+/// A backend: the operations of a training step, over device buffers (ArrayViews). Two implementations:
+/// <see cref="IlgpuBackend"/> launches the ILGPU kernels (CUDA, OpenCL, ILGPU's CPU accelerator) and
+/// <see cref="HostBackend"/> runs vectorised multi-threaded C# on the same buffers (--device host).
+/// Glossary (one for the whole engine): B rows (the batch), K input features, N output features,
+/// C channels, H and W height and width, P parameters; "classes" spelled out. A matmul is
+/// c (M, N) = a (M, K) · b (K, N), as BLAS names the sizes.
 /// </summary>
-public interface IComputeOps
+public interface IBackend
 {
-    /// <summary>Shown in reports: the matmul version that runs when none is forced.</summary>
+    /// <summary>The matmul versions this backend really has, for --matmul, selftest and bench.</summary>
+    IReadOnlyList<MatmulVersion> MatmulVersions { get; }
+
+    /// <summary>The matmul version that runs when none is forced.</summary>
     MatmulVersion DefaultMatmul { get; }
 
-    /// <summary>C (M, N) = A (M, P) · B (P, N) with A[i, p] = a[i*aRow + p*aCol], B[p, j] = b[p*bRow + j*bCol].</summary>
+    /// <summary>c (M, N) = a (M, K) · b (K, N) with a[i, q] = a[i*aRow + q*aCol], b[q, j] = b[q*bRow + j*bCol] (see <see cref="MatmulKernels"/>).</summary>
     void Matmul(MatmulVersion version, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
-        int m, int n, int p, int aRow, int aCol, int bRow, int bCol);
+        int m, int n, int k, int aRow, int aCol, int bRow, int bCol);
 
     /// <summary>y (B, N) = relu?(y + bias), in place.</summary>
     void BiasActivation(ArrayView<float> y, ArrayView<float> bias, int rows, int n, bool relu);
@@ -26,17 +31,20 @@ public interface IComputeOps
     /// <summary>dbias (N) = column sums of dy (B, N).</summary>
     void BiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int n);
 
-    /// <summary>losses (B) and dlogits (B, C) = d(mean loss)/d(logits) from logits (B, C) and labels (B).</summary>
+    /// <summary>losses (B) and dlogits (B, classes) = d(mean loss)/d(logits) from logits (B, classes) and labels (B).</summary>
     void SoftmaxCrossEntropy(ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> losses, ArrayView<float> dlogits, int rows, int classes);
 
-    /// <summary>predictions (B) = argmax of each row of logits (B, C).</summary>
+    /// <summary>predictions (B) = argmax of each row of logits (B, classes).</summary>
     void Argmax(ArrayView<float> logits, ArrayView<int> predictions, int rows, int classes);
 
+    /// <summary>One Adam step over P parameters (see <see cref="OptimizerKernels.Adam"/> for the formula).</summary>
     void Adam(ArrayView<float> param, ArrayView<float> grad, ArrayView<float> m, ArrayView<float> v, int count,
         float beta1, float beta2, float eps, float stepSize, float invSqrtC2);
 
+    /// <summary>p (P) -= lr * g (P).</summary>
     void Sgd(ArrayView<float> param, ArrayView<float> grad, int count, float lr);
 
+    /// <summary>buf = momentum * buf + g; p -= lr * buf, over P parameters.</summary>
     void SgdMomentum(ArrayView<float> param, ArrayView<float> grad, ArrayView<float> buf, int count, float lr, float momentum);
 
     /// <summary>x (B, K) and y (B) gathered from the dataset's bytes at `indices` and normalised (see <see cref="DataKernels"/>).</summary>

@@ -12,7 +12,7 @@ namespace ScratchNet.Kernels;
 ///
 /// Matmul has two SIMD paths, picked from the strides, and a plain loop for any other layout:
 /// <code>
-/// B rows contiguous (bCol = 1):   C[i, :] = sum_p A[i, p] * B[p, :]      dx = dy·W and dW = dy^T·x
+/// B rows contiguous (bCol = 1):   C[i, :] = sum_q A[i, q] * B[q, :]      dx = dy·W and dW = dy^T·x
 ///     4 rows x 16 columns of C in 8 vector registers; A values broadcast, B rows loaded as vectors.
 /// A and B^T rows contiguous (aCol = 1, bRow = 1): C[i, j] = dot(A[i, :], B[:, j])    y = x·W^T
 ///     4 x 4 dot products at once in 16 vector registers, summed across lanes at the end.
@@ -21,9 +21,11 @@ namespace ScratchNet.Kernels;
 /// Every method is marked AggressiveOptimization: .NET would otherwise run its first calls as quickly
 /// compiled, unoptimised code (tier 0), several times slower for vector loops.
 /// </summary>
-public sealed unsafe class HostKernels : IComputeOps
+public sealed unsafe class HostBackend : IBackend
 {
-    public MatmulVersion DefaultMatmul => MatmulVersion.Blocked;
+    /// <summary>One matmul of its own (SIMD C#); the ILGPU kernel versions do not run here.</summary>
+    public IReadOnlyList<MatmulVersion> MatmulVersions { get; } = [MatmulVersion.HostSimd];
+    public MatmulVersion DefaultMatmul => MatmulVersion.HostSimd;
 
     /// <summary>Work below about 64K multiply-adds stays on the calling thread: waking another costs more.</summary>
     const long ParallelThreshold = 65_536;
@@ -40,38 +42,40 @@ public sealed unsafe class HostKernels : IComputeOps
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Matmul(MatmulVersion version, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
-        int m, int n, int p, int aRow, int aCol, int bRow, int bCol)
+        int m, int n, int k, int aRow, int aCol, int bRow, int bCol)
     {
+        if (version != MatmulVersion.HostSimd)
+            throw new NotSupportedException($"the host backend has one matmul (host SIMD), not the ILGPU kernel '{Kernels.MatmulVersions.Label(version)}'");
         var w = _matmul;
         w.A = Ptr(a);
         w.B = Ptr(b);
         w.C = Ptr(c);
-        (w.M, w.N, w.P, w.ARow, w.ACol, w.BRow, w.BCol) = (m, n, p, aRow, aCol, bRow, bCol);
-        HostParallel.Run(w, (long)m * n * p < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, (m + 3) / 4));
+        (w.M, w.N, w.K, w.ARow, w.ACol, w.BRow, w.BCol) = (m, n, k, aRow, aCol, bRow, bCol);
+        HostParallel.Run(w, (long)m * n * k < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, (m + 3) / 4));
     }
 
     /// <summary>One matmul's arguments; each part computes a range of rows of C with the fitting path.</summary>
     sealed class MatmulWork : HostParallel.IWork
     {
         public float* A, B, C;
-        public int M, N, P, ARow, ACol, BRow, BCol;
+        public int M, N, K, ARow, ACol, BRow, BCol;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int part, int parts)
         {
             var (i0, i1) = HostParallel.Range(M, 4, part, parts);
             if (Vector256.IsHardwareAccelerated && BCol == 1)
-                MatmulRowsB(A, B, C, i0, i1, N, P, ARow, ACol, BRow);
+                MatmulRowsB(A, B, C, i0, i1, N, K, ARow, ACol, BRow);
             else if (Vector256.IsHardwareAccelerated && ACol == 1 && BRow == 1)
-                MatmulDots(A, B, C, i0, i1, N, P, ARow, BCol);
+                MatmulDots(A, B, C, i0, i1, N, K, ARow, BCol);
             else
-                MatmulPlain(A, B, C, i0, i1, N, P, ARow, ACol, BRow, BCol);
+                MatmulPlain(A, B, C, i0, i1, N, K, ARow, ACol, BRow, BCol);
         }
     }
 
-    /// <summary>C[i, :] = sum_p A[i, p] * B[p, :] for rows i0..i1, B rows contiguous (stride bRow).</summary>
+    /// <summary>C[i, :] = sum_q A[i, q] * B[q, :] for rows i0..i1, B rows contiguous (stride bRow).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void MatmulRowsB(float* a, float* b, float* c, int i0, int i1, int n, int p, int aRow, int aCol, int bRow)
+    static void MatmulRowsB(float* a, float* b, float* c, int i0, int i1, int n, int k, int aRow, int aCol, int bRow)
     {
         int i = i0;
         for (; i + 4 <= i1; i += 4)
@@ -82,16 +86,16 @@ public sealed unsafe class HostKernels : IComputeOps
             {
                 Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
                 Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
-                for (int k = 0; k < p; k++)
+                for (int q = 0; q < k; q++)
                 {
-                    float* bk = b + (long)k * bRow + j;
-                    var b0 = Vector256.Load(bk);
-                    var b1 = Vector256.Load(bk + 8);
-                    long ka = (long)k * aCol;
-                    var v0 = Vector256.Create(a0[ka]);
-                    var v1 = Vector256.Create(a1[ka]);
-                    var v2 = Vector256.Create(a2[ka]);
-                    var v3 = Vector256.Create(a3[ka]);
+                    float* bq = b + (long)q * bRow + j;
+                    var b0 = Vector256.Load(bq);
+                    var b1 = Vector256.Load(bq + 8);
+                    long qa = (long)q * aCol;
+                    var v0 = Vector256.Create(a0[qa]);
+                    var v1 = Vector256.Create(a1[qa]);
+                    var v2 = Vector256.Create(a2[qa]);
+                    var v3 = Vector256.Create(a3[qa]);
                     c00 = Vector256.FusedMultiplyAdd(v0, b0, c00); c01 = Vector256.FusedMultiplyAdd(v0, b1, c01);
                     c10 = Vector256.FusedMultiplyAdd(v1, b0, c10); c11 = Vector256.FusedMultiplyAdd(v1, b1, c11);
                     c20 = Vector256.FusedMultiplyAdd(v2, b0, c20); c21 = Vector256.FusedMultiplyAdd(v2, b1, c21);
@@ -103,16 +107,16 @@ public sealed unsafe class HostKernels : IComputeOps
                 c20.Store(ci + 2 * n); c21.Store(ci + 2 * n + 8);
                 c30.Store(ci + 3 * n); c31.Store(ci + 3 * n + 8);
             }
-            if (j < n) MatmulPlain(a, b, c, i, i + 4, n, p, aRow, aCol, bRow, 1, j);
+            if (j < n) MatmulPlain(a, b, c, i, i + 4, n, k, aRow, aCol, bRow, 1, j);
         }
-        if (i < i1) MatmulPlain(a, b, c, i, i1, n, p, aRow, aCol, bRow, 1);
+        if (i < i1) MatmulPlain(a, b, c, i, i1, n, k, aRow, aCol, bRow, 1);
     }
 
     /// <summary>C[i, j] = dot(A[i, :], B[:, j]) for rows i0..i1, with A rows and B columns contiguous.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void MatmulDots(float* a, float* b, float* c, int i0, int i1, int n, int p, int aRow, int bCol)
+    static void MatmulDots(float* a, float* b, float* c, int i0, int i1, int n, int k, int aRow, int bCol)
     {
-        int pv = p & ~7;
+        int kv = k & ~7;
         int i = i0;
         for (; i + 4 <= i1; i += 4)
         {
@@ -125,55 +129,55 @@ public sealed unsafe class HostKernels : IComputeOps
                 Vector256<float> s10 = default, s11 = default, s12 = default, s13 = default;
                 Vector256<float> s20 = default, s21 = default, s22 = default, s23 = default;
                 Vector256<float> s30 = default, s31 = default, s32 = default, s33 = default;
-                for (int k = 0; k < pv; k += 8)
+                for (int q = 0; q < kv; q += 8)
                 {
-                    var w0 = Vector256.Load(b0 + k); var w1 = Vector256.Load(b1 + k);
-                    var w2 = Vector256.Load(b2 + k); var w3 = Vector256.Load(b3 + k);
-                    var x = Vector256.Load(a0 + k);
+                    var w0 = Vector256.Load(b0 + q); var w1 = Vector256.Load(b1 + q);
+                    var w2 = Vector256.Load(b2 + q); var w3 = Vector256.Load(b3 + q);
+                    var x = Vector256.Load(a0 + q);
                     s00 = Vector256.FusedMultiplyAdd(x, w0, s00); s01 = Vector256.FusedMultiplyAdd(x, w1, s01);
                     s02 = Vector256.FusedMultiplyAdd(x, w2, s02); s03 = Vector256.FusedMultiplyAdd(x, w3, s03);
-                    x = Vector256.Load(a1 + k);
+                    x = Vector256.Load(a1 + q);
                     s10 = Vector256.FusedMultiplyAdd(x, w0, s10); s11 = Vector256.FusedMultiplyAdd(x, w1, s11);
                     s12 = Vector256.FusedMultiplyAdd(x, w2, s12); s13 = Vector256.FusedMultiplyAdd(x, w3, s13);
-                    x = Vector256.Load(a2 + k);
+                    x = Vector256.Load(a2 + q);
                     s20 = Vector256.FusedMultiplyAdd(x, w0, s20); s21 = Vector256.FusedMultiplyAdd(x, w1, s21);
                     s22 = Vector256.FusedMultiplyAdd(x, w2, s22); s23 = Vector256.FusedMultiplyAdd(x, w3, s23);
-                    x = Vector256.Load(a3 + k);
+                    x = Vector256.Load(a3 + q);
                     s30 = Vector256.FusedMultiplyAdd(x, w0, s30); s31 = Vector256.FusedMultiplyAdd(x, w1, s31);
                     s32 = Vector256.FusedMultiplyAdd(x, w2, s32); s33 = Vector256.FusedMultiplyAdd(x, w3, s33);
                 }
                 float* ci = c + (long)i * n + j;
-                ci[0] = Finish(s00, a0, b0, pv, p); ci[1] = Finish(s01, a0, b1, pv, p); ci[2] = Finish(s02, a0, b2, pv, p); ci[3] = Finish(s03, a0, b3, pv, p);
+                ci[0] = Finish(s00, a0, b0, kv, k); ci[1] = Finish(s01, a0, b1, kv, k); ci[2] = Finish(s02, a0, b2, kv, k); ci[3] = Finish(s03, a0, b3, kv, k);
                 ci += n;
-                ci[0] = Finish(s10, a1, b0, pv, p); ci[1] = Finish(s11, a1, b1, pv, p); ci[2] = Finish(s12, a1, b2, pv, p); ci[3] = Finish(s13, a1, b3, pv, p);
+                ci[0] = Finish(s10, a1, b0, kv, k); ci[1] = Finish(s11, a1, b1, kv, k); ci[2] = Finish(s12, a1, b2, kv, k); ci[3] = Finish(s13, a1, b3, kv, k);
                 ci += n;
-                ci[0] = Finish(s20, a2, b0, pv, p); ci[1] = Finish(s21, a2, b1, pv, p); ci[2] = Finish(s22, a2, b2, pv, p); ci[3] = Finish(s23, a2, b3, pv, p);
+                ci[0] = Finish(s20, a2, b0, kv, k); ci[1] = Finish(s21, a2, b1, kv, k); ci[2] = Finish(s22, a2, b2, kv, k); ci[3] = Finish(s23, a2, b3, kv, k);
                 ci += n;
-                ci[0] = Finish(s30, a3, b0, pv, p); ci[1] = Finish(s31, a3, b1, pv, p); ci[2] = Finish(s32, a3, b2, pv, p); ci[3] = Finish(s33, a3, b3, pv, p);
+                ci[0] = Finish(s30, a3, b0, kv, k); ci[1] = Finish(s31, a3, b1, kv, k); ci[2] = Finish(s32, a3, b2, kv, k); ci[3] = Finish(s33, a3, b3, kv, k);
             }
-            if (j < n) MatmulPlain(a, b, c, i, i + 4, n, p, aRow, 1, 1, bCol, j);
+            if (j < n) MatmulPlain(a, b, c, i, i + 4, n, k, aRow, 1, 1, bCol, j);
         }
-        if (i < i1) MatmulPlain(a, b, c, i, i1, n, p, aRow, 1, 1, bCol);
+        if (i < i1) MatmulPlain(a, b, c, i, i1, n, k, aRow, 1, 1, bCol);
     }
 
-    /// <summary>The lanes of a vector dot product summed, plus the p % 8 elements the vectors did not cover.</summary>
+    /// <summary>The lanes of a vector dot product summed, plus the k % 8 elements the vectors did not cover.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float Finish(Vector256<float> s, float* a, float* b, int from, int p)
+    static float Finish(Vector256<float> s, float* a, float* b, int from, int k)
     {
         float sum = Vector256.Sum(s);
-        for (int k = from; k < p; k++) sum += a[k] * b[k];
+        for (int q = from; q < k; q++) sum += a[q] * b[q];
         return sum;
     }
 
     /// <summary>The plain loop for any strides, rows i0..i1 and columns j0..n.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void MatmulPlain(float* a, float* b, float* c, int i0, int i1, int n, int p, int aRow, int aCol, int bRow, int bCol, int j0 = 0)
+    static void MatmulPlain(float* a, float* b, float* c, int i0, int i1, int n, int k, int aRow, int aCol, int bRow, int bCol, int j0 = 0)
     {
         for (int i = i0; i < i1; i++)
             for (int j = j0; j < n; j++)
             {
                 float sum = 0f;
-                for (int k = 0; k < p; k++) sum += a[(long)i * aRow + (long)k * aCol] * b[(long)k * bRow + (long)j * bCol];
+                for (int q = 0; q < k; q++) sum += a[(long)i * aRow + (long)q * aCol] * b[(long)q * bRow + (long)j * bCol];
                 c[(long)i * n + j] = sum;
             }
     }

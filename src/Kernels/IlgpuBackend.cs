@@ -12,14 +12,14 @@ namespace ScratchNet.Kernels;
 /// work. On the CPU accelerator each ILGPU thread is an OS thread, so we launch exactly as many as the
 /// device has (a few); on a GPU we launch 256-thread groups, up to enough to fill every multiprocessor.
 /// </summary>
-public sealed class DeviceKernels : IComputeOps
+public sealed class IlgpuBackend : IBackend
 {
-    static readonly ConditionalWeakTable<Accelerator, DeviceKernels> Cache = new();
+    static readonly ConditionalWeakTable<Accelerator, IlgpuBackend> Cache = new();
 
     /// <summary>The kernels for an accelerator, compiled on first use.</summary>
-    public static DeviceKernels For(Accelerator accelerator)
+    public static IlgpuBackend For(Accelerator accelerator)
     {
-        lock (Cache) return Cache.GetValue(accelerator, a => new DeviceKernels(a));
+        lock (Cache) return Cache.GetValue(accelerator, a => new IlgpuBackend(a));
     }
 
     readonly Accelerator _acc;
@@ -35,7 +35,7 @@ public sealed class DeviceKernels : IComputeOps
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float> _sgdMomentum;
     readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int> _gatherNormalize;
 
-    DeviceKernels(Accelerator accelerator)
+    IlgpuBackend(Accelerator accelerator)
     {
         _acc = accelerator;
         _isCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
@@ -51,8 +51,16 @@ public sealed class DeviceKernels : IComputeOps
         _sgd = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, float>(OptimizerKernels.Sgd);
         _sgdMomentum = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float>(OptimizerKernels.SgdMomentum);
         _gatherNormalize = _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int>(DataKernels.GatherNormalize);
+        // The tiled matmul's barriers need a whole 16x16 tile in one group; the CPU accelerator's groups are smaller.
+        MatmulVersions = _acc.MaxNumThreadsPerGroup >= TiledGroupSize
+            ? [MatmulVersion.Naive, MatmulVersion.Blocked, MatmulVersion.Tiled]
+            : [MatmulVersion.Naive, MatmulVersion.Blocked];
         DefaultMatmul = _isCpu ? MatmulVersion.Blocked : MatmulVersion.Tiled;
     }
+
+    const int TiledGroupSize = MatmulKernels.Tile * MatmulKernels.Tile;
+
+    public IReadOnlyList<MatmulVersion> MatmulVersions { get; }
 
     public Accelerator Accelerator => _acc;
 
@@ -70,31 +78,30 @@ public sealed class DeviceKernels : IComputeOps
     }
 
     /// <summary>
-    /// C (M, N) = A (M, P) · B (P, N), A and B read through strides (see <see cref="MatmulKernels"/>).
+    /// C (M, N) = A (M, K) · B (K, N), A and B read through strides (see <see cref="MatmulKernels"/>).
     /// </summary>
     public void Matmul(MatmulVersion version,
         ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
-        int m, int n, int p, int aRow, int aCol, int bRow, int bCol)
+        int m, int n, int k, int aRow, int aCol, int bRow, int bCol)
     {
         switch (version)
         {
             case MatmulVersion.Naive:
-                _matmulNaive(Geometry((long)m * n), a, b, c, m, n, p, aRow, aCol, bRow, bCol);
+                _matmulNaive(Geometry((long)m * n), a, b, c, m, n, k, aRow, aCol, bRow, bCol);
                 break;
             case MatmulVersion.Blocked:
-                _matmulBlocked(Geometry((long)((m + 3) / 4) * ((n + 3) / 4)), a, b, c, m, n, p, aRow, aCol, bRow, bCol);
+                _matmulBlocked(Geometry((long)((m + 3) / 4) * ((n + 3) / 4)), a, b, c, m, n, k, aRow, aCol, bRow, bCol);
+                break;
+            case MatmulVersion.Tiled when MatmulVersions.Contains(MatmulVersion.Tiled):
+                long tiles = (long)((m + MatmulKernels.Tile - 1) / MatmulKernels.Tile) * ((n + MatmulKernels.Tile - 1) / MatmulKernels.Tile);
+                int grid = (int)Math.Clamp(tiles, 1, (long)_acc.NumMultiprocessors * Math.Max(1, _acc.MaxNumThreadsPerMultiprocessor / TiledGroupSize));
+                _matmulTiled(new KernelConfig(grid, TiledGroupSize), a, b, c, m, n, k, aRow, aCol, bRow, bCol);
                 break;
             case MatmulVersion.Tiled:
-                const int groupSize = MatmulKernels.Tile * MatmulKernels.Tile;
-                if (_acc.MaxNumThreadsPerGroup < groupSize)
-                    throw new NotSupportedException(
-                        $"the tiled matmul needs groups of {groupSize} threads; {_acc.Name} allows {_acc.MaxNumThreadsPerGroup} (use --matmul blocked)");
-                long tiles = (long)((m + MatmulKernels.Tile - 1) / MatmulKernels.Tile) * ((n + MatmulKernels.Tile - 1) / MatmulKernels.Tile);
-                int grid = (int)Math.Clamp(tiles, 1, (long)_acc.NumMultiprocessors * Math.Max(1, _acc.MaxNumThreadsPerMultiprocessor / groupSize));
-                _matmulTiled(new KernelConfig(grid, groupSize), a, b, c, m, n, p, aRow, aCol, bRow, bCol);
-                break;
+                throw new NotSupportedException(
+                    $"the tiled matmul needs groups of {TiledGroupSize} threads; {_acc.Name} allows {_acc.MaxNumThreadsPerGroup} (use --matmul blocked)");
             default:
-                throw new ArgumentOutOfRangeException(nameof(version));
+                throw new NotSupportedException($"'{Kernels.MatmulVersions.Label(version)}' is not an ILGPU matmul kernel");
         }
     }
 

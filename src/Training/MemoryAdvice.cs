@@ -1,0 +1,31 @@
+using ScratchNet.Tensor;
+
+namespace ScratchNet.Training;
+
+/// <summary>
+/// What would help after an out-of-memory error under a --memory-limit: the largest batch that fits (with
+/// the dataset on the device, if it is there), what plain SGD would save, and the dataset's own cost.
+/// Every figure comes from the closed-form estimator, so following a hint works.
+/// </summary>
+public static class MemoryAdvice
+{
+    public static void Add(DeviceMemoryException e, int[] sizes, string optimizerKind, DatasetOnDevice? dataset)
+    {
+        if (e.Limit is not long limit) return;
+        long fits = MemoryEstimator.LargestBatch(sizes, optimizerKind, limit, dataset);
+        string withDataset = dataset is null ? "" : " and the dataset on the device";
+        e.Advice.Add(fits > 0
+            ? $"the largest batch size that fits {Bytes.Format(limit)} with {optimizerKind}{withDataset} is {fits} (--batch-size {fits})"
+            : $"not even batch size 1 fits {Bytes.Format(limit)} with {optimizerKind}; the model{withDataset} alone need{(dataset is null ? "s" : "")} " +
+              Bytes.Format(MemoryEstimator.FixedBytes(sizes, optimizerKind, dataset) + MemoryEstimator.BytesPerSample(sizes, dataset)));
+        if (optimizerKind != "sgd")
+        {
+            long saved = MemoryEstimator.FixedBytes(sizes, optimizerKind) - MemoryEstimator.FixedBytes(sizes, "sgd");
+            long sgdFits = MemoryEstimator.LargestBatch(sizes, "sgd", limit, dataset);
+            e.Advice.Add($"plain SGD (--optimizer sgd) would save {Bytes.Format(saved)} of optimizer state; " +
+                (sgdFits > 0 ? $"the largest batch would then be {sgdFits}" : "even then not batch size 1 would fit"));
+        }
+        if (dataset is not null)
+            e.Advice.Add("without --dataset-on-device the dataset stays in host memory and only one batch is on the device");
+    }
+}
