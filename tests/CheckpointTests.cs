@@ -133,7 +133,7 @@ public sealed class CheckpointTests
     {
         string ckpt = Path.Combine(TestData.NewFolder(), "good.ckpt");
         var ok = CliRunner.Run("train", "--device", "cpu", "--data", Small(), "--optimizer", "sgd", "--save", ckpt);
-        Assert.That(ok.ExitCode, Is.EqualTo(0), ok.Stderr);
+        Assert.That(ok.ExitCode, Is.Zero, ok.Stderr);
         byte[] good = File.ReadAllBytes(ckpt);
 
         var r = CliRunner.Run("train", "--device", "cpu", "--data", Small(), "--resume", ckpt, "--epochs", "2", "--lr", "1e30", "--save", ckpt);
@@ -167,7 +167,7 @@ public sealed class CheckpointTests
 
         var resumed = CliRunner.Run("train", "--device", "cpu", "--data", Large(), "--epochs", "1", "--resume", ckpt);
         var whole = CliRunner.Run("train", "--device", "cpu", "--data", Large(), "--epochs", "1");
-        Assert.That(resumed.ExitCode, Is.EqualTo(0), resumed.Stderr);
+        Assert.That(resumed.ExitCode, Is.Zero, resumed.Stderr);
         Assert.That(EpochLines(resumed.Stdout), Is.EqualTo(EpochLines(whole.Stdout)));
         Assert.That(EpochLines(whole.Stdout), Does.StartWith("epoch 1: loss "));
     }

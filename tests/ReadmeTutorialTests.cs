@@ -13,7 +13,7 @@ public sealed class ReadmeTutorialTests
 {
     static string ReadmePath() => Path.Combine(TestData.RepoRoot(), "README.md");
 
-    public static IEnumerable<TestCaseData> Commands()
+    static IEnumerable<TestCaseData> Commands()
     {
         string readme = File.ReadAllText(ReadmePath());
         int begin = readme.IndexOf("<!-- tutorial:begin -->", StringComparison.Ordinal);
