@@ -16,8 +16,7 @@ public sealed class AccuracyTests
     [TestCase("host")]
     public void FullFashionMnist_ReachesTheLessonsAccuracy(string device)
     {
-        Assert.That(File.Exists(Path.Combine(DatasetLoader.DebianFashionMnist, DatasetInfo.IdxTrainImages + ".gz")),
-            $"this test needs the full dataset: apt-get install dataset-fashion-mnist ({DatasetLoader.DebianFashionMnist})");
+        Requires.FashionMnist();
         var r = CliRunner.Run("train", "--device", device, "--epochs", "3", "--data", DatasetLoader.DebianFashionMnist, "--json");
         Assert.That(r.ExitCode, Is.Zero, r.Stderr);
         using var doc = JsonDocument.Parse(r.Stdout);

@@ -27,6 +27,7 @@ public sealed class GpuScriptTests
     [Test]
     public void PackThenRunOnTheCpu_Works()
     {
+        Requires.Xz();
         string root = TestData.RepoRoot();
         string outDir = TestData.NewFolder();
         var pack = Bash(root, "scripts/gpu-run.sh", "pack", outDir);

@@ -117,8 +117,8 @@ public sealed class MemoryCommandTests
     [Test]
     public void HtmlReport_RendersInChromium_WithChartCategoriesAndPeak()
     {
+        Requires.Chromium();
         const string chromium = "/usr/bin/chromium";
-        Assert.That(File.Exists(chromium), "this test needs Debian's chromium (apt-get install chromium)");
         string dir = TestData.NewFolder();
         string html = Path.Combine(dir, "report.html");
         var r = CliRunner.Run("memory", "--report", html, "--device", "cpu", "--data", Embedded());
@@ -176,7 +176,7 @@ public sealed class MemoryCommandTests
         Assert.That(r.ExitCode, Is.Zero, r.Stderr);
         Assert.That(r.Stdout, Does.Contain("ILGPU CPU accelerator"));
         Assert.That(r.Stdout, Does.Contain("Host memory: total"));
-        Assert.That(File.Exists("/etc/OpenCL/vendors/pocl.icd"), "this test needs Debian's pocl-opencl-icd (.ci/run installs it)");
+        Requires.Pocl();
         Assert.That(r.Stdout, Does.Match(@"OpenCL devices found but not usable:\s+OpenCL\s+Portable Computing Language"));
         Assert.That(r.Stdout, Does.Contain("not usable: OpenCL CL3.0 without generic address space; ILGPU needs 2.0+ or 3.0 with it"));
 
