@@ -60,9 +60,9 @@ public sealed class CheckpointSafetyTests
     public void Save_OverAnExistingCheckpoint_IsAllowed()
     {
         string ckpt = Path.Combine(TestData.NewFolder(), "run.ckpt");
-        Assert.That(Train("--save", ckpt).ExitCode, Is.EqualTo(0));
+        Assert.That(Train("--save", ckpt).ExitCode, Is.Zero);
         var again = Train("--save", ckpt, "--seed", "7");
-        Assert.That(again.ExitCode, Is.EqualTo(0), again.Stderr);
+        Assert.That(again.ExitCode, Is.Zero, again.Stderr);
         Assert.That(Checkpoint.Load(ckpt).Header.Seed, Is.EqualTo(7UL));
     }
 
@@ -107,7 +107,7 @@ public sealed class CheckpointSafetyTests
     public void Resume_OnOtherData_IsRefusedNamingBoth()
     {
         string ckpt = Path.Combine(TestData.NewFolder(), "run.ckpt");
-        Assert.That(Train("--save", ckpt).ExitCode, Is.EqualTo(0));
+        Assert.That(Train("--save", ckpt).ExitCode, Is.Zero);
         string other = TestData.WriteIdx(train: 640, test: 100, gzip: false);
         var r = CliRunner.Run("train", "--device", "host", "--data", other, "--resume", ckpt, "--epochs", "2");
         Assert.That(r.ExitCode, Is.EqualTo(1));
@@ -121,11 +121,11 @@ public sealed class CheckpointSafetyTests
     public void Resume_OnTheSameDataInAnotherFolder_IsAccepted()
     {
         string ckpt = Path.Combine(TestData.NewFolder(), "run.ckpt");
-        Assert.That(Train("--save", ckpt).ExitCode, Is.EqualTo(0));
+        Assert.That(Train("--save", ckpt).ExitCode, Is.Zero);
         string copy = TestData.NewFolder();
         foreach (string f in Directory.GetFiles(Small())) File.Copy(f, Path.Combine(copy, Path.GetFileName(f)));
         var r = CliRunner.Run("train", "--device", "host", "--data", copy, "--resume", ckpt, "--epochs", "2");
-        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
         Assert.That(r.Stdout, Does.Contain("epoch 2/2"));
     }
 

@@ -133,7 +133,7 @@ public sealed class CheckpointTests
     {
         string ckpt = Path.Combine(TestData.NewFolder(), "good.ckpt");
         var ok = CliRunner.Run("train", "--device", "cpu", "--data", Small(), "--optimizer", "sgd", "--save", ckpt);
-        Assert.That(ok.ExitCode, Is.EqualTo(0), ok.Stderr);
+        Assert.That(ok.ExitCode, Is.Zero, ok.Stderr);
         byte[] good = File.ReadAllBytes(ckpt);
 
         var r = CliRunner.Run("train", "--device", "cpu", "--data", Small(), "--resume", ckpt, "--epochs", "2", "--lr", "1e30", "--save", ckpt);
@@ -143,14 +143,20 @@ public sealed class CheckpointTests
         Assert.That(File.ReadAllBytes(ckpt), Is.EqualTo(good));
     }
 
-    /// <summary>A real SIGINT to a real `scratchnet train` process: it finishes the step, saves, says where, exits 130.</summary>
-    [Test]
-    public void Sigint_SavesAndExits130_AndTheResumedRunMatchesAnUninterruptedOne()
+    /// <summary>
+    /// Starts `scratchnet train` as a real process (through /bin/sh with SIGINT ignored first, when asked, as a
+    /// script's background job inherits it), sends it SIGINT during the epoch and checks that it finished the
+    /// step, saved, said where and exited 130.
+    /// </summary>
+    static void InterruptTraining(string ckpt, bool startWithSigintIgnored)
     {
-        string ckpt = Path.Combine(TestData.NewFolder(), "int.ckpt");
         string dll = typeof(Cli.Cli).Assembly.Location;
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string a in new[] { dll, "train", "--device", "cpu", "--data", Large(), "--epochs", "1", "--save", ckpt }) psi.ArgumentList.Add(a);
+        string[] command = ["dotnet", dll, "train", "--device", "cpu", "--data", Large(), "--epochs", "1", "--save", ckpt];
+        var psi = new ProcessStartInfo("/bin/sh") { RedirectStandardOutput = true, RedirectStandardError = true };
+        // `trap '' INT` ignores SIGINT, and exec keeps the dispositions: the program starts with SIGINT ignored.
+        psi.ArgumentList.Add("-c");
+        psi.ArgumentList.Add((startWithSigintIgnored ? "trap '' INT; " : "") + "exec \"$0\" \"$@\"");
+        foreach (string a in command) psi.ArgumentList.Add(a);
         using var process = Process.Start(psi)!;
         var stderr = process.StandardError.ReadToEndAsync();
         string? line;
@@ -159,16 +165,36 @@ public sealed class CheckpointTests
         Thread.Sleep(1500);
         using (var kill = Process.Start("kill", ["-INT", process.Id.ToString()])) kill.WaitForExit();
         var stdoutRest = process.StandardOutput.ReadToEndAsync();
-        Assert.That(process.WaitForExit(60_000), "the process ends after SIGINT");
+        if (!process.WaitForExit(60_000))
+        {
+            process.Kill();
+            Assert.Fail("the process did not end within 60 s of SIGINT");
+        }
         Assert.That(process.ExitCode, Is.EqualTo(130), stderr.Result);
         Assert.That(stderr.Result, Does.Match($@"interrupted: stopped inside epoch 1 after step \d+ of 313; checkpoint saved to {System.Text.RegularExpressions.Regex.Escape(ckpt)}"));
         Assert.That(stdoutRest.Result, Does.Not.Contain("epoch 1/1"), "stopped inside the epoch");
         Assert.That(Checkpoint.Load(ckpt).Header.NextBatch, Is.InRange(1, 312));
+    }
+
+    /// <summary>A real SIGINT to a real `scratchnet train` process: it finishes the step, saves, says where, exits 130.</summary>
+    [Test]
+    public void Sigint_SavesAndExits130_AndTheResumedRunMatchesAnUninterruptedOne()
+    {
+        string ckpt = Path.Combine(TestData.NewFolder(), "int.ckpt");
+        InterruptTraining(ckpt, startWithSigintIgnored: false);
 
         var resumed = CliRunner.Run("train", "--device", "cpu", "--data", Large(), "--epochs", "1", "--resume", ckpt);
         var whole = CliRunner.Run("train", "--device", "cpu", "--data", Large(), "--epochs", "1");
-        Assert.That(resumed.ExitCode, Is.EqualTo(0), resumed.Stderr);
+        Assert.That(resumed.ExitCode, Is.Zero, resumed.Stderr);
         Assert.That(EpochLines(resumed.Stdout), Is.EqualTo(EpochLines(whole.Stdout)));
         Assert.That(EpochLines(whole.Stdout), Does.StartWith("epoch 1: loss "));
     }
+
+    /// <summary>
+    /// The same when train starts with SIGINT ignored, as a script's background job does (and `dotnet test` run as
+    /// one, with every process it starts): train sets SIGINT back to default, so the signal still saves and exits 130.
+    /// </summary>
+    [Test]
+    public void Sigint_InheritedAsIgnored_StillSavesAndExits130() =>
+        InterruptTraining(Path.Combine(TestData.NewFolder(), "int.ckpt"), startWithSigintIgnored: true);
 }

@@ -50,7 +50,7 @@ public sealed class DatasetOnDeviceTests
         string data = TestData.EmbeddedFolder();
         var onHost = CliRunner.Run("train", "--device", "cpu", "--data", data, "--epochs", "2");
         var onDevice = CliRunner.Run("train", "--device", "cpu", "--data", data, "--epochs", "2", "--dataset-on-device");
-        Assert.That(onDevice.ExitCode, Is.EqualTo(0), onDevice.Stderr);
+        Assert.That(onDevice.ExitCode, Is.Zero, onDevice.Stderr);
         static string Losses(string s) => string.Join("\n", s.Split('\n').Where(l => l.StartsWith("epoch")).Select(l => l[..l.IndexOf("%, ", l.IndexOf("test acc", StringComparison.Ordinal), StringComparison.Ordinal)]));
         Assert.That(Losses(onDevice.Stdout), Is.EqualTo(Losses(onHost.Stdout)));
         Assert.That(onDevice.Stdout, Does.Contain("dataset.train.pixels   [2000, 784]"));
@@ -62,7 +62,7 @@ public sealed class DatasetOnDeviceTests
     {
         string data = dataset == "cifar10" ? TestData.WriteCifar(perBatch: 10, testCount: 20) : TestData.EmbeddedFolder();
         var r = CliRunner.Run("memory", "--json", "--device", "cpu", "--dataset", dataset, "--data", data, "--batch-size", batch.ToString(), "--dataset-on-device");
-        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
         using var doc = JsonDocument.Parse(r.Stdout);
         var categories = doc.RootElement.GetProperty("probe").GetProperty("categories").EnumerateArray().ToList();
         foreach (var c in categories)

@@ -15,7 +15,7 @@ public sealed class HelpAndMessagesTests
     public void Help_EndsWithANewline_AndListsOneOptionPerLine(string command)
     {
         var r = CliRunner.Run(command, "--help");
-        Assert.That(r.ExitCode, Is.EqualTo(0));
+        Assert.That(r.ExitCode, Is.Zero);
         Assert.That(r.Stdout, Does.StartWith($"usage: scratchnet {command}").And.EndWith("\n"));
         Assert.That(r.Stdout, Does.Contain("\noptions:\n"), "the options heading stands alone");
         foreach (string line in r.Stdout[r.Stdout.IndexOf("\noptions:\n", StringComparison.Ordinal)..].Split('\n'))
@@ -112,14 +112,14 @@ public sealed class HelpAndMessagesTests
         var m = Regex.Match(r.Stderr, @"and the dataset on the device is (\d+) \(--batch-size \1\)");
         Assert.That(m.Success, r.Stderr);
         var follow = CliRunner.Run("train", "--device", "host", "--data", data, "--dataset-on-device", "--memory-limit", "4MiB", "--batch-size", m.Groups[1].Value);
-        Assert.That(follow.ExitCode, Is.EqualTo(0), follow.Stderr);
+        Assert.That(follow.ExitCode, Is.Zero, follow.Stderr);
     }
 
     [Test]
     public void Json_DeviceIsTheLabel_AndStringsAreNotHtmlEscaped()
     {
         var r = CliRunner.Run("train", "--device", "host", "--data", TestData.EmbeddedFolder(), "--json");
-        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
         using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
         Assert.That(doc.RootElement.GetProperty("device").GetString(), Is.EqualTo("host backend (SIMD C# on every core)"));
         Assert.That(doc.RootElement.GetProperty("deviceKind").GetString(), Is.EqualTo("Host"));

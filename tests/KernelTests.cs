@@ -199,6 +199,7 @@ public sealed class KernelTests
         Assert.That(pred.GetAsArray1D(), Is.EqualTo(Reference.Argmax(logits, rows, classes)));
     }
 
+    [Test]
     public void Adam_ThreeSteps_MatchTorchFormula([Values(1, 7, 63, 65, 1000)] int count, [Values("ilgpu", "host")] string backend)
     {
         var r = new Random(count);
@@ -223,6 +224,7 @@ public sealed class KernelTests
         Check.Close(dv.GetAsArray1D(), v, 1e-8, 1e-5, "v");
     }
 
+    [Test]
     public void Sgd_ThreeSteps_MatchTorchFormula([Values(1, 7, 63, 65, 1000)] int count, [Values(0f, 0.5f, 0.9f)] float momentum, [Values("ilgpu", "host")] string backend)
     {
         var r = new Random(count);

@@ -91,13 +91,13 @@ public sealed class OutputPathTests
     {
         string data = TestData.WriteIdx(20, 10, gzip: true);
         string to = TestData.NewFolder();
-        Assert.That(CliRunner.Run("export-subset", "--data", data, "--to", to, "--train", "8", "--test", "4").ExitCode, Is.EqualTo(0));
+        Assert.That(CliRunner.Run("export-subset", "--data", data, "--to", to, "--train", "8", "--test", "4").ExitCode, Is.Zero);
 
         var refused = CliRunner.Run("export-subset", "--data", data, "--to", to, "--train", "5", "--test", "5");
         AssertOneLine(refused, 2, $"--to: {Path.Combine(to, DatasetInfo.IdxTrainImages + ".gz")} already exists; pass --force");
         Assert.That(DatasetLoader.Load("fashion-mnist", to).Train.Count, Is.EqualTo(8), "nothing was replaced");
 
-        Assert.That(CliRunner.Run("export-subset", "--data", data, "--to", to, "--train", "5", "--test", "5", "--force").ExitCode, Is.EqualTo(0));
+        Assert.That(CliRunner.Run("export-subset", "--data", data, "--to", to, "--train", "5", "--test", "5", "--force").ExitCode, Is.Zero);
         Assert.That(DatasetLoader.Load("fashion-mnist", to).Train.Count, Is.EqualTo(5));
     }
 

@@ -15,7 +15,7 @@ public sealed class SamplesTests
         DatasetLoader.WriteSubset(DatasetLoader.LoadEmbedded(null), dataDir, 2000, 500);
         string png = Path.Combine(TestData.NewFolder(), "samples.png");
         var r = CliRunner.Run("samples", "--data", dataDir, "--count", "16", "--seed", "7", "--out", png);
-        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
 
         // 4 x 4 tiles of 28 x 4 = 112 pixels with 2-pixel gaps: 4 * 112 + 5 * 2 = 458.
         using var image = Image.Load<L8>(png);
@@ -41,7 +41,7 @@ public sealed class SamplesTests
         string dataDir = TestData.WriteCifar(perBatch: 10, testCount: 5);
         string png = Path.Combine(TestData.NewFolder(), "cifar.png");
         var r = CliRunner.Run("samples", "--dataset", "cifar10", "--data", dataDir, "--count", "9", "--scale", "3", "--out", png);
-        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
         using var image = Image.Load<Rgb24>(png);
         // 3 x 3 tiles of 32 x 3 = 96 pixels: 3 * 96 + 4 * 2 = 296.
         Assert.That((image.Width, image.Height), Is.EqualTo((296, 296)));

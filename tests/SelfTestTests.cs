@@ -11,7 +11,7 @@ public sealed class SelfTestTests
     public void Selftest_OnTheCpuAccelerator_Passes()
     {
         var r = CliRunner.Run("selftest", "--device", "cpu");
-        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stdout + r.Stderr);
+        Assert.That(r.ExitCode, Is.Zero, r.Stdout + r.Stderr);
         Assert.That(r.Stdout, Does.Contain("selftest passed: all 20 checks"));
         Assert.That(r.Stdout, Does.Not.Contain("FAIL"));
         foreach (string check in new[] { "matmul naive", "matmul blocked", "matmul tiled", "bias add + relu", "relu backward", "bias backward",

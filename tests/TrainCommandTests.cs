@@ -13,7 +13,7 @@ public sealed class TrainCommandTests
     {
         // The embedded subset keeps this quick; the model and its bytes are the lesson's.
         var r = CliRunner.Run("train", "--device", "cpu", "--data", EmbeddedFolder());
-        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
         Assert.That(r.Stdout, Does.Contain("device: ILGPU CPU accelerator"));
         Assert.That(r.Stdout, Does.Contain("101,770 parameters"));
         Assert.That(r.Stdout, Does.Match(@"Parameter\s+407,080 B\s+407,080 B\s+407,080 B\s+="));
@@ -30,7 +30,7 @@ public sealed class TrainCommandTests
     {
         string dir = TestData.WriteCifar(perBatch: 40, testCount: 50);
         var r = CliRunner.Run("train", "--dataset", "cifar10", "--data", dir, "--device", "cpu", "--json", "--batch-size", "32", "--epochs", "3");
-        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
         using var doc = JsonDocument.Parse(r.Stdout);
         var root = doc.RootElement;
         Assert.That(root.GetProperty("parameters").GetInt64(), Is.EqualTo(394_634));
@@ -51,7 +51,7 @@ public sealed class TrainCommandTests
     public void Train_Json_ForDefaults_HasExactLessonFigures()
     {
         var r = CliRunner.Run("train", "--device", "cpu", "--json", "--data", EmbeddedFolder(), "--batch-size", "1000");
-        Assert.That(r.ExitCode, Is.EqualTo(0), r.Stderr);
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
         using var doc = JsonDocument.Parse(r.Stdout);
         var cats = doc.RootElement.GetProperty("memory").GetProperty("categories").EnumerateArray()
             .ToDictionary(c => c.GetProperty("category").GetString()!, c => c.GetProperty("live").GetInt64());

@@ -28,8 +28,9 @@ public static class TrainCommand
         """, Specs,
         """
         Ctrl+C finishes the current step, saves a checkpoint (to --save, else scratchnet-interrupted.ckpt in
-        this folder, or in the temp folder when this one cannot be written), says where, and exits with 130.
-        A loss that is NaN or infinite stops training with exit code 1 and leaves the last good checkpoint
+        this folder, or in the temp folder when this one cannot be written), says where, and exits with 130;
+        so do SIGINT and SIGTERM, also for a job that a script started in the background (which inherits
+        SIGINT ignored). A loss that is NaN or infinite stops training with exit code 1 and leaves the last good checkpoint
         as it was.
         """);
 
@@ -45,7 +46,9 @@ public static class TrainCommand
 
         // Ctrl+C (and SIGTERM): finish the step in flight, save, exit 130. A second Ctrl+C kills as usual.
         // Registered before anything slow, so a signal while the data loads is honoured after the first step.
+        // SIGINT counts even when inherited as ignored (a script's background job), see Signals.
         int stop = 0;
+        Signals.StopIgnoringSigint();
         using var onInt = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => ctx.Cancel = Interlocked.Exchange(ref stop, 1) == 0);
         using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => ctx.Cancel = Interlocked.Exchange(ref stop, 1) == 0);
 

@@ -1,0 +1,40 @@
+using NUnit.Framework;
+using ScratchNet.Data;
+
+namespace ScratchNet.Tests;
+
+/// <summary>
+/// What a test needs from outside .NET: a Debian package, found by a file it installs. When the file is missing
+/// the test is skipped with the install command as the reason; with SCRATCHNET_REQUIRE_ALL=1 (.ci/run sets it)
+/// it fails instead, so CI never skips.
+/// </summary>
+public static class Requires
+{
+    public const string RequireAllVariable = "SCRATCHNET_REQUIRE_ALL";
+
+    /// <summary>The full Fashion-MNIST (60,000 + 10,000 images) in /usr/share/datasets/fashion-mnist.</summary>
+    public static void FashionMnist() =>
+        Package("dataset-fashion-mnist", Path.Combine(DatasetLoader.DebianFashionMnist, DatasetInfo.IdxTrainImages + ".gz"));
+
+    /// <summary>Headless Chromium, to render the HTML memory report.</summary>
+    public static void Chromium() => Package("chromium", "/usr/bin/chromium");
+
+    /// <summary>PoCL, an OpenCL device that ILGPU cannot use (Debian 12's PoCL 3.1 lacks the generic address space).</summary>
+    public static void Pocl() => Package("pocl-opencl-icd", "/etc/OpenCL/vendors/pocl.icd");
+
+    /// <summary>xz, which scripts/gpu-run.sh packs and unpacks its tarball with.</summary>
+    public static void Xz() => Package("xz-utils", "/usr/bin/xz");
+
+    /// <summary>Skips the test (or fails it under SCRATCHNET_REQUIRE_ALL=1) unless <paramref name="probe"/> exists.</summary>
+    public static void Package(string package, string probe) =>
+        Package(package, probe, Environment.GetEnvironmentVariable(RequireAllVariable));
+
+    /// <summary>The same, with the variable's value passed in (so a test can check both behaviours).</summary>
+    public static void Package(string package, string probe, string? requireAll)
+    {
+        if (File.Exists(probe) || Directory.Exists(probe)) return;
+        string reason = $"needs the Debian package {package}: sudo apt-get install {package} ({probe} not found)";
+        if (requireAll == "1") Assert.Fail($"{reason}; {RequireAllVariable}=1 turns this skip into a failure");
+        Assert.Ignore(reason);
+    }
+}
