@@ -5,7 +5,7 @@ namespace ScratchNet.Kernels;
 /// <summary>
 /// For --dataset-on-device: the whole dataset lives on the device as its original bytes (1 byte per pixel),
 /// and each step gathers its batch and normalises it there, so only B indices cross to the device per step.
-/// Glossary: B = rows in the batch, K = C * H * W values per image, HW = H * W (one channel's plane).
+/// Letters as in docs/glossary.md: B = rows in the batch, K = C * H * W values per image, HW = H * W (one channel's plane).
 /// </summary>
 public static class DataKernels
 {

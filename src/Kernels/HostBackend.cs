@@ -12,12 +12,12 @@ namespace ScratchNet.Kernels;
 ///
 /// Matmul has two SIMD paths, picked from the strides, and a plain loop for any other layout:
 /// <code>
-/// B rows contiguous (bCol = 1):   C[i, :] = sum_q A[i, q] * B[q, :]      dx = dy·W and dW = dy^T·x
-///     4 rows x 16 columns of C in 8 vector registers; A values broadcast, B rows loaded as vectors.
-/// A and B^T rows contiguous (aCol = 1, bRow = 1): C[i, j] = dot(A[i, :], B[:, j])    y = x·W^T
+/// b rows contiguous (bCol = 1):   c[i, :] = sum_q a[i, q] * b[q, :]      dx = dy·W and dW = dy^T·x
+///     4 rows x 16 columns of c in 8 vector registers; a values broadcast, b rows loaded as vectors.
+/// a and b^T rows contiguous (aCol = 1, bRow = 1): c[i, j] = dot(a[i, :], b[:, j])    y = x·W^T
 ///     4 x 4 dot products at once in 16 vector registers, summed across lanes at the end.
 /// </code>
-/// Rows of C are split between the cores by <see cref="HostParallel"/>, which allocates nothing per call.
+/// Rows of c are split between the cores by <see cref="HostParallel"/>, which allocates nothing per call.
 /// Every method is marked AggressiveOptimization: .NET would otherwise run its first calls as quickly
 /// compiled, unoptimised code (tier 0), several times slower for vector loops.
 /// </summary>
@@ -54,7 +54,7 @@ public sealed unsafe class HostBackend : IBackend
         HostParallel.Run(w, (long)m * n * k < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, (m + 3) / 4));
     }
 
-    /// <summary>One matmul's arguments; each part computes a range of rows of C with the fitting path.</summary>
+    /// <summary>One matmul's arguments; each part computes a range of rows of c with the fitting path.</summary>
     sealed class MatmulWork : HostParallel.IWork
     {
         public float* A, B, C;
@@ -73,7 +73,7 @@ public sealed unsafe class HostBackend : IBackend
         }
     }
 
-    /// <summary>C[i, :] = sum_q A[i, q] * B[q, :] for rows i0..i1, B rows contiguous (stride bRow).</summary>
+    /// <summary>c[i, :] = sum_q a[i, q] * b[q, :] for rows i0..i1, b rows contiguous (stride bRow).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void MatmulRowsB(float* a, float* b, float* c, int i0, int i1, int n, int k, int aRow, int aCol, int bRow)
     {
@@ -112,7 +112,7 @@ public sealed unsafe class HostBackend : IBackend
         if (i < i1) MatmulPlain(a, b, c, i, i1, n, k, aRow, aCol, bRow, 1);
     }
 
-    /// <summary>C[i, j] = dot(A[i, :], B[:, j]) for rows i0..i1, with A rows and B columns contiguous.</summary>
+    /// <summary>c[i, j] = dot(a[i, :], b[:, j]) for rows i0..i1, with a rows and b columns contiguous.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void MatmulDots(float* a, float* b, float* c, int i0, int i1, int n, int k, int aRow, int bCol)
     {

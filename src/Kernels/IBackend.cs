@@ -6,7 +6,7 @@ namespace ScratchNet.Kernels;
 /// A backend: the operations of a training step, over device buffers (ArrayViews). Two implementations:
 /// <see cref="IlgpuBackend"/> launches the ILGPU kernels (CUDA, OpenCL, ILGPU's CPU accelerator) and
 /// <see cref="HostBackend"/> runs vectorised multi-threaded C# on the same buffers (--device host).
-/// Glossary (one for the whole engine): B rows (the batch), K input features, N output features,
+/// Glossary (docs/glossary.md, one for the whole engine): B rows (the batch), K input features, N output features,
 /// C channels, H and W height and width, P parameters; "classes" spelled out. A matmul is
 /// c (M, N) = a (M, K) · b (K, N), as BLAS names the sizes.
 /// </summary>

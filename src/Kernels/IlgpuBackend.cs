@@ -78,7 +78,7 @@ public sealed class IlgpuBackend : IBackend
     }
 
     /// <summary>
-    /// C (M, N) = A (M, K) · B (K, N), A and B read through strides (see <see cref="MatmulKernels"/>).
+    /// c (M, N) = a (M, K) · b (K, N), a and b read through strides (see <see cref="MatmulKernels"/>).
     /// </summary>
     public void Matmul(MatmulVersion version,
         ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,

@@ -3,7 +3,7 @@ using ILGPU;
 namespace ScratchNet.Kernels;
 
 /// <summary>
-/// The element-wise parts of a Linear + ReLU layer. Glossary: B = rows in the batch, N = features.
+/// The element-wise parts of a Linear + ReLU layer. Letters as in docs/glossary.md: B = rows in the batch, N = output features.
 /// All kernels are grid-stride loops: any number of threads covers any size.
 /// </summary>
 public static class LayerKernels

@@ -5,22 +5,22 @@ namespace ScratchNet.Kernels;
 
 /// <summary>
 /// Softmax + cross-entropy + its gradient in one kernel (PyTorch's nn.CrossEntropyLoss, mean reduction).
-/// For row b with logits z (C values) and label y:
+/// For row b with logits z (`classes` values) and label y:
 /// <code>
 /// m        = max_j z_j                       (subtracted so exp never overflows)
 /// s        = sum_j exp(z_j - m)
 /// loss[b]  = log(s) + m - z_y                = -log softmax(z)_y
 /// dz[b, j] = (exp(z_j - m) / s - [j == y]) / B    (the gradient of the batch mean)
 /// </code>
-/// Glossary: B = rows in this batch, C = classes.
+/// Letters as in docs/glossary.md: B = rows in this batch; "classes" spelled out.
 /// </summary>
 public static class LossKernels
 {
     public static void SoftmaxCrossEntropy(
-        ArrayView<float> logits,   // logits: (B, C)
-        ArrayView<int> labels,     // labels: (B), each in 0..C-1
+        ArrayView<float> logits,   // logits: (B, classes)
+        ArrayView<int> labels,     // labels: (B), each in 0..classes-1
         ArrayView<float> losses,   // losses: (B), written: each row's loss
-        ArrayView<float> dlogits,  // dlogits: (B, C), written: d(mean loss)/d(logits)
+        ArrayView<float> dlogits,  // dlogits: (B, classes), written: d(mean loss)/d(logits)
         int rows, int classes)
     {
         int stride = Grid.DimX * Group.DimX;
@@ -45,7 +45,7 @@ public static class LossKernels
 
     /// <summary>Prediction per row: the index of the largest logit (the first one on ties, like torch.argmax).</summary>
     public static void Argmax(
-        ArrayView<float> logits,       // logits: (B, C)
+        ArrayView<float> logits,       // logits: (B, classes)
         ArrayView<int> predictions,    // predictions: (B), written
         int rows, int classes)
     {

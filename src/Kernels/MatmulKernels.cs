@@ -3,17 +3,17 @@ using ILGPU;
 namespace ScratchNet.Kernels;
 
 /// <summary>
-/// Matrix multiplication, in versions a learner can compare: C (M, N) = A (M, K) · B (K, N), K the inner size
-/// (the glossary's letters: in a Linear layer M = B rows, K = input features, N = output features).
+/// Matrix multiplication, in versions a learner can compare: c (M, N) = a (M, K) · b (K, N), K the inner size
+/// (docs/glossary.md's letters: in a Linear layer M = B rows, K = input features, N = output features).
 ///
-/// A and B are read through strides, so a transposed operand costs nothing: element A[i, q] (q = 0..K-1) is
-/// <c>a[i * aRow + q * aCol]</c> and B[q, j] is <c>b[q * bRow + j * bCol]</c>. For a row-major (M, K)
-/// matrix aRow = K, aCol = 1; for its transpose aRow = 1, aCol = M. C is always row-major (M, N).
+/// a and b are read through strides, so a transposed operand costs nothing: element a[i, q] (q = 0..K-1) is
+/// <c>a[i * aRow + q * aCol]</c> and b[q, j] is <c>b[q * bRow + j * bCol]</c>. For a row-major (M, K)
+/// matrix aRow = K, aCol = 1; for its transpose aRow = 1, aCol = M. c is always row-major (M, N).
 /// With W stored like PyTorch's Linear.weight as (N_out, K_in), the three products of a Linear layer are:
 /// <code>
-/// forward   y  (B, N) = x  (B, K) · W^T (K, N)     A = x,    B = W^T  (bRow = 1, bCol = K)
-/// backward  dx (B, K) = dy (B, N) · W   (N, K)     A = dy,   B = W
-/// backward  dW (N, K) = dy^T (N, B) · x (B, K)     A = dy^T (aRow = 1, aCol = N),  B = x
+/// forward   y  (B, N) = x  (B, K) · W^T (K, N)     a = x,    b = W^T  (bRow = 1, bCol = K)
+/// backward  dx (B, K) = dy (B, N) · W   (N, K)     a = dy,   b = W
+/// backward  dW (N, K) = dy^T (N, B) · x (B, K)     a = dy^T (aRow = 1, aCol = N),  b = x
 /// </code>
 /// Every version sums over q = 0..K-1 in increasing order with one float accumulator per output, so results do
 /// not depend on how many threads run.
@@ -22,9 +22,9 @@ public static class MatmulKernels
 {
     /// <summary>Version 1, naive: each loop iteration computes one output element as a dot product.</summary>
     public static void Naive(
-        ArrayView<float> a,     // A: (M, K) through strides aRow, aCol
-        ArrayView<float> b,     // B: (K, N) through strides bRow, bCol
-        ArrayView<float> c,     // C: (M, N) row-major, written
+        ArrayView<float> a,     // a: (M, K) through strides aRow, aCol
+        ArrayView<float> b,     // b: (K, N) through strides bRow, bCol
+        ArrayView<float> c,     // c: (M, N) row-major, written
         int m, int n, int k,
         int aRow, int aCol, int bRow, int bCol)
     {
@@ -40,15 +40,15 @@ public static class MatmulKernels
     }
 
     /// <summary>
-    /// Version 2, register-blocked: each loop iteration computes a 4x4 tile of C in 16 registers, so every
-    /// value loaded from A or B is used 4 times. No shared memory and no barriers: the best shape for
+    /// Version 2, register-blocked: each loop iteration computes a 4x4 tile of c in 16 registers, so every
+    /// value loaded from a or b is used 4 times. No shared memory and no barriers: the best shape for
     /// ILGPU's CPU accelerator. Edge tiles clamp their row/column indices (reading a valid row twice)
     /// and only store the outputs that exist, which keeps branches out of the inner loop.
     /// </summary>
     public static void Blocked(
-        ArrayView<float> a,     // A: (M, K) through strides aRow, aCol
-        ArrayView<float> b,     // B: (K, N) through strides bRow, bCol
-        ArrayView<float> c,     // C: (M, N) row-major, written
+        ArrayView<float> a,     // a: (M, K) through strides aRow, aCol
+        ArrayView<float> b,     // b: (K, N) through strides bRow, bCol
+        ArrayView<float> c,     // c: (M, N) row-major, written
         int m, int n, int k,
         int aRow, int aCol, int bRow, int bCol)
     {
@@ -58,7 +58,7 @@ public static class MatmulKernels
         for (int t = Grid.GlobalIndex.X; t < tiles; t += stride)
         {
             int i0 = t / tilesN * 4, j0 = t % tilesN * 4;
-            // Clamped row offsets into A and column offsets into B.
+            // Clamped row offsets into a and column offsets into b.
             int ra0 = i0 * aRow, ra1 = IntrinsicMath.Min(i0 + 1, m - 1) * aRow;
             int ra2 = IntrinsicMath.Min(i0 + 2, m - 1) * aRow, ra3 = IntrinsicMath.Min(i0 + 3, m - 1) * aRow;
             int cb0 = j0 * bCol, cb1 = IntrinsicMath.Min(j0 + 1, n - 1) * bCol;
@@ -97,22 +97,22 @@ public static class MatmulKernels
     public const int Tile = 16;
 
     /// <summary>
-    /// Version 3, tiled with shared memory (for GPUs): a group of 16x16 threads computes a 16x16 tile of C.
-    /// It walks K in steps of 16; at each step the group loads a 16x16 block of A and of B into shared memory
+    /// Version 3, tiled with shared memory (for GPUs): a group of 16x16 threads computes a 16x16 tile of c.
+    /// It walks K in steps of 16; at each step the group loads a 16x16 block of a and of b into shared memory
     /// (one element per thread), waits at a barrier, and each thread accumulates its output from the
     /// fast shared copies: every value fetched from global memory is reused 16 times.
-    /// Groups stride over the tiles of C, so any grid size works. Launch with a group of exactly 256 threads.
+    /// Groups stride over the tiles of c, so any grid size works. Launch with a group of exactly 256 threads.
     /// On the CPU accelerator every barrier synchronises OS threads: correct, but very slow.
     /// </summary>
     public static void Tiled(
-        ArrayView<float> a,     // A: (M, K) through strides aRow, aCol
-        ArrayView<float> b,     // B: (K, N) through strides bRow, bCol
-        ArrayView<float> c,     // C: (M, N) row-major, written
+        ArrayView<float> a,     // a: (M, K) through strides aRow, aCol
+        ArrayView<float> b,     // b: (K, N) through strides bRow, bCol
+        ArrayView<float> c,     // c: (M, N) row-major, written
         int m, int n, int k,
         int aRow, int aCol, int bRow, int bCol)
     {
-        var tileA = SharedMemory.Allocate<float>(Tile * Tile);   // tileA[ty, q] = A[row, k0 + q]
-        var tileB = SharedMemory.Allocate<float>(Tile * Tile);   // tileB[q, tx] = B[k0 + q, col]
+        var tileA = SharedMemory.Allocate<float>(Tile * Tile);   // tileA[ty, q] = a[row, k0 + q]
+        var tileB = SharedMemory.Allocate<float>(Tile * Tile);   // tileB[q, tx] = b[k0 + q, col]
         int tx = Group.IdxX % Tile, ty = Group.IdxX / Tile;
         int tilesN = (n + Tile - 1) / Tile;
         int tiles = (m + Tile - 1) / Tile * tilesN;

@@ -6,7 +6,7 @@ namespace ScratchNet.Kernels;
 /// <summary>
 /// Optimizer updates, each one launch over all parameters at once: parameters, gradients and optimizer
 /// state each live in one flat buffer (llm.c style), so a whole model is updated by one kernel.
-/// Glossary: P = number of parameters.
+/// Letters as in docs/glossary.md: P = number of parameters.
 /// </summary>
 public static class OptimizerKernels
 {

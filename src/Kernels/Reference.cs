@@ -6,7 +6,7 @@ namespace ScratchNet.Kernels;
 /// </summary>
 public static class Reference
 {
-    /// <summary>C (M, N) = A (M, P) · B (P, N) with A[i, p] = a[i*aRow + p*aCol], B[p, j] = b[p*bRow + j*bCol].</summary>
+    /// <summary>c (M, N) = a (M, K) · b (K, N) with a[i, q] = a[i*aRow + q*aCol], b[q, j] = b[q*bRow + j*bCol], in double precision.</summary>
     public static float[] Matmul(float[] a, float[] b, int m, int n, int k, int aRow, int aCol, int bRow, int bCol)
     {
         var c = new float[m * n];

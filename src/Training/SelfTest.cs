@@ -16,7 +16,7 @@ public sealed record SelfTestRow(string Check, string Sizes, double MaxError, st
 /// </summary>
 public class ReferenceOps
 {
-    public virtual float[] Matmul(float[] a, float[] b, int m, int n, int p, int aRow, int aCol, int bRow, int bCol) => Reference.Matmul(a, b, m, n, p, aRow, aCol, bRow, bCol);
+    public virtual float[] Matmul(float[] a, float[] b, int m, int n, int k, int aRow, int aCol, int bRow, int bCol) => Reference.Matmul(a, b, m, n, k, aRow, aCol, bRow, bCol);
     public virtual float[] BiasActivation(float[] y, float[] bias, int rows, int n, bool relu) => Reference.BiasActivation(y, bias, rows, n, relu);
     public virtual float[] ReluBackward(float[] dy, float[] y) => Reference.ReluBackward(dy, y);
     public virtual float[] BiasBackward(float[] dy, int rows, int n) => Reference.BiasBackward(dy, rows, n);
@@ -37,7 +37,7 @@ public static class SelfTest
     public const double LossTolerance = 1e-4;
     public const int TrainingSteps = 20;
 
-    static readonly (int M, int N, int P)[] MatmulShapes = [(1, 1, 1), (7, 63, 65), (65, 7, 1000), (1000, 65, 7), (64, 128, 784)];
+    static readonly (int M, int N, int K)[] MatmulShapes = [(1, 1, 1), (7, 63, 65), (65, 7, 1000), (1000, 65, 7), (64, 128, 784)];
 
     public static List<SelfTestRow> Run(ComputeDevice device, ReferenceOps? reference = null, Action<SelfTestRow>? onRow = null)
     {
@@ -48,7 +48,7 @@ public static class SelfTest
             rows.Add(row);
             onRow?.Invoke(row);
         }
-        IBackend k = Backends.For(device);
+        IBackend backend = Backends.For(device);
         var acc = device.Accelerator;
         var tracker = new MemoryTracker(acc);   // every buffer of the self-test is tracked too (category Other)
         var r = new Random(1234);
@@ -59,14 +59,14 @@ public static class SelfTest
         {
             // Every version the backend has; on the ILGPU side also the tiled kernel where this accelerator's
             // groups are too small for it, run on a stand-in CPU accelerator with 256-thread groups.
-            IEnumerable<MatmulVersion> versions = k is HostBackend ? k.MatmulVersions : MatmulVersions.Kernels;
+            IEnumerable<MatmulVersion> versions = backend is HostBackend ? backend.MatmulVersions : MatmulVersions.Kernels;
             foreach (MatmulVersion version in versions)
             {
-                IBackend mk = k;
+                IBackend mk = backend;
                 Accelerator mAcc = acc;
                 MemoryTracker mTracker = tracker;
                 string note = "";
-                if (!k.MatmulVersions.Contains(version))
+                if (!backend.MatmulVersions.Contains(version))
                 {
                     wideContext ??= Context.Create(b => b.CPU(new CPUDevice(16, 16, 1)).Optimize(OptimizationLevel.O2));
                     wide ??= wideContext.GetCPUDevice(0).CreateCPUAccelerator(wideContext);
@@ -80,20 +80,20 @@ public static class SelfTest
                     double maxError = 0;
                     bool passed = true;
                     // 256 OS threads meeting at every barrier are slow: the stand-in runs the smaller shapes only.
-                    foreach (var (m, n, p) in mAcc == acc ? MatmulShapes : MatmulShapes[..3])
+                    foreach (var (m, n, k) in mAcc == acc ? MatmulShapes : MatmulShapes[..3])
                     {
-                        var (aRow, aCol, bRow, bCol) = strides(m, n, p);
-                        float[] a = Reference.RandomFloats(r, m * p), b = Reference.RandomFloats(r, p * n);
+                        var (aRow, aCol, bRow, bCol) = strides(m, n, k);
+                        float[] a = Reference.RandomFloats(r, m * k), b = Reference.RandomFloats(r, k * n);
                         using var da = mTracker.AllocateFrom("selftest.da", a, MemoryCategory.Other);
                         using var db = mTracker.AllocateFrom("selftest.db", b, MemoryCategory.Other);
                         using var dc = mTracker.Allocate<float>("selftest.dc", [m * n], MemoryCategory.Other);
                         dc.Buffer.MemSet(0xFF);
-                        mk.Matmul(version, da.View, db.View, dc.View, m, n, p, aRow, aCol, bRow, bCol);
-                        var (_, excess, err) = Reference.Compare(dc.ToArray(), reference.Matmul(a, b, m, n, p, aRow, aCol, bRow, bCol), 1e-5 * Math.Sqrt(p) + 1e-6, 1e-5);
+                        mk.Matmul(version, da.View, db.View, dc.View, m, n, k, aRow, aCol, bRow, bCol);
+                        var (_, excess, err) = Reference.Compare(dc.ToArray(), reference.Matmul(a, b, m, n, k, aRow, aCol, bRow, bCol), 1e-5 * Math.Sqrt(k) + 1e-6, 1e-5);
                         maxError = Math.Max(maxError, err);
                         passed &= excess <= 0;
                     }
-                    Add(new SelfTestRow($"matmul {MatmulVersions.Label(version)} {layout}", "1..1000", maxError, "1e-5 sqrt(P) + 1e-5 rel", passed, note));
+                    Add(new SelfTestRow($"matmul {MatmulVersions.Label(version)} {layout}", "1..1000", maxError, "1e-5 sqrt(K) + 1e-5 rel", passed, note));
                 }
             }
         }
@@ -110,7 +110,7 @@ public static class SelfTest
                 float[] y = Reference.RandomFloats(r, rowsN * cols), bias = Reference.RandomFloats(r, cols);
                 using var dy = tracker.AllocateFrom("selftest.dy", y, MemoryCategory.Other);
                 using var dbias = tracker.AllocateFrom("selftest.dbias", bias, MemoryCategory.Other);
-                k.BiasActivation(dy.View, dbias.View, rowsN, cols, relu);
+                backend.BiasActivation(dy.View, dbias.View, rowsN, cols, relu);
                 return (dy.ToArray(), reference.BiasActivation(y, bias, rowsN, cols, relu));
             }));
         }
@@ -119,7 +119,7 @@ public static class SelfTest
             float[] dy = Reference.RandomFloats(r, rowsN * cols), y = Reference.RandomFloats(r, rowsN * cols).Select(v => Math.Max(0, v)).ToArray();
             using var ddy = tracker.AllocateFrom("selftest.ddy", dy, MemoryCategory.Other);
             using var dyy = tracker.AllocateFrom("selftest.dyy", y, MemoryCategory.Other);
-            k.ReluBackward(ddy.View, dyy.View, rowsN * cols);
+            backend.ReluBackward(ddy.View, dyy.View, rowsN * cols);
             return (ddy.ToArray(), reference.ReluBackward(dy, y));
         }));
         Add(Elementwise("bias backward", "(1000, 65), (7, 63)", 1e-4, [(1000, 65), (7, 63)], (rowsN, cols) =>
@@ -127,7 +127,7 @@ public static class SelfTest
             float[] dy = Reference.RandomFloats(r, rowsN * cols);
             using var ddy = tracker.AllocateFrom("selftest.ddy", dy, MemoryCategory.Other);
             using var db = tracker.Allocate<float>("selftest.db", [cols], MemoryCategory.Other);
-            k.BiasBackward(ddy.View, db.View, rowsN, cols);
+            backend.BiasBackward(ddy.View, db.View, rowsN, cols);
             return (db.ToArray(), reference.BiasBackward(dy, rowsN, cols));
         }));
         foreach (bool gradient in new[] { false, true })
@@ -140,7 +140,7 @@ public static class SelfTest
                 using var dy = tracker.AllocateFrom("selftest.dy", labels, MemoryCategory.Other);
                 using var losses = tracker.Allocate<float>("selftest.losses", [rowsN], MemoryCategory.Other);
                 using var grad = tracker.Allocate<float>("selftest.grad", [rowsN * classes], MemoryCategory.Other);
-                k.SoftmaxCrossEntropy(dl.View, dy.View, losses.View, grad.View, rowsN, classes);
+                backend.SoftmaxCrossEntropy(dl.View, dy.View, losses.View, grad.View, rowsN, classes);
                 var (refLoss, refGrad) = reference.SoftmaxCrossEntropy(logits, labels, rowsN, classes);
                 return gradient ? (grad.ToArray(), refGrad) : (losses.ToArray(), refLoss);
             }));
@@ -150,7 +150,7 @@ public static class SelfTest
             float[] logits = Reference.RandomFloats(r, rowsN * classes).Select(v => MathF.Round(v * 3)).ToArray();
             using var dl = tracker.AllocateFrom("selftest.dl", logits, MemoryCategory.Other);
             using var pred = tracker.Allocate<int>("selftest.pred", [rowsN], MemoryCategory.Other);
-            k.Argmax(dl.View, pred.View, rowsN, classes);
+            backend.Argmax(dl.View, pred.View, rowsN, classes);
             return (pred.ToArray().Select(v => (float)v).ToArray(), reference.Argmax(logits, rowsN, classes).Select(v => (float)v).ToArray());
         }));
         Add(Elementwise("adam (3 steps)", "1000, 7, 1", 1e-6, [(1000, 1), (7, 1), (1, 1)], (count, _) =>
@@ -164,7 +164,7 @@ public static class SelfTest
                 float[] g = Reference.RandomFloats(r, count);
                 using var dg = tracker.AllocateFrom("selftest.dg", g, MemoryCategory.Other);
                 var (stepSize, invSqrtC2) = OptimizerKernels.AdamStepConstants(1e-3, 0.9, 0.999, t);
-                k.Adam(dp.View, dg.View, dm.View, dv.View, count, 0.9f, 0.999f, 1e-8f, stepSize, invSqrtC2);
+                backend.Adam(dp.View, dg.View, dm.View, dv.View, count, 0.9f, 0.999f, 1e-8f, stepSize, invSqrtC2);
                 reference.Adam(p, g, m, v, t, 1e-3, 0.9, 0.999, 1e-8);
             }
             return (dp.ToArray(), p);
@@ -181,8 +181,8 @@ public static class SelfTest
                 {
                     float[] g = Reference.RandomFloats(r, count);
                     using var dg = tracker.AllocateFrom("selftest.dg", g, MemoryCategory.Other);
-                    if (momentum > 0) k.SgdMomentum(dp.View, dg.View, dbuf.View, count, 0.1f, momentum);
-                    else k.Sgd(dp.View, dg.View, count, 0.1f);
+                    if (momentum > 0) backend.SgdMomentum(dp.View, dg.View, dbuf.View, count, 0.1f, momentum);
+                    else backend.Sgd(dp.View, dg.View, count, 0.1f);
                     reference.Sgd(p, g, buf, 0.1, momentum);
                 }
                 return (dp.ToArray(), p);
@@ -195,9 +195,9 @@ public static class SelfTest
 
     static readonly (string Name, Func<int, int, int, (int, int, int, int)> Strides)[] Layouts =
     [
-        ("x·W^T", (m, n, p) => (p, 1, 1, p)),
-        ("dy·W", (m, n, p) => (p, 1, n, 1)),
-        ("dy^T·x", (m, n, p) => (1, m, n, 1)),
+        ("x·W^T", (m, n, k) => (k, 1, 1, k)),
+        ("dy·W", (m, n, k) => (k, 1, n, 1)),
+        ("dy^T·x", (m, n, k) => (1, m, n, 1)),
     ];
 
     static SelfTestRow Elementwise(string name, string sizes, double atol, (int, int)[] shapes, Func<int, int, (float[] Actual, float[] Expected)> run)
