@@ -135,4 +135,27 @@ public sealed class HelpAndMessagesTests
         Assert.That(r.Stderr.Trim(), Is.EqualTo("error: --batch-size 2740000: a batch of 2,740,000 rows of 784 values is 2,148,160,000 floats, " +
             "more than one buffer can index (2,147,483,591); the largest batch for this model is 2,739,137"));
     }
+
+    [TestCase("--json=x", "--json takes no value")]
+    [TestCase("--epochs --lr 1", "--epochs needs a value")]
+    [TestCase("--lr 1 --lr 2", "--lr is given more than once")]
+    [TestCase("-x", "unknown option '-x' for 'scratchnet train'")]
+    [TestCase("--batchsize:64", "unknown option '--batchsize' for 'scratchnet train'")]
+    public void Parser_MistakesAreOneLineUsageErrors(string args, string message)
+    {
+        var r = CliRunner.Run(["train", .. args.Split(' ')]);
+        Assert.That(r.ExitCode, Is.EqualTo(2));
+        Assert.That(r.Stderr.Trim(), Is.EqualTo("error: " + message).Or.StartWith("error: " + message + " "));
+    }
+
+    [Test]
+    public void Parser_TakesEveryValueSpelling_AndNoResponseFiles()
+    {
+        foreach (string[] spelling in new[] { new[] { "--epochs", "0" }, ["--epochs=0"], ["--epochs:0"] })
+            Assert.That(CliRunner.Run(["train", .. spelling]).Stderr.Trim(), Is.EqualTo("error: --epochs: 0 is too small; it must be at least 1"));
+        // An argument starting with @ is a name, not a file of more arguments.
+        var r = CliRunner.Run("train", "--data", "@nowhere");
+        Assert.That(r.Stderr, Does.StartWith("error: @nowhere: data folder not found"));
+        Assert.That(CliRunner.Run("train", "--lr", "-0.5").Stderr.Trim(), Is.EqualTo("error: --lr: -0.5 must be greater than 0"));
+    }
 }

@@ -1,3 +1,5 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Text;
 using ScratchNet.Tensor;
@@ -44,56 +46,66 @@ public static class HelpText
 }
 
 /// <summary>
-/// A small command-line parser: <c>--name value</c>, <c>--name=value</c> and <c>--flag</c>. Each command
-/// declares its options up front, so an unknown or misspelt option is an error that names it, and every
-/// typed getter names the option when its value is bad.
+/// A command's options, parsed from the command line by System.CommandLine and read through typed getters
+/// that name the option when its value is bad. Each command declares its options up front (an
+/// <see cref="OptionSpec"/> list, the same one its --help is made from), so an unknown or misspelt option
+/// is an error that names it.
 /// </summary>
 public sealed class Options
 {
     readonly Dictionary<string, string?> _values = [];
-    readonly HashSet<string> _flags;
-    readonly HashSet<string> _valued;
 
+    /// <summary>
+    /// Parses with System.CommandLine (Microsoft's parser: --name value, --name=value and --name:value, flags,
+    /// positional arguments; response files are off, so an argument starting with @ is just text), then turns
+    /// its errors into our one-line messages: an unknown option, a missing value, a value given to a flag.
+    /// </summary>
     public Options(string command, IEnumerable<string> args, IEnumerable<OptionSpec> specs, bool positional = false)
     {
         Command = command;
-        _valued = [.. specs.Where(s => !s.IsFlag).Select(s => s.Name)];
-        _flags = [.. specs.Where(s => s.IsFlag).Select(s => s.Name), "--help"];
-        var list = args.ToList();
-        for (int i = 0; i < list.Count; i++)
+        string[] argv = args.ToArray();
+        var flagNames = specs.Where(s => s.IsFlag).Select(s => s.Name).Append("--help").ToHashSet();
+        // System.CommandLine splits "--json=x" into a flag and a stray "x": name the mistake instead.
+        foreach (string arg in argv)
         {
-            string arg = list[i];
-            if (arg == "-h") arg = "--help";
-            if (!arg.StartsWith("--"))
-            {
-                if (!positional) throw new UsageException($"unexpected argument '{arg}' for 'scratchnet {command}' (options start with --)");
-                Positional.Add(arg);
-                continue;
-            }
-            string name = arg;
-            string? value = null;
-            int eq = arg.IndexOf('=');
-            if (eq > 0) (name, value) = (arg[..eq], arg[(eq + 1)..]);
-            if (_flags.Contains(name))
-            {
-                if (value is not null) throw new UsageException($"{name} takes no value");
-                _values[name] = null;
-            }
-            else if (_valued.Contains(name))
-            {
-                if (value is null)
-                {
-                    if (i + 1 >= list.Count || (list[i + 1].StartsWith("--") && !double.TryParse(list[i + 1], CultureInfo.InvariantCulture, out _)))
-                        throw new UsageException($"{name} needs a value");
-                    value = list[++i];
-                }
-                _values[name] = value;
-            }
-            else
-            {
-                throw new UsageException($"unknown option '{name}' for 'scratchnet {command}' (see scratchnet {command} --help)");
-            }
+            int sep = arg.IndexOfAny(['=', ':']);
+            if (sep > 0 && flagNames.Contains(arg[..sep])) throw new UsageException($"{arg[..sep]} takes no value");
         }
+        var cmd = new Command(command);
+        var options = new List<(OptionSpec Spec, Option Option)>();
+        foreach (var spec in specs.Append(new OptionSpec("--help", null, "")))
+        {
+            Option option = spec.IsFlag
+                ? new Option<bool>(spec.Name) { Arity = ArgumentArity.Zero }
+                : new Option<string>(spec.Name) { HelpName = spec.Value, Arity = ArgumentArity.ExactlyOne };
+            if (spec.Name == "--help") option.Aliases.Add("-h");
+            cmd.Options.Add(option);
+            options.Add((spec, option));
+        }
+        var rest = new Argument<string[]>("arguments") { Arity = ArgumentArity.ZeroOrMore };
+        cmd.Arguments.Add(rest);
+        ParseResult result = cmd.Parse(argv, new ParserConfiguration { ResponseFileTokenReplacer = null });
+
+        foreach (var (spec, option) in options)
+        {
+            OptionResult? r = result.GetResult(option);
+            if (r is null || r.Implicit) continue;
+            if (spec.IsFlag && r.Tokens.Count > 0) throw new UsageException($"{spec.Name} takes no value");
+            if (!spec.IsFlag && r.Tokens.Count == 0) throw new UsageException($"{spec.Name} needs a value");
+            if (!spec.IsFlag && r.Tokens.Count > 1) throw new UsageException($"{spec.Name} is given more than once");
+            // "--epochs --lr 1": the next option is not a value (a negative number is).
+            if (!spec.IsFlag && r.Tokens[0].Value.StartsWith("--") && !double.TryParse(r.Tokens[0].Value, CultureInfo.InvariantCulture, out _))
+                throw new UsageException($"{spec.Name} needs a value");
+            _values[spec.Name] = spec.IsFlag ? null : r.Tokens[0].Value;
+        }
+        foreach (string arg in result.UnmatchedTokens.Concat(result.GetValue(rest) ?? []))
+        {
+            if (arg.StartsWith('-') && !double.TryParse(arg, CultureInfo.InvariantCulture, out _))
+                throw new UsageException($"unknown option '{arg.Split('=', ':')[0]}' for 'scratchnet {command}' (see scratchnet {command} --help)");
+            if (!positional) throw new UsageException($"unexpected argument '{arg}' for 'scratchnet {command}' (options start with --)");
+            Positional.Add(arg);
+        }
+        if (result.Errors.Count > 0 && !Help) throw new UsageException($"{result.Errors[0].Message} (see scratchnet {command} --help)");
     }
 
     public string Command { get; }
