@@ -158,4 +158,15 @@ public sealed class HelpAndMessagesTests
         Assert.That(r.Stderr, Does.StartWith("error: @nowhere: data folder not found"));
         Assert.That(CliRunner.Run("train", "--lr", "-0.5").Stderr.Trim(), Is.EqualTo("error: --lr: -0.5 must be greater than 0"));
     }
+
+    [TestCase("--trace", "/proc/scratchnet-trace.json", "no file can be created in that folder")]
+    [TestCase("--report", "/tmp/scratchnet-report-folder/", "it is a folder; give a file name")]
+    public void MemoryOutputs_ThatCannotBeWritten_AreRefusedBeforeAnyWork(string option, string path, string why)
+    {
+        var r = CliRunner.Run("memory", "--synthetic", "--device", "host", option, path);
+        Assert.That(r.ExitCode, Is.EqualTo(1));
+        Assert.That(r.Stderr.Trim(), Is.EqualTo($"error: {option} {path}: cannot write there: {why}"));
+        Assert.That(r.Stdout, Is.Empty, "nothing measured first");
+        Assert.That(Directory.Exists(path), Is.False);
+    }
 }

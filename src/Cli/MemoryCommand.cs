@@ -48,6 +48,10 @@ public static class MemoryCommand
         double fraction = budgetFraction ?? 0.8;
         bool json = o.Flag("--json");
         TextWriter text = json ? TextWriter.Null : stdout;
+        // Where --trace and --report go, checked before any work.
+        string? tracePath = o.String("--trace"), reportPath = o.String("--report");
+        if (tracePath is not null) OutputPath.CheckFile(tracePath, "--trace");
+        if (reportPath is not null) OutputPath.CheckFile(reportPath, "--report");
 
         DatasetPair data = o.Flag("--synthetic") ? Synthetic(DatasetInfo.Get(config.Dataset)) : DatasetLoader.Load(config.Dataset, config.DataDir);
         if (data.Notice is not null) stderr.WriteLine($"note: {data.Notice}");
@@ -79,21 +83,19 @@ public static class MemoryCommand
             WriteAcrossOptimizers(text, acrossOptimizers);
         }
 
-        Plan? planResult = null;
+        MemoryPlan? planResult = null;
         if (plan)
         {
-            planResult = MakePlan(device, config, fraction, data, sizes);
+            planResult = MemoryPlanner.Plan(device, config, fraction, data, sizes);
             text.WriteLine();
             WritePlan(text, planResult);
         }
 
-        string? tracePath = o.String("--trace");
         if (tracePath is not null)
         {
             WriteFile(tracePath, JsonSerializer.Serialize(new { model = modelLine, batchSize = probe.BatchSize, events = probe.Events }, TrainCommand.JsonOptions));
             text.WriteLine($"\ntrace: {probe.Events.Count} events written to {tracePath}");
         }
-        string? reportPath = o.String("--report");
         if (reportPath is not null)
         {
             WriteFile(reportPath, HtmlReport.Build(probe, $"ScratchNet memory report: batch {probe.BatchSize}", $"{modelLine}; {device.Description}"));
@@ -130,13 +132,11 @@ public static class MemoryCommand
     {
         try
         {
-            string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
-            if (dir is not null) Directory.CreateDirectory(dir);
             File.WriteAllText(path, content);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new UsageException($"cannot write {path}: {e.Message}");
+            throw new OutputFileException(path, $"cannot write it ({OutputFileException.Reason(e)})", e);
         }
     }
 
@@ -203,58 +203,7 @@ public static class MemoryCommand
             w.WriteLine($"  {p.Optimizer} saves {Bytes.Exact(adam.TotalLive - p.TotalLive)} against adam ({100.0 * (adam.TotalLive - p.TotalLive) / adam.TotalLive:0.0}% of the total)");
     }
 
-    /// <summary>The planner's answer and its proof on the device.</summary>
-    public sealed record Plan(long MemoryBytes, string MemorySource, double Fraction, long BudgetBytes, long FixedBytes, long BytesPerSample,
-        int LargestBatch, long PredictedBytes, bool FitsOnDevice, long? MeasuredPeak, bool NextFails, string NextError);
-
-    static Plan MakePlan(ComputeDevice device, TrainConfig config, double fraction, DatasetPair train, int[] sizes)
-    {
-        long memory;
-        string source;
-        if (config.MemoryLimit is long limit)
-        {
-            (memory, source) = (limit, "--memory-limit");
-        }
-        else if (device.CudaMemoryInfo() is (long free, long total))
-        {
-            (memory, source) = (free, $"CUDA free memory (total {Bytes.Format(total)})");
-        }
-        else if (device.TotalMemory is long deviceMemory)
-        {
-            (memory, source) = (deviceMemory, "device memory");
-        }
-        else
-        {
-            throw new UsageException($"the {(device.Kind == DeviceKind.Host ? "host backend" : "CPU accelerator")} keeps its buffers in host memory and has no device memory size to take a fraction of; pass --memory-limit SIZE (e.g. --memory-limit 8MiB)");
-        }
-        long budget = (long)Math.Floor(memory * fraction);
-        string kind = config.OptimizerKind;
-        DatasetOnDevice? onDevice = config.DatasetOnDevice ? new(train.Train.Count, train.Test.Count, train.Train.Info.Channels) : null;
-        long fixedBytes = MemoryEstimator.FixedBytes(sizes, kind, onDevice);
-        long perSample = MemoryEstimator.BytesPerSample(sizes, onDevice);
-        long largest = Math.Min(MemoryEstimator.LargestBatch(sizes, kind, budget, onDevice), int.MaxValue / sizes.Max());
-        if (largest < 1)
-            throw new DeviceMemoryException($"not even batch size 1 fits a budget of {Bytes.Exact(budget)}: the model needs {Bytes.Exact(fixedBytes)} plus {Bytes.Exact(perSample)} per sample",
-                fixedBytes + perSample, "model", [], MemoryCategory.Parameter, budget, new Dictionary<MemoryCategory, long>());
-        int b = (int)largest;
-        var limited = config with { MemoryLimit = budget, BatchSize = b };
-        ProbeResult proof = MemoryProbe.Run(device, limited, train);
-        string nextError = "";
-        bool nextFails;
-        try
-        {
-            MemoryProbe.Run(device, limited with { BatchSize = b + 1 }, train);
-            nextFails = false;
-        }
-        catch (DeviceMemoryException e)
-        {
-            nextFails = true;
-            nextError = e.Message;
-        }
-        return new Plan(memory, source, fraction, budget, fixedBytes, perSample, b, fixedBytes + perSample * b, true, proof.PeakTotal, nextFails, nextError);
-    }
-
-    static void WritePlan(TextWriter w, Plan p)
+    static void WritePlan(TextWriter w, MemoryPlan p)
     {
         string pct = (100 * p.Fraction).ToString("0.#", CultureInfo.InvariantCulture);
         w.WriteLine($"Largest batch for a budget of {pct}% of {Bytes.Format(p.MemoryBytes)} ({p.MemorySource}) = {Bytes.Exact(p.BudgetBytes)}");

@@ -14,6 +14,7 @@ public sealed class OutputFileException(string path, string problem, Exception? 
     {
         UnauthorizedAccessException => "permission denied",
         DirectoryNotFoundException => "its folder does not exist",
+        FileNotFoundException => "no file can be created in that folder",
         PathTooLongException => "the path is too long",
         IOException io when io.HResult == 28 || io.Message.Contains("No space left", StringComparison.OrdinalIgnoreCase) => "no space left on the device",
         _ => e.Message,

@@ -14,7 +14,7 @@ public static class OutputPath
     public static void CheckFile(string path, string option)
     {
         string full = Path.GetFullPath(path);
-        if (Directory.Exists(full))
+        if (Directory.Exists(full) || Path.EndsInDirectorySeparator(path))
             throw Fail(option, path, "it is a folder; give a file name");
         CheckFolder(Path.GetDirectoryName(full) ?? full, option, path);
         if (!File.Exists(full)) return;
@@ -25,7 +25,7 @@ public static class OutputPath
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw Fail(option, path, e.Message, e);
+            throw Fail(option, path, OutputFileException.Reason(e), e);
         }
     }
 
@@ -46,7 +46,7 @@ public static class OutputPath
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw Fail(option, named, e.Message, e);
+            throw Fail(option, named, OutputFileException.Reason(e), e);
         }
     }
 
