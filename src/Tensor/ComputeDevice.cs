@@ -85,38 +85,28 @@ public sealed class ComputeDevice : IDisposable
         choice = choice.Trim().ToLowerInvariant();
         if (!Choices.Contains(choice))
             throw new ArgumentException($"--device: unknown device '{choice}'; choose one of: {string.Join(", ", Choices)}");
-        // auto never takes an OpenCL CPU device (PoCL, Intel's CPU runtime): the host backend is faster on a
-        // CPU, and a CPU OpenCL runtime can abort the whole process (PoCL under a low ulimit -v). Asked for
-        // by name (--device opencl), it is used.
-        Context context = CreateContext(cuda: choice is "auto" or "cuda", openCL: choice is "auto" or "opencl", cpu: choice is "auto" or "cpu" or "host",
-            openCLCpuDevices: choice == "opencl");
+        Context context = CreateContext(cuda: choice is "auto" or "cuda", openCL: choice is "auto" or "opencl", cpu: choice is "auto" or "cpu" or "host");
         try
         {
             Device? cudaDevice = context.Devices.FirstOrDefault(d => d.AcceleratorType == AcceleratorType.Cuda);
             Device? clDevice = context.Devices.FirstOrDefault(d => d.AcceleratorType == AcceleratorType.OpenCL);
             Device cpuDevice() => context.Devices.First(d => d.AcceleratorType == AcceleratorType.CPU);
+            if (choice == "auto")
+            {
+                var found = context.Devices.Select(d => new FoundDevice(d.AcceleratorType, d is CLDevice cl && cl.DeviceType == CLDeviceType.CL_DEVICE_TYPE_CPU)).ToList();
+                var (index, autoKind, reason) = ChooseAuto(found);
+                Device chosen = index is int i ? context.Devices[i] : cpuDevice();
+                return Open(context, chosen, autoKind, reason);
+            }
             (Device device, DeviceKind kind, string why) = choice switch
             {
                 "cuda" => (cudaDevice ?? throw new DeviceUnavailableException("--device cuda: no CUDA device found (is the NVIDIA driver installed? 'scratchnet devices' lists what was seen)"), DeviceKind.Cuda, ""),
                 "opencl" => (clDevice ?? throw new DeviceUnavailableException("--device opencl: no usable OpenCL device found (ILGPU needs OpenCL 2.0, or 3.0 with generic address space; 'scratchnet devices' lists what was seen)"), DeviceKind.OpenCL, ""),
                 "cpu" => (cpuDevice(), DeviceKind.Cpu, ""),
                 "host" => (cpuDevice(), DeviceKind.Host, ""),
-                _ when cudaDevice is not null => (cudaDevice, DeviceKind.Cuda, " (auto: first CUDA device)"),
-                _ when clDevice is not null => (clDevice, DeviceKind.OpenCL, " (auto: no CUDA device; first usable OpenCL GPU)"),
-                _ => (cpuDevice(), DeviceKind.Host, " (auto: no CUDA or usable OpenCL GPU; --device cpu runs the ILGPU kernels on the CPU accelerator instead)"),
+                _ => throw new ArgumentOutOfRangeException(nameof(choice)),
             };
-            Accelerator accelerator = device is CPUDevice cpu
-                ? cpu.CreateCPUAccelerator(context, CPUAcceleratorMode.Parallel)
-                : device.CreateAccelerator(context);
-            string label = kind switch
-            {
-                DeviceKind.Cuda => "CUDA",
-                DeviceKind.OpenCL => "OpenCL",
-                DeviceKind.Host => "host backend (SIMD C# on every core)",
-                _ => "ILGPU CPU accelerator",
-            };
-            string name = kind is DeviceKind.Cuda or DeviceKind.OpenCL ? ", " + accelerator.Name : "";
-            return new ComputeDevice(context, accelerator, kind, label + name, why.Trim().TrimStart('(').TrimEnd(')'));
+            return Open(context, device, kind, why);
         }
         catch
         {
@@ -125,15 +115,60 @@ public sealed class ComputeDevice : IDisposable
         }
     }
 
+    /// <summary>What ILGPU found, as much as --device auto needs to know of it.</summary>
+    public sealed record FoundDevice(AcceleratorType Type, bool IsOpenCLCpu);
+
+    /// <summary>
+    /// --device auto: the first CUDA device, else the first OpenCL GPU, else the host backend (index null).
+    /// An OpenCL CPU device (PoCL, Intel's CPU runtime) is never taken: on a CPU the host backend is faster,
+    /// and a CPU OpenCL runtime can abort the whole process (PoCL under a low ulimit -v); --device opencl
+    /// still uses one. Not ILGPU's "preferred device", which picks the most memory and so a CPU runtime
+    /// over a real GPU.
+    /// </summary>
+    public static (int? Index, DeviceKind Kind, string Reason) ChooseAuto(IReadOnlyList<FoundDevice> found)
+    {
+        int cuda = IndexOf(found, d => d.Type == AcceleratorType.Cuda);
+        if (cuda >= 0) return (cuda, DeviceKind.Cuda, "auto: first CUDA device");
+        int gpu = IndexOf(found, d => d.Type == AcceleratorType.OpenCL && !d.IsOpenCLCpu);
+        if (gpu >= 0) return (gpu, DeviceKind.OpenCL, "auto: no CUDA device; first OpenCL GPU");
+        bool clCpu = found.Any(d => d.Type == AcceleratorType.OpenCL && d.IsOpenCLCpu);
+        return (null, DeviceKind.Host, clCpu
+            ? "auto: no CUDA device or OpenCL GPU; an OpenCL CPU device is used only with --device opencl"
+            : "auto: no CUDA or usable OpenCL GPU; --device cpu runs the ILGPU kernels on the CPU accelerator instead");
+    }
+
+    static int IndexOf(IReadOnlyList<FoundDevice> found, Func<FoundDevice, bool> match)
+    {
+        for (int i = 0; i < found.Count; i++)
+            if (match(found[i])) return i;
+        return -1;
+    }
+
+    /// <summary>Creates the accelerator for the chosen device; the label says what it is, `why` why auto chose it.</summary>
+    static ComputeDevice Open(Context context, Device device, DeviceKind kind, string why)
+    {
+        Accelerator accelerator = device is CPUDevice cpu
+            ? cpu.CreateCPUAccelerator(context, CPUAcceleratorMode.Parallel)
+            : device.CreateAccelerator(context);
+        string label = kind switch
+        {
+            DeviceKind.Cuda => "CUDA",
+            DeviceKind.OpenCL => "OpenCL",
+            DeviceKind.Host => "host backend (SIMD C# on every core)",
+            _ => "ILGPU CPU accelerator",
+        };
+        string name = kind is DeviceKind.Cuda or DeviceKind.OpenCL ? ", " + accelerator.Name : "";
+        return new ComputeDevice(context, accelerator, kind, label + name, why);
+    }
+
     /// <summary>
     /// A context with the backends asked for, ILGPU.Algorithms (XMath.Exp/Log for softmax) and the
     /// highest optimisation level (measured faster than the default on the CPU accelerator).
     /// </summary>
-    public static Context CreateContext(bool cuda, bool openCL, bool cpu, bool openCLCpuDevices = true) => Context.Create(builder =>
+    public static Context CreateContext(bool cuda, bool openCL, bool cpu) => Context.Create(builder =>
     {
         if (cuda) builder.Cuda();
-        if (openCL && openCLCpuDevices) builder.OpenCL();
-        else if (openCL) builder.OpenCL(d => d.DeviceType != CLDeviceType.CL_DEVICE_TYPE_CPU);
+        if (openCL) builder.OpenCL();
         if (cpu) builder.CPU(CpuShape);
         builder.EnableAlgorithms().Optimize(OptimizationLevel.O2);
     });
