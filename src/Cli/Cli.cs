@@ -5,7 +5,8 @@ namespace ScratchNet.Cli;
 
 /// <summary>
 /// The scratchnet command: dispatches to a subcommand and turns every expected failure into one
-/// readable line and an exit code (2: bad command line, 1: bad data or out of memory). A stack trace
+/// readable line and an exit code (2: bad command line; 1: bad data, a file that cannot be written, out of
+/// memory, a device that is not there, a failed download; 130: interrupted, checkpoint saved). A stack trace
 /// is shown only for real bugs, and only with SCRATCHNET_DEBUG=1.
 /// </summary>
 public static class Cli
@@ -59,23 +60,9 @@ public static class Cli
             stderr.WriteLine($"error: {e.Message}");
             return ExitUsage;
         }
-        catch (DataFormatException e)
+        catch (Exception e) when (e is DataFormatException or OutputFileException or DownloadException or DeviceUnavailableException)
         {
-            stderr.WriteLine($"error: {e.Message}");
-            return ExitFailure;
-        }
-        catch (DeviceUnavailableException e)
-        {
-            stderr.WriteLine($"error: {e.Message}");
-            return ExitFailure;
-        }
-        catch (OutputFileException e)
-        {
-            stderr.WriteLine($"error: {e.Message}");
-            return ExitFailure;
-        }
-        catch (DownloadException e)
-        {
+            // Bad data, a place that cannot be written, a failed download, a device that is not there.
             stderr.WriteLine($"error: {e.Message}");
             return ExitFailure;
         }
