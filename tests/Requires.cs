@@ -1,5 +1,6 @@
 using NUnit.Framework;
 using ScratchNet.Data;
+using ScratchNet.Tensor;
 
 namespace ScratchNet.Tests;
 
@@ -35,6 +36,27 @@ public static class Requires
         if (File.Exists(probe) || Directory.Exists(probe)) return;
         string reason = $"needs the Debian package {package}: sudo apt-get install {package} ({probe} not found)";
         if (requireAll == "1") Assert.Fail($"{reason}; {RequireAllVariable}=1 turns this skip into a failure");
+        Assert.Ignore(reason);
+    }
+
+    /// <summary>
+    /// A usable OpenCL device (OpenCL 2.0, or 3.0 with generic address space): PoCL 6 in the Debian 13 root that
+    /// scripts/opencl-root.sh makes. The OpenCL tests (category OpenCL) run there; elsewhere they skip.
+    /// </summary>
+    public static void UsableOpenCL(string? requireAll = null)
+    {
+        string? why = null;
+        try
+        {
+            using var device = ComputeDevice.Create("opencl");
+        }
+        catch (DeviceUnavailableException e)
+        {
+            why = e.Message;
+        }
+        if (why is null) return;
+        string reason = $"needs a usable OpenCL device ({why}); run: sudo scripts/opencl-root.sh dotnet test tests/bin/Debug/net10.0/ScratchNet.Tests.dll --filter TestCategory=OpenCL";
+        if ((requireAll ?? Environment.GetEnvironmentVariable(RequireAllVariable)) == "1") Assert.Fail($"{reason}; {RequireAllVariable}=1 turns this skip into a failure");
         Assert.Ignore(reason);
     }
 }
