@@ -202,7 +202,7 @@ public sealed class CheckpointSafetyTests
         long p = Mlp.CountParameters([784, 700_000, 10]);
         Assert.That(p, Is.EqualTo(556_500_010L));
         Assert.That(Checkpoint.PayloadBytes(p, 2), Is.EqualTo(6_678_000_120L));
-        Assert.That(Checkpoint.FileBytes(300, p, 0), Is.EqualTo(16 + 300 + 2_226_000_040L + 32));
+        Assert.That(Checkpoint.FileSize(300, p, 0), Is.EqualTo(16 + 300 + 2_226_000_040L + 32));
     }
 
     [TestCase(7)]
@@ -218,6 +218,24 @@ public sealed class CheckpointSafetyTests
         Assert.That(loaded.Parameters, Is.EqualTo(session.Model.Parameters.ToArray()));
         Assert.That(loaded.State[0], Is.EqualTo(session.Optimizer.State[0].ToArray()));
         Assert.That(loaded.State[1], Is.EqualTo(session.Optimizer.State[1].ToArray()));
-        Assert.That(new FileInfo(ckpt).Length, Is.EqualTo(Checkpoint.FileBytes(JsonSerializer.SerializeToUtf8Bytes(loaded.Header).Length, 101_770, 2)));
+        Assert.That(new FileInfo(ckpt).Length, Is.EqualTo(Checkpoint.FileSize(JsonSerializer.SerializeToUtf8Bytes(loaded.Header).Length, 101_770, 2)));
+    }
+
+    [Test]
+    public void Resume_MidEpochOnOtherData_NamesTheData_NotAnImpossiblePosition()
+    {
+        // A position inside a long epoch (batch 40 of the 2,000-image set's 32 would be impossible) resumed on
+        // other data: the data is the problem, and the message says so.
+        string crafted = Craft(Good.Value, h =>
+        {
+            h["NextBatch"] = 40;
+            h["Seen"] = 40 * 64;
+            h["Epoch"] = 0;
+            h["Data"]!["TrainCount"] = 60_000;
+            h["Data"]!["Fingerprint"] = "0123456789abcdef";
+        });
+        var r = CliRunner.Run("train", "--device", "host", "--data", Small(), "--resume", crafted, "--epochs", "2");
+        Assert.That(r.ExitCode, Is.EqualTo(1));
+        Assert.That(r.Stderr, Does.Contain("the checkpoint was trained on fashion-mnist").And.Contain("60,000 training").And.Not.Contain("impossible header"));
     }
 }

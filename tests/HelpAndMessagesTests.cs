@@ -141,6 +141,12 @@ public sealed class HelpAndMessagesTests
     [TestCase("--lr 1 --lr 2", "--lr is given more than once")]
     [TestCase("-x", "unknown option '-x' for 'scratchnet train'")]
     [TestCase("--batchsize:64", "unknown option '--batchsize' for 'scratchnet train'")]
+    [TestCase("train", "unexpected argument 'train' for 'scratchnet train'")]
+    [TestCase("[x]", "unexpected argument '[x]' for 'scratchnet train'")]
+    [TestCase("--data= x", "--data needs a value")]
+    [TestCase("--lr 1 --lr", "--lr is given more than once")]
+    [TestCase("--lr 1e-50", "--lr: 1e-50 rounds to 0 in float32")]
+    [TestCase("--matmul hostsimd", "--matmul: unknown version 'hostsimd'; choose one of: naive, blocked, tiled")]
     public void Parser_MistakesAreOneLineUsageErrors(string args, string message)
     {
         var r = CliRunner.Run(["train", .. args.Split(' ')]);
@@ -168,5 +174,15 @@ public sealed class HelpAndMessagesTests
         Assert.That(r.Stderr.Trim(), Is.EqualTo($"error: {option} {path}: cannot write there: {why}"));
         Assert.That(r.Stdout, Is.Empty, "nothing measured first");
         Assert.That(Directory.Exists(path), Is.False);
+    }
+
+    [Test]
+    public void MatmulKernel_WhenAutoChoseTheHostBackend_SaysSoAndHowToRunIt()
+    {
+        var r = CliRunner.Run("train", "--data", TestData.EmbeddedFolder(), "--matmul", "blocked");
+        Assume.That(r.Stderr, Does.Not.Contain("CUDA,").And.Not.Contain("OpenCL,"), "a GPU was chosen");
+        Assert.That(r.ExitCode, Is.EqualTo(2));
+        Assert.That(r.Stderr.Trim(), Is.EqualTo("error: --matmul blocked: --device auto chose the host backend, which has one matmul of its own (host SIMD); " +
+            "add --device cpu (or opencl, cuda) to run the ILGPU matmul kernels"));
     }
 }

@@ -57,9 +57,9 @@ public static class BenchCommand
             stdout.WriteLine($"medians of {repeats} repeats after one warm-up launch");
             stdout.WriteLine($"  {"operation",-28} {"batch",6} {"version",-8} {"time",13} {"rate",10}");
         }
-        IBackend k = Backends.For(device);
+        IBackend backend = Backends.For(device);
         // The host backend's own matmul, or every ILGPU kernel (those this accelerator cannot run shown as n/a).
-        IEnumerable<MatmulVersion> versions = k is HostBackend ? k.MatmulVersions : MatmulVersions.Kernels;
+        IEnumerable<MatmulVersion> versions = backend is HostBackend ? backend.MatmulVersions : MatmulVersions.Kernels;
         var acc = device.Accelerator;
         var tracker = new MemoryTracker(acc);   // the benchmark's buffers are tracked like any other (category Other)
         foreach (int batch in new[] { 64, 1024 })
@@ -75,24 +75,24 @@ public static class BenchCommand
             foreach (MatmulVersion v in versions)
             {
                 string name = MatmulVersions.Label(v);
-                if (!k.MatmulVersions.Contains(v))
+                if (!backend.MatmulVersions.Contains(v))
                 {
                     Add(new Row("matmul forward x·W^T", batch, name, double.NaN, double.NaN, "GFLOP/s", "n/a: needs 256-thread groups"));
                     continue;
                 }
-                double fwd = Time(k, repeats, () => k.Matmul(v, x.View, w.View, y.View, batch, outF, inF, inF, 1, 1, inF));
+                double fwd = Time(backend, repeats, () => backend.Matmul(v, x.View, w.View, y.View, batch, outF, inF, inF, 1, 1, inF));
                 Add(new Row("matmul forward x·W^T", batch, name, fwd, flops / fwd / 1e6, "GFLOP/s", $"({batch}x{inF})·({inF}x{outF})"));
-                double bw = Time(k, repeats, () => k.Matmul(v, dy.View, x.View, dw.View, outF, inF, batch, 1, outF, inF, 1));
+                double bw = Time(backend, repeats, () => backend.Matmul(v, dy.View, x.View, dw.View, outF, inF, batch, 1, outF, inF, 1));
                 Add(new Row("matmul backward dW", batch, name, bw, flops / bw / 1e6, "GFLOP/s", $"({outF}x{batch})·({batch}x{inF})"));
             }
             using var bias = tracker.AllocateFrom("bench.bias", Reference.RandomFloats(r, outF), MemoryCategory.Other);
-            double ba = Time(k, repeats, () => k.BiasActivation(y.View, bias.View, batch, outF, true));
+            double ba = Time(backend, repeats, () => backend.BiasActivation(y.View, bias.View, batch, outF, true));
             Add(new Row("bias + relu", batch, "fused", ba, 2.0 * 4 * batch * outF / ba / 1e6, "GB/s", $"({batch}x{outF})"));
             using var logits = tracker.AllocateFrom("bench.logits", Reference.RandomFloats(r, batch * 10), MemoryCategory.Other);
             using var labels = tracker.AllocateFrom("bench.labels", Enumerable.Range(0, batch).Select(i => i % 10).ToArray(), MemoryCategory.Other);
             using var losses = tracker.Allocate<float>("bench.losses", [batch], MemoryCategory.Other);
             using var dl = tracker.Allocate<float>("bench.dl", [batch * 10], MemoryCategory.Other);
-            double sce = Time(k, repeats, () => k.SoftmaxCrossEntropy(logits.View, labels.View, losses.View, dl.View, batch, 10));
+            double sce = Time(backend, repeats, () => backend.SoftmaxCrossEntropy(logits.View, labels.View, losses.View, dl.View, batch, 10));
             Add(new Row("softmax-cross-entropy", batch, "fused", sce, 4.0 * (2 * batch * 10 + 2 * batch) / sce / 1e6, "GB/s", $"({batch}x10)"));
         }
         {
@@ -102,7 +102,7 @@ public static class BenchCommand
             using var g = tracker.AllocateFrom("bench.g", Reference.RandomFloats(r, p), MemoryCategory.Other);
             using var m = tracker.Allocate<float>("bench.m", [p], MemoryCategory.Other);
             using var v = tracker.Allocate<float>("bench.v", [p], MemoryCategory.Other);
-            double adam = Time(k, repeats, () => k.Adam(pa.View, g.View, m.View, v.View, p, 0.9f, 0.999f, 1e-8f, 1e-3f, 1f));
+            double adam = Time(backend, repeats, () => backend.Adam(pa.View, g.View, m.View, v.View, p, 0.9f, 0.999f, 1e-8f, 1e-3f, 1f));
             Add(new Row("adam (all parameters)", 0, "one", adam, 4.0 * 7 * p / adam / 1e6, "GB/s", "101,770 parameters, one launch"));
         }
         var data = DatasetLoader.LoadEmbedded(null);
@@ -138,14 +138,14 @@ public static class BenchCommand
     }
 
     /// <summary>Median milliseconds of `launch` over repeats, after one warm-up; each timing ends with a synchronize.</summary>
-    static double Time(IBackend acc, int repeats, Action launch)
+    static double Time(IBackend backend, int repeats, Action launch)
     {
         launch();
-        acc.Synchronize();
+        backend.Synchronize();
         int inner = 1;
         var t = Stopwatch.StartNew();
         launch();
-        acc.Synchronize();
+        backend.Synchronize();
         double once = t.Elapsed.TotalMilliseconds;
         if (once < 2) inner = (int)Math.Min(100, Math.Ceiling(2 / Math.Max(once, 0.01)));
         var times = new List<double>();
@@ -153,7 +153,7 @@ public static class BenchCommand
         {
             t.Restart();
             for (int j = 0; j < inner; j++) launch();
-            acc.Synchronize();
+            backend.Synchronize();
             times.Add(t.Elapsed.TotalMilliseconds / inner);
         }
         times.Sort();

@@ -38,8 +38,10 @@ public static class ConfigOptions
         MatmulVersion? version = null;
         if (matmul is not null)
         {
-            if (!Enum.TryParse(matmul, ignoreCase: true, out MatmulVersion v) || !Enum.IsDefined(v))
-                throw new UsageException($"--matmul: unknown version '{matmul}'; choose one of: naive, blocked, tiled");
+            string wanted = matmul.Trim().ToLowerInvariant();
+            if (!MatmulVersions.Kernels.Any(k => MatmulVersions.Label(k) == wanted))
+                throw new UsageException($"--matmul: unknown version '{matmul}'; choose one of: {string.Join(", ", MatmulVersions.Kernels.Select(MatmulVersions.Label))}");
+            MatmulVersion v = MatmulVersions.Kernels.First(k => MatmulVersions.Label(k) == wanted);
             if (device == "host")
                 throw new UsageException($"--matmul {matmul}: the host backend has one matmul (SIMD C#); naive, blocked and tiled are the ILGPU kernels of --device cpu, opencl and cuda");
             version = v;

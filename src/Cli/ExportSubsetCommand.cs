@@ -65,9 +65,9 @@ public static class ExportSubsetCommand
             FileSystemInfo? target = new DirectoryInfo(resolved).ResolveLinkTarget(returnFinalTarget: true);
             return target is null ? resolved : RealPath(target.FullName);
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return resolved; // a link loop: left as it is; loading --data will report it
+            return resolved; // not there yet, a link loop, or not searchable: left as it is; later checks report it
         }
     }
 }

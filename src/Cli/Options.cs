@@ -65,11 +65,17 @@ public sealed class Options
         Command = command;
         string[] argv = args.ToArray();
         var flagNames = specs.Where(s => s.IsFlag).Select(s => s.Name).Append("--help").ToHashSet();
-        // System.CommandLine splits "--json=x" into a flag and a stray "x": name the mistake instead.
+        var valuedNames = specs.Where(s => !s.IsFlag).Select(s => s.Name).ToHashSet();
+        var seen = new HashSet<string>();
         foreach (string arg in argv)
         {
-            int sep = arg.IndexOfAny(['=', ':']);
-            if (sep > 0 && flagNames.Contains(arg[..sep])) throw new UsageException($"{arg[..sep]} takes no value");
+            int sep = arg.StartsWith("--") ? arg.IndexOfAny(['=', ':']) : -1;
+            string name = sep > 0 ? arg[..sep] : arg;
+            // System.CommandLine would split "--json=x" into a flag and a stray "x", and give "--to=" the next
+            // word as its value: name these mistakes instead.
+            if (sep > 0 && flagNames.Contains(name)) throw new UsageException($"{name} takes no value");
+            if (sep > 0 && valuedNames.Contains(name) && sep == arg.Length - 1) throw new UsageException($"{name} needs a value");
+            if (valuedNames.Contains(name) && !seen.Add(name)) throw new UsageException($"{name} is given more than once");
         }
         var cmd = new Command(command);
         var options = new List<(OptionSpec Spec, Option Option)>();
@@ -84,7 +90,11 @@ public sealed class Options
         }
         var rest = new Argument<string[]>("arguments") { Arity = ArgumentArity.ZeroOrMore };
         cmd.Arguments.Add(rest);
-        ParseResult result = cmd.Parse(argv, new ParserConfiguration { ResponseFileTokenReplacer = null });
+        // The command's own name goes first, as System.CommandLine expects, so that an argument that happens to
+        // equal it ("scratchnet train train") is an argument, not the command again.
+        ParseResult result = cmd.Parse([command, .. argv], new ParserConfiguration { ResponseFileTokenReplacer = null });
+        var directive = result.Tokens.FirstOrDefault(t => t.Type == TokenType.Directive);
+        if (directive is not null) throw new UsageException($"unexpected argument '{directive.Value}' for 'scratchnet {command}'");
 
         foreach (var (spec, option) in options)
         {
@@ -160,6 +170,8 @@ public sealed class Options
         if (Math.Abs(d) > float.MaxValue)
             throw new UsageException($"{name}: {s} is too large for a float32 (at most {float.MaxValue.ToString(CultureInfo.InvariantCulture)})");
         float v = (float)d;
+        if (d != 0 && v == 0)
+            throw new UsageException($"{name}: {s} rounds to 0 in float32 (the smallest is about 1.4E-45)");
         if (positiveOnly && v <= 0)
             throw new UsageException($"{name}: {s} must be greater than 0");
         if (v < 0)

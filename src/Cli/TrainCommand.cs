@@ -27,10 +27,10 @@ public static class TrainCommand
         peak bytes beside the closed-form estimate, and every live buffer.
         """, Specs,
         """
-        Ctrl+C finishes the current step, saves a checkpoint (to --save, else scratchnet-interrupted.ckpt in
-        this folder, or in the temp folder when this one cannot be written), says where, and exits with 130;
-        so do SIGINT and SIGTERM, also for a job that a script started in the background (which inherits
-        SIGINT ignored). A loss that is NaN or infinite stops training with exit code 1 and leaves the last good checkpoint
+        Ctrl+C (SIGINT) and SIGTERM finish the current step, save a checkpoint (to --save, else
+        scratchnet-interrupted.ckpt in this folder, or scratchnet-interrupted-PID.ckpt in the temp folder when
+        this one cannot be written), say where, and exit with 130, also in a job that a script started in the
+        background (which inherits SIGINT ignored). A loss that is NaN or infinite stops training with exit code 1 and leaves the last good checkpoint
         as it was.
         """);
 
@@ -83,10 +83,12 @@ public static class TrainCommand
         }
         catch (DeviceMemoryException e) when (config.Device == "auto" && device.Kind is DeviceKind.Cuda or DeviceKind.OpenCL && e.InnerException is not null)
         {
-            // The lesson's fallback: the GPU itself is out of memory, so train on the CPU instead.
-            stderr.WriteLine($"note: {device.Kind} is out of memory during setup ({e.Message}); falling back to the ILGPU CPU accelerator");
+            // The lesson's fallback: the GPU itself is out of memory, so train on the CPU instead, with the
+            // host backend (the fast way on a CPU) and its own matmul.
+            stderr.WriteLine($"note: {device.Kind} is out of memory during setup ({e.Message}); falling back to the host backend (host memory)");
             device.Dispose();
-            device = ComputeDevice.Create("cpu");
+            device = ComputeDevice.Create("host");
+            config = config with { Matmul = null };
             session = new TrainingSession(device, config, info.ImageSize, info.Classes, datasetOnDevice: planned);
         }
         catch

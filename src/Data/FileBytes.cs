@@ -16,7 +16,11 @@ public static class FileBytes
     public static byte[] Read(string path) => Read(path, data => ReadAll(data, path));
 
     /// <summary>The whole content of a seekable stream holding a data file (inflated when gzip).</summary>
-    public static byte[] Read(Stream stream, string name) => ReadAll(Open(stream, name), name);
+    public static byte[] Read(Stream stream, string name)
+    {
+        using Stream data = Open(stream, name);
+        return ReadAll(data, name);
+    }
 
     /// <summary>
     /// Opens `path` and hands `parse` its content: the file itself (seekable, so its length is known) or,
@@ -37,7 +41,7 @@ public static class FileBytes
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new DataFormatException(path, null, $"cannot read the file: {e.Message}");
+            throw new DataFormatException(path, null, $"cannot read the file ({OutputFileException.Reason(e)})");
         }
     }
 

@@ -21,6 +21,6 @@ public static class MatmulVersions
     /// <summary>The versions --matmul accepts: the ILGPU kernels.</summary>
     public static readonly MatmulVersion[] Kernels = [MatmulVersion.Naive, MatmulVersion.Blocked, MatmulVersion.Tiled];
 
-    /// <summary>The name in reports and on the command line: "naive", "blocked", "tiled", "host SIMD".</summary>
+    /// <summary>The name in reports: "naive", "blocked", "tiled" (also --matmul's names) or "host SIMD".</summary>
     public static string Label(MatmulVersion v) => v == MatmulVersion.HostSimd ? "host SIMD" : v.ToString().ToLowerInvariant();
 }

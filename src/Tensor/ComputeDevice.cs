@@ -27,7 +27,7 @@ public sealed class DeviceUnavailableException(string message) : Exception(messa
 
 /// <summary>
 /// An ILGPU context plus the one accelerator we train on. <see cref="Create"/> implements
-/// <c>--device auto|cuda|opencl|cpu|host</c>: auto takes CUDA, then a usable OpenCL device, then the host
+/// <c>--device auto|cuda|opencl|cpu|host</c>: auto takes CUDA, then a usable OpenCL GPU, then the host
 /// backend, and <see cref="Description"/> says which and why.
 /// </summary>
 public sealed class ComputeDevice : IDisposable
@@ -35,7 +35,7 @@ public sealed class ComputeDevice : IDisposable
     /// <summary>Every --device choice and what it means: the one source for parsing, help and errors.</summary>
     public static readonly (string Name, string Help)[] ChoiceTable =
     [
-        ("auto", "the default: CUDA, then an OpenCL device, else the host backend"),
+        ("auto", "the default: CUDA, then an OpenCL GPU, else the host backend"),
         ("cuda", "an NVIDIA GPU through CUDA"),
         ("opencl", "the first usable OpenCL device (AMD, Intel, PoCL)"),
         ("cpu", "ILGPU's CPU accelerator: the GPU kernels on CPU threads (slow, steppable)"),
@@ -78,7 +78,7 @@ public sealed class ComputeDevice : IDisposable
     /// <summary>One line for the user: "device: " the label and, for auto, why.</summary>
     public string Description => $"device: {Label}" + (Reason.Length > 0 ? $" ({Reason})" : "");
 
-    /// <summary>Creates the device for a --device choice. Throws ArgumentException for unknown names or missing devices.</summary>
+    /// <summary>Creates the device for a --device choice. Throws ArgumentException for an unknown name, DeviceUnavailableException for a device that is not there.</summary>
     public static ComputeDevice Create(string choice)
     {
         InstallOpenCLResolver();

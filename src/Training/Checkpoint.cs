@@ -34,6 +34,8 @@ public static class Checkpoint
     public const int Version = 2;
     static readonly byte[] Magic = "SNCKPT\r\n"u8.ToArray();
     const int FixedHeaderBytes = 16, HashBytes = 32;
+    /// <summary>A header is a few hundred bytes of JSON; a length above this is corruption, not a header to read.</summary>
+    const int MaxHeaderBytes = 1 << 20;
     /// <summary>Floats copied per chunk between device, host and file (4 MiB); tests pass smaller chunks.</summary>
     public const int DefaultChunkFloats = 1 << 20;
 
@@ -41,7 +43,7 @@ public static class Checkpoint
     public static long PayloadBytes(long parameters, int stateBuffers) => 4L * parameters * (1L + stateBuffers);
 
     /// <summary>The whole file's size for a header of the given length.</summary>
-    public static long FileBytes(int headerLength, long parameters, int stateBuffers) =>
+    public static long FileSize(int headerLength, long parameters, int stateBuffers) =>
         FixedHeaderBytes + headerLength + PayloadBytes(parameters, stateBuffers) + HashBytes;
 
     /// <summary>
@@ -86,7 +88,7 @@ public static class Checkpoint
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return false;
+            throw new OutputFileException(path, $"exists and cannot be read to check that it is a checkpoint ({OutputFileException.Reason(e)}); refusing to replace it", e);
         }
     }
 
@@ -145,7 +147,7 @@ public static class Checkpoint
 
     /// <summary>
     /// Where Ctrl+C saves without --save: scratchnet-interrupted.ckpt in `folder`, else (a folder that cannot
-    /// be written, or a file of that name that is not a checkpoint) a file of that name in the temp folder.
+    /// be written, or a file of that name that is not a checkpoint) scratchnet-interrupted-PID.ckpt in the temp folder.
     /// </summary>
     public static string InterruptPath(string folder)
     {
@@ -202,7 +204,7 @@ public static class Checkpoint
         if (version is not (1 or Version))
             throw new DataFormatException(path, 8, $"checkpoint format version {version}; this ScratchNet reads versions 1 and {Version}");
         int headerLength = BinaryPrimitives.ReadInt32LittleEndian(head.AsSpan(12));
-        if (headerLength <= 0 || FixedHeaderBytes + (long)headerLength > length - HashBytes)
+        if (headerLength <= 0 || headerLength > MaxHeaderBytes || FixedHeaderBytes + (long)headerLength > length - HashBytes)
             throw new DataFormatException(path, 12, $"header length {headerLength} does not fit the file of {length} bytes (truncated?)");
         byte[] headerBytes = new byte[headerLength];
         file.ReadExactly(headerBytes);
@@ -220,9 +222,17 @@ public static class Checkpoint
         string? problem = Validate(header, version);
         if (problem is not null) throw new DataFormatException(path, FixedHeaderBytes, $"impossible header: {problem}");
 
-        long p = Mlp.CountParameters(header.Layers);
+        long p;
+        try
+        {
+            p = Mlp.CountParameters(header.Layers);
+        }
+        catch (OverflowException)
+        {
+            throw new DataFormatException(path, FixedHeaderBytes, $"impossible header: layer sizes {string.Join("-", header.Layers)} overflow a parameter count");
+        }
         if (p > Array.MaxLength) throw new DataFormatException(path, FixedHeaderBytes, $"impossible header: {p:N0} parameters in one model");
-        long expected = FileBytes(headerLength, p, header.StateBuffers);
+        long expected = FileSize(headerLength, p, header.StateBuffers);
         if (length != expected)
             throw new DataFormatException(path, FixedHeaderBytes + headerLength,
                 $"expected {PayloadBytes(p, header.StateBuffers):N0} bytes of weights and optimizer state for {string.Join("-", header.Layers)}, " +
@@ -279,13 +289,14 @@ public static class Checkpoint
     /// </summary>
     public static string? CheckData(string path, CheckpointHeader header, DataIdentity data, int batchesPerEpoch)
     {
-        if (header.NextBatch > batchesPerEpoch || (header.NextBatch == batchesPerEpoch && header.NextBatch > 0))
-            throw new DataFormatException(path, FixedHeaderBytes, $"impossible header: next batch {header.NextBatch} is past the end of an epoch of {batchesPerEpoch} batches");
-        if (header.Data is null)
-            return $"{path} was written by an older ScratchNet and does not record its data; it cannot be checked against {data}";
-        if (!header.Data.SameDataAs(data))
+        // Other data first: a position past the end of this data's epoch usually means it is other data.
+        if (header.Data is not null && !header.Data.SameDataAs(data))
             throw new DataFormatException(path, null, $"the checkpoint was trained on {header.Data}, but this run found {data}; resume with the same data (--data)");
-        return null;
+        if (header.NextBatch >= batchesPerEpoch && header.NextBatch > 0)
+            throw new DataFormatException(path, FixedHeaderBytes, $"impossible header: next batch {header.NextBatch} is past the end of an epoch of {batchesPerEpoch} batches");
+        return header.Data is null
+            ? $"{path} was written by an older ScratchNet and does not record its data; it cannot be checked against {data}"
+            : null;
     }
 
     /// <summary>Copies the loaded numbers into a session built with the checkpoint's configuration.</summary>

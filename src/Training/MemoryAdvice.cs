@@ -12,7 +12,7 @@ public static class MemoryAdvice
     public static void Add(DeviceMemoryException e, int[] sizes, string optimizerKind, DatasetOnDevice? dataset)
     {
         if (e.Limit is not long limit) return;
-        long fits = MemoryEstimator.LargestBatch(sizes, optimizerKind, limit, dataset);
+        long fits = Math.Min(MemoryEstimator.LargestBatch(sizes, optimizerKind, limit, dataset), TrainingSession.MaxBatch(sizes));
         string withDataset = dataset is null ? "" : " and the dataset on the device";
         e.Advice.Add(fits > 0
             ? $"the largest batch size that fits {Bytes.Format(limit)} with {optimizerKind}{withDataset} is {fits} (--batch-size {fits})"
@@ -21,7 +21,7 @@ public static class MemoryAdvice
         if (optimizerKind != "sgd")
         {
             long saved = MemoryEstimator.FixedBytes(sizes, optimizerKind) - MemoryEstimator.FixedBytes(sizes, "sgd");
-            long sgdFits = MemoryEstimator.LargestBatch(sizes, "sgd", limit, dataset);
+            long sgdFits = Math.Min(MemoryEstimator.LargestBatch(sizes, "sgd", limit, dataset), TrainingSession.MaxBatch(sizes));
             e.Advice.Add($"plain SGD (--optimizer sgd) would save {Bytes.Format(saved)} of optimizer state; " +
                 (sgdFits > 0 ? $"the largest batch would then be {sgdFits}" : "even then not batch size 1 would fit"));
         }

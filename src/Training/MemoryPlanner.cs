@@ -42,7 +42,7 @@ public static class MemoryPlanner
         DatasetOnDevice? onDevice = config.DatasetOnDevice ? new(train.Train.Count, train.Test.Count, train.Train.Info.Channels) : null;
         long fixedBytes = MemoryEstimator.FixedBytes(sizes, kind, onDevice);
         long perSample = MemoryEstimator.BytesPerSample(sizes, onDevice);
-        long largest = Math.Min(MemoryEstimator.LargestBatch(sizes, kind, budget, onDevice), int.MaxValue / sizes.Max());
+        long largest = Math.Min(MemoryEstimator.LargestBatch(sizes, kind, budget, onDevice), TrainingSession.MaxBatch(sizes));
         if (largest < 1)
             throw new DeviceMemoryException($"not even batch size 1 fits a budget of {Bytes.Exact(budget)}: the model needs {Bytes.Exact(fixedBytes)} plus {Bytes.Exact(perSample)} per sample",
                 fixedBytes + perSample, "model", [], MemoryCategory.Parameter, budget, new Dictionary<MemoryCategory, long>());
@@ -51,15 +51,24 @@ public static class MemoryPlanner
         ProbeResult proof = MemoryProbe.Run(device, limited, train);
         string nextError = "";
         bool nextFails;
-        try
+        if (b == TrainingSession.MaxBatch(sizes))
         {
-            MemoryProbe.Run(device, limited with { BatchSize = b + 1 }, train);
-            nextFails = false;
-        }
-        catch (DeviceMemoryException e)
-        {
+            // The budget would take more, but no buffer can index one batch more: that is the limit, not memory.
             nextFails = true;
-            nextError = e.Message;
+            nextError = $"batch {b + 1} cannot be indexed in one buffer ({(long)(b + 1) * sizes.Max():N0} floats > {Array.MaxLength:N0}), whatever the memory";
+        }
+        else
+        {
+            try
+            {
+                MemoryProbe.Run(device, limited with { BatchSize = b + 1 }, train);
+                nextFails = false;
+            }
+            catch (DeviceMemoryException e)
+            {
+                nextFails = true;
+                nextError = e.Message;
+            }
         }
         return new MemoryPlan(memory, source, fraction, budget, fixedBytes, perSample, b, fixedBytes + perSample * b, true, proof.PeakTotal, nextFails, nextError);
     }

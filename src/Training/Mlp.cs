@@ -42,7 +42,7 @@ public sealed class Mlp : IDisposable
     public static long CountParameters(IReadOnlyList<int> sizes)
     {
         long total = 0;
-        for (int i = 0; i + 1 < sizes.Count; i++) total += (long)sizes[i] * sizes[i + 1] + sizes[i + 1];
+        for (int i = 0; i + 1 < sizes.Count; i++) total = checked(total + (long)sizes[i] * sizes[i + 1] + sizes[i + 1]);
         return total;
     }
 
@@ -59,16 +59,16 @@ public sealed class Mlp : IDisposable
     /// Forward pass for the first `rows` rows of the batch: x -> fc1 -> relu -> ... -> logits.
     /// Each hidden layer's ReLU output is kept in buffers.Outputs[i] for backward.
     /// </summary>
-    public void Forward(IBackend k, StepBuffers buffers, int rows, MatmulVersion matmul)
+    public void Forward(IBackend backend, StepBuffers buffers, int rows, MatmulVersion matmul)
     {
         var input = buffers.Images.View;
         for (int i = 0; i < Layers.Count; i++)
         {
             Linear layer = Layers[i];
             var output = buffers.Outputs[i].View;
-            // y (rows, Out) = x (rows, In) · W^T (In, Out): W is (Out, In), so B[p, j] = W[j, p] -> bRow = 1, bCol = In.
-            k.Matmul(matmul, input, layer.Weight(Parameters.View), output, rows, layer.Out, layer.In, layer.In, 1, 1, layer.In);
-            k.BiasActivation(output, layer.Bias(Parameters.View), rows, layer.Out, relu: i < Layers.Count - 1);
+            // y (rows, Out) = x (rows, In) · W^T (In, Out): W is (Out, In), so b[q, j] = W[j, q] -> bRow = 1, bCol = In.
+            backend.Matmul(matmul, input, layer.Weight(Parameters.View), output, rows, layer.Out, layer.In, layer.In, 1, 1, layer.In);
+            backend.BiasActivation(output, layer.Bias(Parameters.View), rows, layer.Out, relu: i < Layers.Count - 1);
             input = output;
         }
     }
@@ -78,25 +78,25 @@ public sealed class Mlp : IDisposable
     /// (overwritten, so there is nothing to zero between steps). The first layer's input gradient is
     /// not computed: nobody needs d(loss)/d(image).
     /// </summary>
-    public void Backward(IBackend k, StepBuffers buffers, int rows, MatmulVersion matmul)
+    public void Backward(IBackend backend, StepBuffers buffers, int rows, MatmulVersion matmul)
     {
         int last = Layers.Count - 1;
         var logits = buffers.Outputs[last].View;
-        k.SoftmaxCrossEntropy(logits, buffers.Labels.View, buffers.Losses.View, buffers.OutputGrads[last].View, rows, Classes);
-        k.Argmax(logits, buffers.Predictions.View, rows, Classes);
+        backend.SoftmaxCrossEntropy(logits, buffers.Labels.View, buffers.Losses.View, buffers.OutputGrads[last].View, rows, Classes);
+        backend.Argmax(logits, buffers.Predictions.View, rows, Classes);
         for (int i = last; i >= 0; i--)
         {
             Linear layer = Layers[i];
             var dz = buffers.OutputGrads[i].View;                              // (rows, Out)
-            if (i < last) k.ReluBackward(dz, buffers.Outputs[i].View, rows * layer.Out);
+            if (i < last) backend.ReluBackward(dz, buffers.Outputs[i].View, rows * layer.Out);
             var x = i == 0 ? buffers.Images.View : buffers.Outputs[i - 1].View; // (rows, In)
-            // dW (Out, In) = dz^T (Out, rows) · x (rows, In): A[i, p] = dz[p, i] -> aRow = 1, aCol = Out.
-            k.Matmul(matmul, dz, x, layer.Weight(Gradients.View), layer.Out, layer.In, rows, 1, layer.Out, layer.In, 1);
-            k.BiasBackward(dz, layer.Bias(Gradients.View), rows, layer.Out);
+            // dW (Out, In) = dz^T (Out, rows) · x (rows, In): a[i, q] = dz[q, i] -> aRow = 1, aCol = Out (the inner size is rows).
+            backend.Matmul(matmul, dz, x, layer.Weight(Gradients.View), layer.Out, layer.In, rows, 1, layer.Out, layer.In, 1);
+            backend.BiasBackward(dz, layer.Bias(Gradients.View), rows, layer.Out);
             if (i > 0)
             {
                 // dx (rows, In) = dz (rows, Out) · W (Out, In).
-                k.Matmul(matmul, dz, layer.Weight(Parameters.View), buffers.OutputGrads[i - 1].View, rows, layer.In, layer.Out, layer.Out, 1, layer.In, 1);
+                backend.Matmul(matmul, dz, layer.Weight(Parameters.View), buffers.OutputGrads[i - 1].View, rows, layer.In, layer.Out, layer.Out, 1, layer.In, 1);
             }
         }
     }

@@ -10,7 +10,7 @@ public interface IOptimizer : IDisposable
     string Name { get; }
     /// <summary>Steps taken so far (Adam's t).</summary>
     long Steps { get; set; }
-    void Step(IBackend kernels, Mlp model);
+    void Step(IBackend backend, Mlp model);
     /// <summary>The state tensors (empty for plain SGD), for checkpoints.</summary>
     IReadOnlyList<Tensor<float>> State { get; }
 }
@@ -35,14 +35,14 @@ public sealed class Adam : IOptimizer
     public long Steps { get; set; }
     public IReadOnlyList<Tensor<float>> State => [_m, _v];
 
-    public void Step(IBackend kernels, Mlp model)
+    public void Step(IBackend backend, Mlp model)
     {
         Steps++;
         // One launch over all P parameters (flat buffers). The kernel takes the bias corrections folded into
         // two constants for this step t: stepSize = lr / (1 - beta1^t), invSqrtC2 = 1 / sqrt(1 - beta2^t);
         // see OptimizerKernels.Adam for the textbook form (m^, v^) and why this rearrangement is the same.
         var (stepSize, invSqrtC2) = OptimizerKernels.AdamStepConstants(Lr, Beta1, Beta2, Steps);
-        kernels.Adam(model.Parameters.View, model.Gradients.View, _m.View, _v.View, (int)model.ParameterCount,
+        backend.Adam(model.Parameters.View, model.Gradients.View, _m.View, _v.View, (int)model.ParameterCount,
             Beta1, Beta2, Eps, stepSize, invSqrtC2);
     }
 
@@ -73,13 +73,13 @@ public sealed class Sgd : IOptimizer
     public long Steps { get; set; }
     public IReadOnlyList<Tensor<float>> State => _buf is null ? [] : [_buf];
 
-    public void Step(IBackend kernels, Mlp model)
+    public void Step(IBackend backend, Mlp model)
     {
         Steps++;
         if (_buf is null)
-            kernels.Sgd(model.Parameters.View, model.Gradients.View, (int)model.ParameterCount, Lr);
+            backend.Sgd(model.Parameters.View, model.Gradients.View, (int)model.ParameterCount, Lr);
         else
-            kernels.SgdMomentum(model.Parameters.View, model.Gradients.View, _buf.View, (int)model.ParameterCount, Lr, Momentum);
+            backend.SgdMomentum(model.Parameters.View, model.Gradients.View, _buf.View, (int)model.ParameterCount, Lr, Momentum);
     }
 
     public void Dispose() => _buf?.Dispose();

@@ -26,14 +26,14 @@ public sealed class TrainingSession : IDisposable
         Backend = Backends.For(device);
         Matmul = config.Matmul ?? Backend.DefaultMatmul;
         if (!Backend.MatmulVersions.Contains(Matmul))
-            throw new ArgumentException($"--matmul {MatmulVersions.Label(Matmul)}: {device.Label} has {string.Join(", ", Backend.MatmulVersions.Select(MatmulVersions.Label))}");
+            throw new ArgumentException(Backend is HostBackend
+                ? $"--matmul {MatmulVersions.Label(Matmul)}: {(device.Reason.Length > 0 ? "--device auto chose the host backend, which" : "the host backend")} " +
+                  "has one matmul of its own (host SIMD); add --device cpu (or opencl, cuda) to run the ILGPU matmul kernels"
+                : $"--matmul {MatmulVersions.Label(Matmul)}: {device.Label} has {string.Join(", ", Backend.MatmulVersions.Select(MatmulVersions.Label))}");
         Sizes = config.LayerSizes(inputFeatures, classes);
-        // Kernels index a (B, K) buffer with 32-bit ints and the host stages a batch in one float[]: the
-        // largest layer times the batch must stay below 2^31 elements.
-        long widest = (long)config.BatchSize * Sizes.Max();
-        if (widest > Array.MaxLength)
-            throw new ArgumentException($"--batch-size {config.BatchSize}: a batch of {config.BatchSize:N0} rows of {Sizes.Max():N0} values is {widest:N0} " +
-                $"floats, more than one buffer can index ({Array.MaxLength:N0}); the largest batch for this model is {Array.MaxLength / Sizes.Max():N0}");
+        if (config.BatchSize > MaxBatch(Sizes))
+            throw new ArgumentException($"--batch-size {config.BatchSize}: a batch of {config.BatchSize:N0} rows of {Sizes.Max():N0} values is {(long)config.BatchSize * Sizes.Max():N0} " +
+                $"floats, more than one buffer can index ({Array.MaxLength:N0}); the largest batch for this model is {MaxBatch(Sizes):N0}");
         Tracker = new MemoryTracker(device.Accelerator, config.MemoryLimit) { LogPhases = logPhases };
         try
         {
@@ -53,6 +53,12 @@ public sealed class TrainingSession : IDisposable
         Tracker.Phase = "ready";
         _readback = new StepReadback(config.BatchSize);
     }
+
+    /// <summary>
+    /// The largest batch any buffer of this model can hold: kernels index a (B, K) buffer with 32-bit ints and
+    /// the host stages a batch in one float[], so the widest layer times B stays within one array.
+    /// </summary>
+    public static int MaxBatch(IReadOnlyList<int> sizes) => Array.MaxLength / sizes.Max();
 
     public ComputeDevice Device { get; }
     public TrainConfig Config { get; }
