@@ -82,4 +82,19 @@ public sealed class OpenCLTests
             System.Globalization.CultureInfo.InvariantCulture);
         Assert.That(Loss(b.Stdout), Is.EqualTo(Loss(whole.Stdout)).Within(2e-3));
     }
+
+    [Test]
+    public void AdvertisedMaxBuffer_IsShownAndEnforcedBeforeTheDriver()
+    {
+        long cap = Device.MaxBufferBytes ?? throw new AssertionException("PoCL advertises CL_DEVICE_MAX_MEM_ALLOC_SIZE");
+        Assert.That(CliRunner.Run("devices").Stdout, Does.Contain($"max buffer {Bytes.Format(cap)}"));
+        var tracker = new MemoryTracker(Device.Accelerator, limit: null, maxBufferBytes: Device.MaxBufferBytes);
+        int floats = checked((int)(cap / 4 + 1));
+        var e = Assert.Throws<DeviceMemoryException>(() => tracker.Allocate<float>("over.cap", [floats], MemoryCategory.Other))!;
+        Assert.That(e.Message, Does.Contain("larger than the largest single buffer allowed"));
+        Assert.That(e.InnerException, Is.Null, "refused by ScratchNet, not by the driver");
+        // A training session on this device carries the cap into its tracker.
+        using var session = new TrainingSession(Device, new TrainConfig { Matmul = Kernels.MatmulVersion.Blocked }, 784, 10);
+        Assert.That(session.Tracker.MaxBufferBytes, Is.EqualTo(cap));
+    }
 }

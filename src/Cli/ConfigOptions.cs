@@ -23,6 +23,7 @@ public static class ConfigOptions
         new("--device", "NAME", ComputeDevice.ChoiceHelp),
         new("--matmul", "VERSION", "the ILGPU matmul kernel: naive, blocked or tiled (default: blocked on the CPU\naccelerator, tiled on GPUs); the host backend has one matmul of its own"),
         new("--memory-limit", "SIZE", "make the device behave like a card of SIZE (e.g. 8MiB, 6.4MiB, 4GiB, 1TiB)"),
+        new("--max-buffer", "SIZE", "and like one whose largest single buffer is SIZE (OpenCL devices advertise\ntheirs, CL_DEVICE_MAX_MEM_ALLOC_SIZE, and it is enforced anyway)"),
         new("--dataset-on-device", null, "keep the dataset on the device as bytes; gather and normalise batches there\n(its bytes then show in the Input category)"),
     ];
 
@@ -61,6 +62,7 @@ public static class ConfigOptions
             Device = device,
             Matmul = version,
             MemoryLimit = o.Size("--memory-limit"),
+            MaxBuffer = o.Size("--max-buffer"),
             DatasetOnDevice = o.Flag("--dataset-on-device"),
         };
     }

@@ -208,7 +208,9 @@ public static class MemoryCommand
         string pct = (100 * p.Fraction).ToString("0.#", CultureInfo.InvariantCulture);
         w.WriteLine($"Largest batch for a budget of {pct}% of {Bytes.Format(p.MemoryBytes)} ({p.MemorySource}) = {Bytes.Exact(p.BudgetBytes)}");
         w.WriteLine($"  fixed {Bytes.Exact(p.FixedBytes)} + B x {Bytes.Exact(p.BytesPerSample)} <= {Bytes.Exact(p.BudgetBytes)}");
-        w.WriteLine($"  largest batch size: {p.LargestBatch} (needs {Bytes.Exact(p.PredictedBytes)})");
+        if (p.BufferCap is long cap)
+            w.WriteLine($"  and every buffer <= {Bytes.Exact(cap)}, the largest single buffer the device allows: 4 x B x (widest layer) <= {Bytes.Exact(cap)}");
+        w.WriteLine($"  largest batch size: {p.LargestBatch} (needs {Bytes.Exact(p.PredictedBytes)}); the limit that binds: {p.BindingLimit}");
         w.WriteLine($"  proof: {MemoryProbe.Steps} training steps at batch {p.LargestBatch} under a {Bytes.Exact(p.BudgetBytes)} limit: ok, peak {Bytes.Exact(p.MeasuredPeak ?? 0)}");
         w.WriteLine(p.NextFails
             ? $"  batch {p.LargestBatch + 1} under the same limit fails: {p.NextError}"

@@ -173,6 +173,9 @@ public sealed class ComputeDevice : IDisposable
         builder.EnableAlgorithms().Optimize(OptimizationLevel.O2);
     });
 
+    /// <summary>OpenCL: the largest single buffer the device advertises (CL_DEVICE_MAX_MEM_ALLOC_SIZE); null elsewhere.</summary>
+    public long? MaxBufferBytes => Accelerator is CLAccelerator cl ? DeviceCatalog.MaxAllocation(cl.Device) : null;
+
     /// <summary>The device's own memory size in bytes where it reports one; null for the CPU accelerator.</summary>
     public long? TotalMemory => Kind is DeviceKind.Cpu or DeviceKind.Host ? null : Accelerator.MemorySize;
 

@@ -85,7 +85,8 @@ public static class DeviceCatalog
         return null;
     }
 
-    static long? MaxAllocation(CLDevice d)
+    /// <summary>CL_DEVICE_MAX_MEM_ALLOC_SIZE: the largest single buffer the device accepts, or null if it will not say.</summary>
+    public static long? MaxAllocation(CLDevice d)
     {
         try
         {

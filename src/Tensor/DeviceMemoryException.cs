@@ -24,6 +24,8 @@ public sealed class DeviceMemoryException : Exception
     public int[] Shape { get; }
     public MemoryCategory Category { get; }
     public long? Limit { get; }
+    /// <summary>Set when the request was larger than the device's largest single buffer (the cap, in bytes).</summary>
+    public long? BufferCap { get; init; }
     public IReadOnlyDictionary<MemoryCategory, long> LiveByCategory { get; }
     /// <summary>Lines of advice added by whoever knows the model (the batch size that fits, ...).</summary>
     public List<string> Advice { get; } = [];

@@ -19,14 +19,22 @@ public sealed class MemoryTracker
     readonly List<MemoryEvent> _events = [];
     readonly List<ITensor> _live = [];
 
-    public MemoryTracker(Accelerator accelerator, long? limit = null)
+    public MemoryTracker(Accelerator accelerator, long? limit = null, long? maxBufferBytes = null)
     {
         _accelerator = accelerator;
         Limit = limit;
+        MaxBufferBytes = maxBufferBytes;
     }
 
     /// <summary>Budget in bytes for all live buffers together; null means no limit but the device's own.</summary>
     public long? Limit { get; set; }
+
+    /// <summary>
+    /// The largest single buffer the device advertises (OpenCL's CL_DEVICE_MAX_MEM_ALLOC_SIZE), enforced here
+    /// before the driver is asked: PoCL accepted a 2.2 GB buffer while advertising 2.00 GiB, and a driver that
+    /// accepts more than it promises may fail later, far from the cause. Null: no cap but the total.
+    /// </summary>
+    public long? MaxBufferBytes { get; }
     /// <summary>Training step number written into events (set by the trainer).</summary>
     public int Step { get; set; }
     /// <summary>"setup", "forward", "backward", "update", "eval": written into events.</summary>
@@ -71,6 +79,9 @@ public sealed class MemoryTracker
             elements *= d;
         }
         long bytes = elements * System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+        if (MaxBufferBytes is long cap && bytes > cap)
+            throw OutOfMemory(name, shape, category, bytes, $"larger than the largest single buffer allowed ({Bytes.Exact(cap)}: the device's CL_DEVICE_MAX_MEM_ALLOC_SIZE " +
+                "or --max-buffer, checked by ScratchNet before asking the driver)", null, bufferCap: cap);
         if (Limit is long limit && LiveBytes + bytes > limit)
             throw OutOfMemory(name, shape, category, bytes, $"over the memory limit of {Bytes.Exact(limit)} ({Bytes.Format(limit)})", null);
         MemoryBuffer1D<T, Stride1D.Dense> buffer;
@@ -130,7 +141,7 @@ public sealed class MemoryTracker
     void Record(MemoryEventKind kind, ITensor t) =>
         _events.Add(new MemoryEvent(_clock.Elapsed.TotalMilliseconds, Step, Phase, kind, t.Name, t.Shape, t.Category, t.Bytes, LiveBytes));
 
-    DeviceMemoryException OutOfMemory(string name, int[] shape, MemoryCategory category, long bytes, string why, Exception? inner)
+    DeviceMemoryException OutOfMemory(string name, int[] shape, MemoryCategory category, long bytes, string why, Exception? inner, long? bufferCap = null)
     {
         var live = LiveByCategory();
         string perCategory = string.Join(", ", Categories.Where(c => live[c] > 0).Select(c => $"{c} {Bytes.Format(live[c])}"));
@@ -138,7 +149,7 @@ public sealed class MemoryTracker
             $"out of device memory: allocating {Bytes.Format(bytes)} for '{name}' [{string.Join(", ", shape)}] ({category}) failed: {why}. " +
             $"Live: {Bytes.Format(LiveBytes)}" + (perCategory.Length > 0 ? $" ({perCategory})" : "") +
             (Limit is long l ? $"; limit {Bytes.Format(l)}, free under it {Bytes.Format(Math.Max(0, l - LiveBytes))}" : "") + ".";
-        return new DeviceMemoryException(message, bytes, name, shape, category, Limit, live, inner);
+        return new DeviceMemoryException(message, bytes, name, shape, category, Limit, live, inner) { BufferCap = bufferCap };
     }
 }
 

@@ -11,6 +11,14 @@ public static class MemoryAdvice
 {
     public static void Add(DeviceMemoryException e, int[] sizes, string optimizerKind, DatasetOnDevice? dataset)
     {
+        if (e.BufferCap is long cap)
+        {
+            long underCap = Math.Min(MemoryEstimator.LargestBatchUnderBufferCap(sizes, cap, dataset), TrainingSession.MaxBatch(sizes));
+            e.Advice.Add(underCap > 0
+                ? $"the largest batch whose every buffer fits the device's {Bytes.Format(cap)} per buffer is {underCap} (--batch-size {underCap})"
+                : $"this model's parameters{(dataset is null ? "" : " or the dataset on the device")} alone do not fit in one buffer of {Bytes.Format(cap)}");
+            return;
+        }
         if (e.Limit is not long limit) return;
         long fits = Math.Min(MemoryEstimator.LargestBatch(sizes, optimizerKind, limit, dataset), TrainingSession.MaxBatch(sizes));
         string withDataset = dataset is null ? "" : " and the dataset on the device";

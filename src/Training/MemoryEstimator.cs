@@ -60,6 +60,19 @@ public static class MemoryEstimator
     public static long FixedBytes(IReadOnlyList<int> sizes, string optimizerKind, DatasetOnDevice? onDevice = null) =>
         Estimate(sizes, 1, optimizerKind, onDevice).Total - BytesPerSample(sizes, onDevice);
 
+    /// <summary>
+    /// The largest single buffer's bytes are max(4 P (the flat parameter, gradient and state buffers),
+    /// 4 B max(K0 .. Kn) (the widest per-batch buffer), the dataset's pixels N K0 with --dataset-on-device).
+    /// The largest batch whose every buffer stays within `cap` bytes (0 when a fixed buffer alone is larger).
+    /// </summary>
+    public static long LargestBatchUnderBufferCap(IReadOnlyList<int> sizes, long cap, DatasetOnDevice? onDevice = null)
+    {
+        long p = Mlp.CountParameters(sizes);
+        long datasetPixels = onDevice is { } d ? (long)Math.Max(d.TrainCount, d.TestCount) * sizes[0] : 0;
+        if (4 * p > cap || datasetPixels > cap) return 0;
+        return cap / (4L * sizes.Max());
+    }
+
     /// <summary>The largest batch whose buffers fit in `budget` bytes (0 when not even one sample fits).</summary>
     public static long LargestBatch(IReadOnlyList<int> sizes, string optimizerKind, long budget, DatasetOnDevice? onDevice = null)
     {

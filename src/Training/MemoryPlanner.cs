@@ -5,14 +5,16 @@ namespace ScratchNet.Training;
 
 /// <summary>The planner's answer and its proof on the device.</summary>
 public sealed record MemoryPlan(long MemoryBytes, string MemorySource, double Fraction, long BudgetBytes, long FixedBytes, long BytesPerSample,
-    int LargestBatch, long PredictedBytes, bool FitsOnDevice, long? MeasuredPeak, bool NextFails, string NextError);
+    int LargestBatch, long PredictedBytes, bool FitsOnDevice, long? MeasuredPeak, bool NextFails, string NextError,
+    long? BufferCap, string BindingLimit);
 
 /// <summary>
 /// The memory planner: the largest batch whose closed-form bytes fit a budget (a fraction of --memory-limit,
-/// else of the device's memory), proved on the device with real training steps at that batch under that
-/// limit, and shown to fail one batch larger.
+/// else of the device's memory) and whose every buffer fits the device's largest single buffer, proved on the
+/// device with real training steps at that batch under that limit, and shown to fail one batch larger.
 /// <code>
-/// fixed + B x per sample &lt;= budget   =>   B = floor((budget - fixed) / per sample)
+/// fixed + B x per sample &lt;= budget      =>   B = floor((budget - fixed) / per sample)
+/// 4 B max(K0 .. Kn) &lt;= largest buffer   =>   B = floor(largest buffer / (4 max(K0 .. Kn)))
 /// </code>
 /// </summary>
 public static class MemoryPlanner
@@ -42,16 +44,27 @@ public static class MemoryPlanner
         DatasetOnDevice? onDevice = config.DatasetOnDevice ? new(train.Train.Count, train.Test.Count, train.Train.Info.Channels) : null;
         long fixedBytes = MemoryEstimator.FixedBytes(sizes, kind, onDevice);
         long perSample = MemoryEstimator.BytesPerSample(sizes, onDevice);
-        long largest = Math.Min(MemoryEstimator.LargestBatch(sizes, kind, budget, onDevice), TrainingSession.MaxBatch(sizes));
+        // Three limits, the smallest binds: the budget for all buffers together, the largest single buffer the
+        // device allows (OpenCL's CL_DEVICE_MAX_MEM_ALLOC_SIZE, or --max-buffer), and 32-bit indexing.
+        long byBudget = MemoryEstimator.LargestBatch(sizes, kind, budget, onDevice);
+        long? cap = config.BufferCap(device.MaxBufferBytes);
+        long byCap = cap is long c ? MemoryEstimator.LargestBatchUnderBufferCap(sizes, c, onDevice) : long.MaxValue;
+        long byIndex = TrainingSession.MaxBatch(sizes);
+        long largest = Math.Min(byBudget, Math.Min(byCap, byIndex));
+        string binding = largest == byBudget ? "the budget for all buffers together"
+            : largest == byCap ? $"the largest single buffer ({Bytes.Format(cap!.Value)}), not the total"
+            : "32-bit indexing of one buffer";
         if (largest < 1)
-            throw new DeviceMemoryException($"not even batch size 1 fits a budget of {Bytes.Exact(budget)}: the model needs {Bytes.Exact(fixedBytes)} plus {Bytes.Exact(perSample)} per sample",
+            throw new DeviceMemoryException(byCap == 0
+                ? $"not even batch size 1 fits: the parameters{(onDevice is null ? "" : " or the dataset on the device")} alone are larger than one buffer of {Bytes.Exact(cap!.Value)}"
+                : $"not even batch size 1 fits a budget of {Bytes.Exact(budget)}: the model needs {Bytes.Exact(fixedBytes)} plus {Bytes.Exact(perSample)} per sample",
                 fixedBytes + perSample, "model", [], MemoryCategory.Parameter, budget, new Dictionary<MemoryCategory, long>());
         int b = (int)largest;
         var limited = config with { MemoryLimit = budget, BatchSize = b };
         ProbeResult proof = MemoryProbe.Run(device, limited, train);
         string nextError = "";
         bool nextFails;
-        if (b == TrainingSession.MaxBatch(sizes))
+        if (byIndex < byBudget && byIndex < byCap)
         {
             // The budget would take more, but no buffer can index one batch more: that is the limit, not memory.
             nextFails = true;
@@ -70,6 +83,7 @@ public static class MemoryPlanner
                 nextError = e.Message;
             }
         }
-        return new MemoryPlan(memory, source, fraction, budget, fixedBytes, perSample, b, fixedBytes + perSample * b, true, proof.PeakTotal, nextFails, nextError);
+        return new MemoryPlan(memory, source, fraction, budget, fixedBytes, perSample, b, fixedBytes + perSample * b, true, proof.PeakTotal, nextFails, nextError,
+            cap, binding);
     }
 }

@@ -26,6 +26,17 @@ public sealed record TrainConfig
     public bool DatasetOnDevice { get; init; }
     /// <summary>Budget for all device buffers together (bytes); null means no budget.</summary>
     public long? MemoryLimit { get; init; }
+    /// <summary>The largest single buffer allowed (bytes), like an OpenCL device's CL_DEVICE_MAX_MEM_ALLOC_SIZE; null: the device's own.</summary>
+    public long? MaxBuffer { get; init; }
+
+    /// <summary>The per-buffer cap in force on a device: the smaller of --max-buffer and what the device advertises.</summary>
+    public long? BufferCap(long? deviceCap) => (MaxBuffer, deviceCap) switch
+    {
+        (long a, long b) => Math.Min(a, b),
+        (long a, null) => a,
+        (null, long b) => b,
+        _ => null,
+    };
 
     public float EffectiveLearningRate => LearningRate ?? (Optimizer == "adam" ? 1e-3f : 0.01f);
     public float EffectiveMomentum => Momentum ?? (Optimizer == "momentum" ? 0.9f : 0f);

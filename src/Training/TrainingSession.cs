@@ -34,7 +34,7 @@ public sealed class TrainingSession : IDisposable
         if (config.BatchSize > MaxBatch(Sizes))
             throw new ArgumentException($"--batch-size {config.BatchSize}: a batch of {config.BatchSize:N0} rows of {Sizes.Max():N0} values is {(long)config.BatchSize * Sizes.Max():N0} " +
                 $"floats, more than one buffer can index ({Array.MaxLength:N0}); the largest batch for this model is {MaxBatch(Sizes):N0}");
-        Tracker = new MemoryTracker(device.Accelerator, config.MemoryLimit) { LogPhases = logPhases };
+        Tracker = new MemoryTracker(device.Accelerator, config.MemoryLimit, config.BufferCap(device.MaxBufferBytes)) { LogPhases = logPhases };
         try
         {
             Model = new Mlp(Tracker, Sizes);
