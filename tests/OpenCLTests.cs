@@ -97,4 +97,12 @@ public sealed class OpenCLTests
         using var session = new TrainingSession(Device, new TrainConfig { Matmul = Kernels.MatmulVersion.Blocked }, 784, 10);
         Assert.That(session.Tracker.MaxBufferBytes, Is.EqualTo(cap));
     }
+
+    [Test]
+    public void MatmulAuto_IsTheDefault_AndTimesAllThreeVersions()
+    {
+        var r = CliRunner.Run("train", "--device", "opencl", "--data", TestData.EmbeddedFolder());
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        Assert.That(r.Stdout, Does.Match(@"matmul auto: (naive|blocked|tiled) \(naive [\d.]+ ms, blocked [\d.]+ ms, tiled [\d.]+ ms for one step's matmuls\)"));
+    }
 }

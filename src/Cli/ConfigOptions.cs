@@ -21,7 +21,7 @@ public static class ConfigOptions
         new("--epochs", "N", "passes over the training set (default 1)"),
         new("--seed", "N", "seed for initialisation and shuffling (default 42)"),
         new("--device", "NAME", ComputeDevice.ChoiceHelp),
-        new("--matmul", "VERSION", "the ILGPU matmul kernel: naive, blocked or tiled (default: blocked on the CPU\naccelerator, tiled on GPUs); the host backend has one matmul of its own"),
+        new("--matmul", "VERSION", "the ILGPU matmul kernel: auto, naive, blocked or tiled (default: auto on GPUs and\nOpenCL: each is timed on the model's shapes and the fastest used; blocked on the\nCPU accelerator); the host backend has one matmul of its own"),
         new("--memory-limit", "SIZE", "make the device behave like a card of SIZE (e.g. 8MiB, 6.4MiB, 4GiB, 1TiB)"),
         new("--max-buffer", "SIZE", "and like one whose largest single buffer is SIZE (OpenCL devices advertise\ntheirs, CL_DEVICE_MAX_MEM_ALLOC_SIZE, and it is enforced anyway)"),
         new("--dataset-on-device", null, "keep the dataset on the device as bytes; gather and normalise batches there\n(its bytes then show in the Input category)"),
@@ -37,11 +37,12 @@ public static class ConfigOptions
         string device = o.Choice("--device", "auto", ComputeDevice.Choices);
         string? matmul = o.String("--matmul");
         MatmulVersion? version = null;
-        if (matmul is not null)
+        bool auto = matmul?.Trim().ToLowerInvariant() == "auto";
+        if (matmul is not null && !auto)
         {
             string wanted = matmul.Trim().ToLowerInvariant();
             if (!MatmulVersions.Kernels.Any(k => MatmulVersions.Label(k) == wanted))
-                throw new UsageException($"--matmul: unknown version '{matmul}'; choose one of: {string.Join(", ", MatmulVersions.Kernels.Select(MatmulVersions.Label))}");
+                throw new UsageException($"--matmul: unknown version '{matmul}'; choose one of: auto, {string.Join(", ", MatmulVersions.Kernels.Select(MatmulVersions.Label))}");
             MatmulVersion v = MatmulVersions.Kernels.First(k => MatmulVersions.Label(k) == wanted);
             if (device == "host")
                 throw new UsageException($"--matmul {matmul}: the host backend has one matmul (SIMD C#); naive, blocked and tiled are the ILGPU kernels of --device cpu, opencl and cuda");
@@ -61,6 +62,7 @@ public static class ConfigOptions
             Seed = o.ULong("--seed", 42),
             Device = device,
             Matmul = version,
+            MatmulAuto = auto,
             MemoryLimit = o.Size("--memory-limit"),
             MaxBuffer = o.Size("--max-buffer"),
             DatasetOnDevice = o.Flag("--dataset-on-device"),

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using ScratchNet.Data;
+using ScratchNet.Kernels;
 using ScratchNet.Tensor;
 using ScratchNet.Training;
 
@@ -105,6 +106,7 @@ public static class TrainCommand
         text.WriteLine($"optimizer: {session.Optimizer.Name}, lr {config.EffectiveLearningRate}" +
             (session.Optimizer.Name == "momentum" ? $", momentum {config.EffectiveMomentum}" : "") +
             $"; batch {config.BatchSize}, {config.Epochs} epoch(s), seed {config.Seed}, matmul {session.MatmulName}");
+        if (session.MatmulChoice is { } choice) text.WriteLine($"matmul auto: {choice}");
 
         EpochPosition start = new(0, 0, 0, 0, 0);
         if (resume is not null)
@@ -203,6 +205,7 @@ public static class TrainCommand
                 epochs = config.Epochs,
                 seed = config.Seed,
                 matmul = session.MatmulName,
+                matmulAuto = session.MatmulChoice?.Timings.Select(t => new { version = MatmulVersions.Label(t.Version), milliseconds = t.Milliseconds }),
                 results,
                 memory = summary,
             };
@@ -235,6 +238,7 @@ public static class TrainCommand
             Optimizer = h.Optimizer,
             Momentum = h.Optimizer == "adam" ? null : h.Momentum,
             LearningRate = o.Has("--lr") ? given.LearningRate : h.LearningRate,
+            MatmulFromCheckpoint = MatmulVersions.Kernels.Cast<MatmulVersion?>().FirstOrDefault(v => MatmulVersions.Label(v!.Value) == h.Matmul),
             BatchSize = h.BatchSize,
             Seed = h.Seed,
         };

@@ -10,7 +10,7 @@ namespace ScratchNet.Training;
 public sealed record CheckpointHeader(
     string Dataset, int[] Layers, string Optimizer, float LearningRate, float Momentum, int BatchSize, ulong Seed,
     long OptimizerSteps, int Epoch, int NextBatch, double LossSum, long Correct, long Seen, int StateBuffers,
-    DataIdentity? Data = null);
+    DataIdentity? Data = null, string? Matmul = null);
 
 /// <summary>
 /// A training checkpoint: the weights, the optimizer state, where training stands (epoch, next batch,
@@ -18,7 +18,8 @@ public sealed record CheckpointHeader(
 /// needs no state of its own: the order of epoch e is drawn from (seed, e), so seed and position restore it.
 /// <code>
 /// "SNCKPT\r\n"          8 bytes, magic
-/// version               int32 little-endian (2; version 1 had no Data in the header)
+/// version               int32 little-endian (2; version 1 had no Data in the header; Matmul, the version
+///                       that ran (--matmul auto's choice included), is optional)
 /// header length         int32, then the header as UTF-8 JSON (CheckpointHeader)
 /// parameters            P float32
 /// optimizer state       StateBuffers x P float32 (Adam: m then v; momentum: the buffer)
@@ -99,7 +100,7 @@ public static class Checkpoint
         var state = session.Optimizer.State;
         var header = new CheckpointHeader(config.Dataset, session.Sizes, session.Optimizer.Name, config.EffectiveLearningRate,
             config.EffectiveMomentum, config.BatchSize, config.Seed, session.Optimizer.Steps, position.Epoch, position.NextBatch,
-            position.LossSum, position.Correct, position.Seen, state.Count, data);
+            position.LossSum, position.Correct, position.Seen, state.Count, data, session.MatmulName);
         byte[] headerBytes = JsonSerializer.SerializeToUtf8Bytes(header);
 
         string full = Path.GetFullPath(path);

@@ -22,6 +22,10 @@ public sealed record TrainConfig
     public string Device { get; init; } = "auto";
     /// <summary>Force a matmul version; null means the accelerator's default.</summary>
     public MatmulVersion? Matmul { get; init; }
+    /// <summary>--matmul auto: time the versions on the model's shapes and take the fastest (the default on GPUs and OpenCL).</summary>
+    public bool MatmulAuto { get; init; }
+    /// <summary>The version a checkpoint recorded: used on a resume when this backend has it (so the run stays bit-identical), else ignored.</summary>
+    public MatmulVersion? MatmulFromCheckpoint { get; init; }
     /// <summary>Keep the whole dataset on the device as bytes and gather + normalise each batch there.</summary>
     public bool DatasetOnDevice { get; init; }
     /// <summary>Budget for all device buffers together (bytes); null means no budget.</summary>

@@ -24,13 +24,19 @@ public sealed class TrainingSession : IDisposable
         Device = device;
         Config = config;
         Backend = Backends.For(device);
-        Matmul = config.Matmul ?? Backend.DefaultMatmul;
+        Sizes = config.LayerSizes(inputFeatures, classes);
+        // --matmul auto, asked for or by default on a GPU or OpenCL device: time the versions on this model's shapes.
+        MatmulVersion? recorded = config.MatmulFromCheckpoint is { } r && Backend.MatmulVersions.Contains(r) ? r : null;
+        bool auto = config.Matmul is null && recorded is null && Backend.MatmulVersions.Count > 1 &&
+            (config.MatmulAuto || device.Kind is DeviceKind.Cuda or DeviceKind.OpenCL);
+        if (auto && config.BatchSize <= MaxBatch(Sizes))
+            MatmulChoice = MatmulAuto.Choose(Backend, device.Accelerator, Sizes, config.BatchSize);
+        Matmul = config.Matmul ?? recorded ?? MatmulChoice?.Version ?? Backend.DefaultMatmul;
         if (!Backend.MatmulVersions.Contains(Matmul))
             throw new ArgumentException(Backend is HostBackend
                 ? $"--matmul {MatmulVersions.Label(Matmul)}: {(device.Reason.Length > 0 ? "--device auto chose the host backend, which" : "the host backend")} " +
                   "has one matmul of its own (host SIMD); add --device cpu (or opencl, cuda) to run the ILGPU matmul kernels"
                 : $"--matmul {MatmulVersions.Label(Matmul)}: {device.Label} has {string.Join(", ", Backend.MatmulVersions.Select(MatmulVersions.Label))}");
-        Sizes = config.LayerSizes(inputFeatures, classes);
         if (config.BatchSize > MaxBatch(Sizes))
             throw new ArgumentException($"--batch-size {config.BatchSize}: a batch of {config.BatchSize:N0} rows of {Sizes.Max():N0} values is {(long)config.BatchSize * Sizes.Max():N0} " +
                 $"floats, more than one buffer can index ({Array.MaxLength:N0}); the largest batch for this model is {MaxBatch(Sizes):N0}");
@@ -65,6 +71,8 @@ public sealed class TrainingSession : IDisposable
     /// <summary>What runs the operations: the ILGPU kernels (<see cref="IlgpuBackend"/>) or, for --device host, <see cref="HostBackend"/>.</summary>
     public IBackend Backend { get; }
     public MatmulVersion Matmul { get; }
+    /// <summary>What --matmul auto chose and why (null when the version was forced or only one exists).</summary>
+    public MatmulChoice? MatmulChoice { get; }
     /// <summary>What runs the matmuls, for reports: "blocked", "tiled", ... or "host SIMD".</summary>
     public string MatmulName => MatmulVersions.Label(Matmul);
     public int[] Sizes { get; }
