@@ -105,4 +105,17 @@ public sealed class OpenCLTests
         Assert.That(r.ExitCode, Is.Zero, r.Stderr);
         Assert.That(r.Stdout, Does.Match(@"matmul auto: (naive|blocked|tiled) \(naive [\d.]+ ms, blocked [\d.]+ ms, tiled [\d.]+ ms for one step's matmuls\)"));
     }
+
+    [Test]
+    public void ARealDriverRefusal_GivesTheOutOfMemoryMessage()
+    {
+        // More than the device's whole global memory in one buffer, with ScratchNet's own cap switched off so
+        // the driver itself must say no (PoCL accepts a little over its advertised per-buffer cap, not this).
+        long bytes = (Device.TotalMemory ?? throw new AssertionException("PoCL reports its memory")) * 4;
+        var tracker = new MemoryTracker(Device.Accelerator, limit: null, maxBufferBytes: null);
+        var e = Assert.Throws<DeviceMemoryException>(() => tracker.Allocate<float>("whole.memory.x4", [16, checked((int)(bytes / 64))], MemoryCategory.Other))!;
+        Assert.That(e.Message, Does.StartWith("out of device memory: allocating").And.Contain("failed: the device refused it"));
+        Assert.That(e.InnerException, Is.InstanceOf<ILGPU.Runtime.AcceleratorException>());
+        Assert.That(tracker.LiveBytes, Is.Zero);
+    }
 }
