@@ -123,14 +123,32 @@ public static class Idx
         Write(path, header, pixels);
     }
 
+    /// <summary>
+    /// Writes to a temporary file beside `path`, then renames it over `path`: a full disk or a crash leaves the
+    /// old file (if any) whole, never half of a new one. A failure is an <see cref="OutputFileException"/>.
+    /// </summary>
     static void Write(string path, ReadOnlySpan<byte> header, ReadOnlySpan<byte> data)
     {
-        using var file = File.Create(path);
-        using Stream output = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)
-            ? new GZipStream(file, CompressionLevel.SmallestSize)
-            : file;
-        output.Write(header);
-        output.Write(data);
+        string full = Path.GetFullPath(path);
+        string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+        try
+        {
+            using (var file = File.Create(temp))
+            using (Stream output = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(file, CompressionLevel.SmallestSize) : file)
+            {
+                output.Write(header);
+                output.Write(data);
+            }
+            File.Move(temp, full, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new OutputFileException(path, $"could not be written ({OutputFileException.Reason(e)}); the file that was there, if any, is unchanged", e);
+        }
+        finally
+        {
+            try { if (File.Exists(temp)) File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
     }
 }
 
