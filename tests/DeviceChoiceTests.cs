@@ -36,4 +36,10 @@ public sealed class DeviceChoiceTests
         Assert.That((index, kind), Is.EqualTo(((int?)null, DeviceKind.Host)));
         Assert.That(reason, Does.StartWith("auto: no CUDA or usable OpenCL GPU"));
     }
+
+    [TestCase("OpenCL", new[] { "libOpenCL.so", "libOpenCL.so.1" })]
+    [TestCase("cuda", new[] { "libcuda.so", "libcuda.so.1" })]
+    [TestCase("nvvm", new string[0])]
+    public void NativeResolver_TriesTheVersionedNames_DistributionsShip(string name, string[] expected) =>
+        Assert.That(NativeCandidates(name), Is.EqualTo(expected));
 }

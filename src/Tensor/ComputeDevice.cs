@@ -81,7 +81,7 @@ public sealed class ComputeDevice : IDisposable
     /// <summary>Creates the device for a --device choice. Throws ArgumentException for an unknown name, DeviceUnavailableException for a device that is not there.</summary>
     public static ComputeDevice Create(string choice)
     {
-        InstallOpenCLResolver();
+        InstallNativeResolver();
         choice = choice.Trim().ToLowerInvariant();
         if (!Choices.Contains(choice))
             throw new ArgumentException($"--device: unknown device '{choice}'; choose one of: {string.Join(", ", Choices)}");
@@ -191,22 +191,31 @@ public sealed class ComputeDevice : IDisposable
     static int _resolverInstalled;
 
     /// <summary>
-    /// ILGPU loads OpenCL as "OpenCL" (libOpenCL.so); Debian and Ubuntu ship only libOpenCL.so.1 unless a
-    /// -dev package is installed, and then ILGPU silently sees no OpenCL device. Map the name once.
+    /// ILGPU loads OpenCL as "OpenCL" (libOpenCL.so) and CUDA's driver as "cuda" (libcuda.so). Debian and Ubuntu
+    /// ship only libOpenCL.so.1 unless a -dev package is installed, and GPU machines often have only
+    /// libcuda.so.1: then ILGPU silently sees no device at all. Map both names once, before the first ILGPU call.
     /// </summary>
-    public static void InstallOpenCLResolver()
+    public static void InstallNativeResolver()
     {
         if (Interlocked.Exchange(ref _resolverInstalled, 1) == 1) return;
         NativeLibrary.SetDllImportResolver(typeof(Context).Assembly, static (name, assembly, path) =>
         {
-            if (name != "OpenCL" || !OperatingSystem.IsLinux()) return IntPtr.Zero;
-            foreach (string candidate in new[] { "libOpenCL.so", "libOpenCL.so.1" })
+            if (!OperatingSystem.IsLinux()) return IntPtr.Zero;
+            foreach (string candidate in NativeCandidates(name))
             {
                 if (NativeLibrary.TryLoad(candidate, assembly, path, out IntPtr handle)) return handle;
             }
             return IntPtr.Zero;
         });
     }
+
+    /// <summary>The Linux file names to try for a library ILGPU imports by `name` (none: .NET's own probing).</summary>
+    public static string[] NativeCandidates(string name) => name switch
+    {
+        "OpenCL" => ["libOpenCL.so", "libOpenCL.so.1"],
+        "cuda" => ["libcuda.so", "libcuda.so.1"],
+        _ => [],
+    };
 
     public void Dispose()
     {

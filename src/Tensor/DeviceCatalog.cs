@@ -21,7 +21,7 @@ public static class DeviceCatalog
 {
     public static List<DeviceEntry> List()
     {
-        ComputeDevice.InstallOpenCLResolver();
+        ComputeDevice.InstallNativeResolver();
         var entries = new List<DeviceEntry>();
         using (Context context = ComputeDevice.CreateContext(cuda: true, openCL: false, cpu: true))
         {
