@@ -124,30 +124,30 @@ public static class Idx
     }
 
     /// <summary>
-    /// Writes to a temporary file beside `path`, then renames it over `path`: a full disk or a crash leaves the
-    /// old file (if any) whole, never half of a new one. A failure is an <see cref="OutputFileException"/>.
+    /// Writes header and data (gzip when the path ends in ".gz") through <see cref="ReplacingFile"/>: a failed
+    /// write keeps the old file whole and is an <see cref="OutputFileException"/>.
     /// </summary>
     static void Write(string path, ReadOnlySpan<byte> header, ReadOnlySpan<byte> data)
     {
-        string full = Path.GetFullPath(path);
-        string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
         try
         {
-            using (var file = File.Create(temp))
-            using (Stream output = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(file, CompressionLevel.SmallestSize) : file)
+            using var target = new ReplacingFile(path);
+            if (path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase))
             {
-                output.Write(header);
-                output.Write(data);
+                using var gzip = new GZipStream(target.Stream, CompressionLevel.SmallestSize, leaveOpen: true);
+                gzip.Write(header);
+                gzip.Write(data);
             }
-            File.Move(temp, full, overwrite: true);
+            else
+            {
+                target.Stream.Write(header);
+                target.Stream.Write(data);
+            }
+            target.Commit(flushToDisk: false);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new OutputFileException(path, $"could not be written ({OutputFileException.Reason(e)}); the file that was there, if any, is unchanged", e);
-        }
-        finally
-        {
-            try { if (File.Exists(temp)) File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         }
     }
 }

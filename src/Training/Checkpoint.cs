@@ -27,8 +27,8 @@ public sealed record CheckpointHeader(
 /// </code>
 /// Sizes and offsets are 64-bit and the numbers are streamed in chunks both ways, so a model whose state
 /// passes 2 GB (556,500,010 parameters with Adam: 6,678,000,120 bytes) is saved and loaded like a small one.
-/// Written to a temporary file in the same folder, flushed to disk, then renamed over the target, so a
-/// crash or a full disk leaves either the old checkpoint or the new one, never half of one.
+/// Written through <see cref="ReplacingFile"/> (a temporary file in the same folder, flushed to disk, then
+/// renamed over the target), so a crash or a full disk leaves either the old checkpoint or the new one.
 /// </summary>
 public static class Checkpoint
 {
@@ -103,13 +103,12 @@ public static class Checkpoint
             position.LossSum, position.Correct, position.Seen, state.Count, data, session.MatmulName);
         byte[] headerBytes = JsonSerializer.SerializeToUtf8Bytes(header);
 
-        string full = Path.GetFullPath(path);
-        string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
         try
         {
-            using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+            using var target = new ReplacingFile(path);
             using (var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256))
             {
+                FileStream file = target.Stream;
                 void Write(ReadOnlySpan<byte> bytes)
                 {
                     file.Write(bytes);
@@ -132,17 +131,12 @@ public static class Checkpoint
                     }
                 }
                 file.Write(sha.GetHashAndReset());
-                file.Flush(flushToDisk: true);
             }
-            File.Move(temp, full, overwrite: true);
+            target.Commit(flushToDisk: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new OutputFileException(path, $"the checkpoint could not be written ({OutputFileException.Reason(e)}); the previous checkpoint, if any, is unchanged", e);
-        }
-        finally
-        {
-            try { if (File.Exists(temp)) File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         }
     }
 
