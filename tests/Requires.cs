@@ -34,7 +34,12 @@ public static class Requires
     public static void Package(string package, string probe, string? requireAll)
     {
         if (File.Exists(probe) || Directory.Exists(probe)) return;
-        string reason = $"needs the Debian package {package}: sudo apt-get install {package} ({probe} not found)";
+        Skip($"needs the Debian package {package}: sudo apt-get install {package} ({probe} not found)", requireAll);
+    }
+
+    /// <summary>Skips with the reason, or fails with it under SCRATCHNET_REQUIRE_ALL=1.</summary>
+    static void Skip(string reason, string? requireAll)
+    {
         if (requireAll == "1") Assert.Fail($"{reason}; {RequireAllVariable}=1 turns this skip into a failure");
         Assert.Ignore(reason);
     }
@@ -55,8 +60,7 @@ public static class Requires
             why = e.Message;
         }
         if (why is null) return;
-        string reason = $"needs a usable OpenCL device ({why}); run: sudo scripts/opencl-root.sh dotnet test tests/bin/Debug/net10.0/ScratchNet.Tests.dll --filter TestCategory=OpenCL";
-        if ((requireAll ?? Environment.GetEnvironmentVariable(RequireAllVariable)) == "1") Assert.Fail($"{reason}; {RequireAllVariable}=1 turns this skip into a failure");
-        Assert.Ignore(reason);
+        Skip($"needs a usable OpenCL device ({why}); run: sudo scripts/opencl-root.sh dotnet test tests/bin/Debug/net10.0/ScratchNet.Tests.dll --filter TestCategory=OpenCL",
+            requireAll ?? Environment.GetEnvironmentVariable(RequireAllVariable));
     }
 }

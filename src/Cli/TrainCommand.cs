@@ -73,10 +73,11 @@ public static class TrainCommand
         DatasetPair data = DatasetLoader.Load(config.Dataset, config.DataDir);
         if (data.Notice is not null) stderr.WriteLine($"note: {data.Notice}");
         DatasetInfo info = data.Train.Info;
-        DataIdentity dataIdentity = DataIdentity.Of(data);
+        // Hashing the whole dataset is needed only to save or resume a checkpoint: done then, once.
+        var dataIdentity = new Lazy<DataIdentity>(() => DataIdentity.Of(data));
 
         ComputeDevice device = ComputeDevice.Create(config.Device);
-        DatasetOnDevice? planned = config.DatasetOnDevice ? new(data.Train.Count, data.Test.Count, info.Channels) : null;
+        DatasetOnDevice? planned = config.DatasetOnDevice ? DatasetOnDevice.Of(data) : null;
         TrainingSession session;
         try
         {
@@ -114,7 +115,7 @@ public static class TrainCommand
             if (!resume.Header.Layers.SequenceEqual(session.Sizes))
                 throw new DataFormatException(resumePath!, null, $"the checkpoint's model {string.Join("-", resume.Header.Layers)} does not fit {info.Name} ({string.Join("-", session.Sizes)})");
             int batchesPerEpoch = (data.Train.Count + config.BatchSize - 1) / config.BatchSize;
-            string? warning = Checkpoint.CheckData(resumePath!, resume.Header, dataIdentity, batchesPerEpoch);
+            string? warning = Checkpoint.CheckData(resumePath!, resume.Header, dataIdentity.Value, batchesPerEpoch);
             if (warning is not null) stderr.WriteLine($"warning: {warning}");
             Checkpoint.Apply(resume, session);
             start = Checkpoint.Position(resume.Header);
@@ -136,7 +137,7 @@ public static class TrainCommand
         trainer.StopRequested = () => Volatile.Read(ref stop) == 1;
         int Interrupted(EpochPosition at, string where, bool save)
         {
-            if (save) Checkpoint.Save(interruptPath, session, at, dataIdentity);
+            if (save) Checkpoint.Save(interruptPath, session, at, dataIdentity.Value);
             stderr.WriteLine($"interrupted: {where}; checkpoint saved to {interruptPath} (continue with: scratchnet train --resume {interruptPath} --epochs {config.Epochs})");
             return Cli.ExitInterrupted;
         }
@@ -173,7 +174,7 @@ public static class TrainCommand
                 $"test acc {100 * r.TestAccuracy:0.00}%, {r.Seconds:0.00} s, {r.SamplesPerSecond:N0} samples/s");
             if (savePath is not null)
             {
-                Checkpoint.Save(savePath, session, new EpochPosition(epoch + 1, 0, 0, 0, 0), dataIdentity);
+                Checkpoint.Save(savePath, session, new EpochPosition(epoch + 1, 0, 0, 0, 0), dataIdentity.Value);
                 text.WriteLine($"checkpoint: {savePath}");
             }
             if (Volatile.Read(ref stop) == 1)

@@ -56,7 +56,7 @@ public sealed class DeviceDataset : IDisposable
                 Make<byte>("dataset.test.labels", [data.Test.Count]),
                 Make<int>("input.indices", [batchSize]),
                 Make<float>("input.scale_shift", [2 * info.Channels]),
-                info, new DatasetOnDevice(data.Train.Count, data.Test.Count, info.Channels));
+                info, DatasetOnDevice.Of(data));
             dataset._trainPixels.CopyFrom(data.Train.Pixels);
             dataset._trainLabels.CopyFrom(data.Train.Labels);
             dataset._testPixels.CopyFrom(data.Test.Pixels);

@@ -82,7 +82,10 @@ public static class MemoryEstimator
 }
 
 /// <summary>The dataset sizes that --dataset-on-device puts in the Input category.</summary>
-public sealed record DatasetOnDevice(int TrainCount, int TestCount, int Channels);
+public sealed record DatasetOnDevice(int TrainCount, int TestCount, int Channels)
+{
+    public static DatasetOnDevice Of(Data.DatasetPair data) => new(data.Train.Count, data.Test.Count, data.Train.Info.Channels);
+}
 
 /// <summary>Estimated bytes and the formula behind them, per category.</summary>
 public sealed class MemoryEstimate(long parameterCount)

@@ -41,7 +41,7 @@ public static class MemoryPlanner
         }
         long budget = (long)Math.Floor(memory * fraction);
         string kind = config.OptimizerKind;
-        DatasetOnDevice? onDevice = config.DatasetOnDevice ? new(train.Train.Count, train.Test.Count, train.Train.Info.Channels) : null;
+        DatasetOnDevice? onDevice = config.DatasetOnDevice ? DatasetOnDevice.Of(train) : null;
         long fixedBytes = MemoryEstimator.FixedBytes(sizes, kind, onDevice);
         long perSample = MemoryEstimator.BytesPerSample(sizes, onDevice);
         // Three limits, the smallest binds: the budget for all buffers together, the largest single buffer the

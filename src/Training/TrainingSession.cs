@@ -95,7 +95,7 @@ public sealed class TrainingSession : IDisposable
         }
         catch (DeviceMemoryException e)
         {
-            MemoryAdvice.Add(e, Sizes, Config.OptimizerKind, new DatasetOnDevice(data.Train.Count, data.Test.Count, data.Train.Info.Channels));
+            MemoryAdvice.Add(e, Sizes, Config.OptimizerKind, DatasetOnDevice.Of(data));
             throw;
         }
     }
