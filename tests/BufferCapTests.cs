@@ -35,7 +35,7 @@ public sealed class BufferCapTests
     [Test]
     public void LargestBatchUnderTheCap_IsTheWidestBufferThatStillFits()
     {
-        int[] sizes = [784, 128, 10];
+        var sizes = new TrainConfig().Network(FeatureShape.Image(1, 28, 28), 10);
         // 4 x B x 784 <= 500,000  =>  B = 159; the 407,080 B parameter buffer fits too.
         Assert.That(MemoryEstimator.LargestBatchUnderBufferCap(sizes, 500_000), Is.EqualTo(159));
         Assert.That(MemoryEstimator.LargestBatchUnderBufferCap(sizes, 400_000), Is.Zero, "the parameters alone are larger");

@@ -199,7 +199,7 @@ public sealed class CheckpointSafetyTests
     public void SizeArithmetic_IsSixtyFourBit_ForAModelAboveTwoGigabytes()
     {
         // train --hidden 700000 on 784 inputs and 10 classes: 556,500,010 parameters.
-        long p = Mlp.CountParameters([784, 700_000, 10]);
+        long p = Model.CountParameters(ModelSpec.Mlp([700_000], 10), FeatureShape.Image(1, 28, 28), 10);
         Assert.That(p, Is.EqualTo(556_500_010L));
         Assert.That(Checkpoint.PayloadBytes(p, 2), Is.EqualTo(6_678_000_120L));
         Assert.That(Checkpoint.FileSize(300, p, 0), Is.EqualTo(16 + 300 + 2_226_000_040L + 32));
@@ -211,7 +211,7 @@ public sealed class CheckpointSafetyTests
     public void SaveAndLoad_InChunks_RoundTripTheWeightsAndState(int chunk)
     {
         string ckpt = Path.Combine(TestData.NewFolder(), "chunks.ckpt");
-        using var session = new TrainingSession(Shared.Cpu, new TrainConfig { Seed = 3 }, 784, 10);
+        using var session = new TrainingSession(Shared.Cpu, new TrainConfig { Seed = 3 }, FeatureShape.Image(1, 28, 28), 10);
         session.Optimizer.State[0].CopyFrom(Enumerable.Range(0, 101_770).Select(i => i * 0.5f).ToArray());
         Checkpoint.Save(ckpt, session, new EpochPosition(1, 0, 0, 0, 0), TestData.EmbeddedIdentity, chunk);
         var loaded = Checkpoint.Load(ckpt, chunk);

@@ -52,7 +52,7 @@ public sealed class CheckpointTests
         var data = DatasetLoader.LoadEmbedded(null);
         var config = new TrainConfig { Seed = 9, Optimizer = "momentum" };
         List<double> whole = [];
-        using (var session = new TrainingSession(Shared.Cpu, config, 784, 10))
+        using (var session = new TrainingSession(Shared.Cpu, config, FeatureShape.Image(1, 28, 28), 10))
         {
             var t = new Trainer(session, data) { OnStep = (_, _, l) => whole.Add(l) };
             t.RunEpoch(0);
@@ -60,7 +60,7 @@ public sealed class CheckpointTests
         }
         string ckpt = Path.Combine(TestData.NewFolder(), "mid.ckpt");
         List<double> parts = [];
-        using (var session = new TrainingSession(Shared.Cpu, config, 784, 10))
+        using (var session = new TrainingSession(Shared.Cpu, config, FeatureShape.Image(1, 28, 28), 10))
         {
             var t = new Trainer(session, data) { OnStep = (_, _, l) => parts.Add(l) };
             t.RunEpoch(0);
@@ -68,7 +68,7 @@ public sealed class CheckpointTests
             Assert.That(t.RunEpoch(1), Is.Null);
             Checkpoint.Save(ckpt, session, t.Interrupted!, DataIdentity.Of(data));
         }
-        using (var session = new TrainingSession(Shared.Cpu, config with { Seed = 9 }, 784, 10))
+        using (var session = new TrainingSession(Shared.Cpu, config with { Seed = 9 }, FeatureShape.Image(1, 28, 28), 10))
         {
             var loaded = Checkpoint.Load(ckpt);
             Checkpoint.Apply(loaded, session);
@@ -83,7 +83,7 @@ public sealed class CheckpointTests
     {
         string dir = TestData.NewFolder();
         string ckpt = Path.Combine(dir, "a.ckpt");
-        using var session = new TrainingSession(Shared.Cpu, new TrainConfig(), 784, 10);
+        using var session = new TrainingSession(Shared.Cpu, new TrainConfig(), FeatureShape.Image(1, 28, 28), 10);
         Checkpoint.Save(ckpt, session, new EpochPosition(1, 0, 0, 0, 0), TestData.EmbeddedIdentity);
         Assert.That(Directory.GetFiles(dir), Is.EqualTo(new[] { ckpt }));
         byte[] before = File.ReadAllBytes(ckpt);
@@ -101,7 +101,7 @@ public sealed class CheckpointTests
     {
         string dir = TestData.NewFolder();
         string good = Path.Combine(dir, "good.ckpt");
-        using (var session = new TrainingSession(Shared.Cpu, new TrainConfig(), 784, 10))
+        using (var session = new TrainingSession(Shared.Cpu, new TrainConfig(), FeatureShape.Image(1, 28, 28), 10))
             Checkpoint.Save(good, session, new EpochPosition(1, 0, 0, 0, 0), TestData.EmbeddedIdentity);
         byte[] bytes = File.ReadAllBytes(good);
 

@@ -20,7 +20,7 @@ public sealed class GradientCheckTests
     public void Backward_MatchesFiniteDifferences(int[] sizes, int rows, MatmulVersion matmul)
     {
         var config = new TrainConfig { Hidden = sizes[1..^1], BatchSize = rows, Seed = 7, Optimizer = "sgd", Matmul = matmul };
-        using var session = new TrainingSession(Shared.Cpu, config, sizes[0], sizes[^1]);
+        using var session = new TrainingSession(Shared.Cpu, config, FeatureShape.Image(sizes[0], 1, 1), sizes[^1]);
         var r = new Random(3);
         float[] x = Reference.RandomFloats(r, rows * sizes[0], 2f);
         int[] y = Enumerable.Range(0, rows).Select(_ => r.Next(sizes[^1])).ToArray();
@@ -28,21 +28,19 @@ public sealed class GradientCheckTests
 
         var model = session.Model;
         var k = session.Backend;
-        model.Forward(k, session.Buffers, rows, matmul);
-        model.Backward(k, session.Buffers, rows, matmul);
+        session.TrainForwardBackward(rows);
         float[] analytic = model.Gradients.ToArray();
         float[] parameters = model.Parameters.ToArray();
 
         double Loss(float[] p)
         {
             model.Parameters.CopyFrom(p);
-            model.Forward(k, session.Buffers, rows, matmul);
-            model.Backward(k, session.Buffers, rows, matmul);
+            session.TrainForwardBackward(rows);
             return session.Buffers.Losses.ToArray().Take(rows).Sum(v => (double)v) / rows;
         }
 
         // Which hidden units are active: a finite difference across a ReLU's kink measures neither side's slope.
-        string ReluPattern() => string.Concat(session.Buffers.Outputs[..^1].SelectMany(t => t.ToArray()).Select(v => v > 0 ? '1' : '0'));
+        string ReluPattern() => string.Concat(session.Buffers.Layers.SkipLast(1).Where((_, i) => session.Model.Layers[i] is Relu).SelectMany(io => io.Output.ToArray()).Select(v => v > 0 ? '1' : '0'));
         Loss(parameters);
         string pattern = ReluPattern();
         int skipped = 0;
@@ -68,7 +66,7 @@ public sealed class GradientCheckTests
                 $"parameter {i} of {parameters.Length}: backward says {analytic[i]}, finite differences say {numeric}");
             checkedCount++;
         }
-        Assert.That(checkedCount + skipped, Is.EqualTo(Mlp.CountParameters(sizes)));
+        Assert.That(checkedCount + skipped, Is.EqualTo(session.Model.ParameterCount));
         Assert.That(skipped, Is.LessThanOrEqualTo(checkedCount / 10), "only a few parameters may sit at a ReLU kink");
         Assert.That(analytic.Any(g => Math.Abs(g) > 1e-3), "gradients should not all be zero");
     }

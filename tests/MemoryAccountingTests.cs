@@ -21,7 +21,7 @@ public sealed class MemoryAccountingTests
     public void MeasuredEqualsEstimate_AfterATrainingStep(int input, int batch, string optimizer)
     {
         var config = new TrainConfig { BatchSize = batch, Optimizer = optimizer };
-        using var session = new TrainingSession(Shared.Cpu, config, input, 10);
+        using var session = new TrainingSession(Shared.Cpu, config, FeatureShape.Image(input, 1, 1), 10);
         var r = new Random(1);
         float[] x = Reference.RandomFloats(r, batch * input);
         int[] y = Enumerable.Range(0, batch).Select(_ => r.Next(10)).ToArray();
@@ -46,7 +46,7 @@ public sealed class MemoryAccountingTests
     [Test]
     public void LessonDefaults_HaveTheLessonsFigures()
     {
-        var e = MemoryEstimator.Estimate([784, 128, 10], 64, "adam");
+        var e = MemoryEstimator.Estimate(new TrainConfig().Network(FeatureShape.Image(1, 28, 28), 10), 64, "adam");
         Assert.That(e[MemoryCategory.Parameter], Is.EqualTo(407_080));
         Assert.That(e[MemoryCategory.Gradient], Is.EqualTo(407_080));
         Assert.That(e[MemoryCategory.OptimizerState], Is.EqualTo(814_160));
@@ -57,7 +57,7 @@ public sealed class MemoryAccountingTests
     public void Limit_RejectsTheAllocationThatDoesNotFit_AndNamesIt()
     {
         var config = new TrainConfig { BatchSize = 64, MemoryLimit = 1_000_000 };
-        var e = Assert.Throws<DeviceMemoryException>(() => new TrainingSession(Shared.Cpu, config, 784, 10))!;
+        var e = Assert.Throws<DeviceMemoryException>(() => new TrainingSession(Shared.Cpu, config, FeatureShape.Image(1, 28, 28), 10))!;
         Assert.That(e.TensorName, Is.EqualTo("adam.m"));
         Assert.That(e.FullMessage, Does.Contain("407,080 B for 'adam.m' [101770] (OptimizerState)")
             .And.Contain("limit 1,000,000 B").And.Contain("Parameter 407,080 B").And.Contain("--optimizer sgd"));

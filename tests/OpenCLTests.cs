@@ -94,7 +94,7 @@ public sealed class OpenCLTests
         Assert.That(e.Message, Does.Contain("larger than the largest single buffer allowed"));
         Assert.That(e.InnerException, Is.Null, "refused by ScratchNet, not by the driver");
         // A training session on this device carries the cap into its tracker.
-        using var session = new TrainingSession(Device, new TrainConfig { Matmul = Kernels.MatmulVersion.Blocked }, 784, 10);
+        using var session = new TrainingSession(Device, new TrainConfig { Matmul = Kernels.MatmulVersion.Blocked }, FeatureShape.Image(1, 28, 28), 10);
         Assert.That(session.Tracker.MaxBufferBytes, Is.EqualTo(cap));
     }
 

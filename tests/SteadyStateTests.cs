@@ -15,7 +15,7 @@ public sealed class SteadyStateTests
     {
         using var d = ComputeDevice.Create(device);
         var data = DatasetLoader.LoadEmbedded(null);
-        using var session = new TrainingSession(d, new TrainConfig(), 784, 10);
+        using var session = new TrainingSession(d, new TrainConfig(), FeatureShape.Image(1, 28, 28), 10);
         var trainer = new Trainer(session, data);
         long deviceAllocations = -1, managedAt5 = 0, managedAt25 = 0;
         trainer.OnStep = (_, b, _) =>

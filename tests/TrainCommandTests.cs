@@ -67,7 +67,7 @@ public sealed class TrainCommandTests
         List<double> Run()
         {
             var data = DatasetLoader.LoadEmbedded(null);
-            using var session = new TrainingSession(Shared.Cpu, new TrainConfig { Seed = 42 }, 784, 10);
+            using var session = new TrainingSession(Shared.Cpu, new TrainConfig { Seed = 42 }, FeatureShape.Image(1, 28, 28), 10);
             var losses = new List<double>();
             var trainer = new Trainer(session, data) { OnStep = (_, _, loss) => losses.Add(loss) };
             trainer.RunEpoch(0);

@@ -109,7 +109,7 @@ public static class BenchCommand
         foreach (int batch in new[] { 64, 1024 })
         {
             var config = new TrainConfig { BatchSize = batch };
-            using var session = new TrainingSession(device, config, 784, 10);
+            using var session = new TrainingSession(device, config, data.Train.Info);
             var loader = new BatchLoader(data.Train, batch, shuffle: true, seed: 42);
             var images = new float[batch * 784];
             var lbl = new int[batch];

@@ -13,7 +13,10 @@ public static class ConfigOptions
     [
         new("--dataset", "NAME", "fashion-mnist (default), mnist or cifar10"),
         new("--data", "DIR", "folder with the dataset's files (default: ./data/NAME, then the Debian\npackage's folder for fashion-mnist, then the embedded subset)"),
-        new("--hidden", "LIST", "hidden layer sizes, comma-separated (default 128; \"none\" for no hidden layer)"),
+        new("--model", "NAME", "mlp (default: the lesson's Flatten, Linear, ReLU, Linear) or cnn (conv 3x3 32, ReLU,\nmax-pool 2, conv 3x3 64, ReLU, max-pool 2, Flatten, Linear 128, ReLU, Linear)"),
+        new("--hidden", "LIST", "the MLP's hidden layer sizes, comma-separated (default 128; \"none\" for no hidden layer)"),
+        new("--layers", "LAYERS", "any stack instead of --model. " + ModelSpec.Grammar),
+        new("--conv", "VERSION", "how convolutions run: im2col (default: unfold the patches into a Workspace buffer,\nthen matmul) or direct (each output from its input window, no workspace)"),
         new("--optimizer", "NAME", "adam (default), sgd, or momentum (SGD with momentum 0.9)"),
         new("--lr", "X", "learning rate (default: 0.001 for adam, 0.01 for sgd)"),
         new("--momentum", "X", "SGD momentum in [0, 1) (default 0; 0.9 for --optimizer momentum)"),
@@ -49,10 +52,19 @@ public static class ConfigOptions
             version = v;
         }
         string? dataDir = o.String("--data");
-        return new TrainConfig
+        string model = o.Choice("--model", "mlp", ["mlp", "cnn"]);
+        string? layers = o.String("--layers");
+        if (layers is not null && o.Has("--model")) throw new UsageException("--layers and --model: give one of them (--layers is the whole stack)");
+        if (o.Has("--hidden") && (layers is not null || model != "mlp"))
+            throw new UsageException($"--hidden sets the MLP's hidden sizes; with {(layers is not null ? "--layers" : "--model cnn")} write the stack with --layers instead");
+        ConvVersion conv = o.Choice("--conv", "im2col", ["im2col", "direct"]) == "direct" ? ConvVersion.Direct : ConvVersion.Im2col;
+        var config = new TrainConfig
         {
             Dataset = dataset,
             DataDir = dataDir,
+            Model = model,
+            Layers = layers?.Trim(),
+            Conv = conv,
             Hidden = o.IntList("--hidden", [128], allowEmpty: true),
             Optimizer = optimizer,
             LearningRate = o.Float("--lr", positiveOnly: true),
@@ -67,5 +79,16 @@ public static class ConfigOptions
             MaxBuffer = o.Size("--max-buffer"),
             DatasetOnDevice = o.Flag("--dataset-on-device"),
         };
+        // A stack that does not fit the dataset's images is refused now, before anything is loaded or allocated.
+        DatasetInfo info = DatasetInfo.Get(dataset);
+        try
+        {
+            config.Network(info).Layers.ToString();
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"{(layers is not null ? "--layers" : "--model " + model)} on {info.Name} [{info.Channels}, {info.Height}, {info.Width}]: {e.Message}");
+        }
+        return config;
     }
 }

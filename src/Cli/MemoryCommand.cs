@@ -57,8 +57,8 @@ public static class MemoryCommand
         if (data.Notice is not null) stderr.WriteLine($"note: {data.Notice}");
         DatasetInfo info = data.Train.Info;
         using ComputeDevice device = ComputeDevice.Create(config.Device);
-        int[] sizes = config.LayerSizes(info.ImageSize, info.Classes);
-        string modelLine = $"MLP {string.Join("-", sizes)} ({Mlp.CountParameters(sizes):N0} parameters), {config.OptimizerKind}, {info.Name} [{info.Channels}, {info.Height}, {info.Width}]";
+        Network net = config.Network(info);
+        string modelLine = $"{net.Label} ({net.ParameterCount:N0} parameters){(net.ConvLabel.Length > 0 ? ", conv " + net.ConvLabel : "")}, {config.OptimizerKind}, {info.Name} [{info.Channels}, {info.Height}, {info.Width}]";
         text.WriteLine(device.Description);
         text.WriteLine($"model: {modelLine}");
 
@@ -86,7 +86,7 @@ public static class MemoryCommand
         MemoryPlan? planResult = null;
         if (plan)
         {
-            planResult = MemoryPlanner.Plan(device, config, fraction, data, sizes);
+            planResult = MemoryPlanner.Plan(device, config, fraction, data, net);
             text.WriteLine();
             WritePlan(text, planResult);
         }
@@ -107,7 +107,8 @@ public static class MemoryCommand
             {
                 device = device.Label, deviceKind = device.Kind.ToString(), deviceReason = device.Reason,
                 model = modelLine,
-                layers = sizes,
+                layers = net.IsMlp ? net.MlpSizes : null,
+                stack = net.Spec.Text,
                 probe = Strip(probe),
                 batchSizes = acrossBatches.Select(Strip),
                 optimizers = acrossOptimizers.Select(Strip),

@@ -81,7 +81,7 @@ public static class TrainCommand
         TrainingSession session;
         try
         {
-            session = new TrainingSession(device, config, info.ImageSize, info.Classes, datasetOnDevice: planned);
+            session = new TrainingSession(device, config, info, datasetOnDevice: planned);
         }
         catch (DeviceMemoryException e) when (config.Device == "auto" && device.Kind is DeviceKind.Cuda or DeviceKind.OpenCL && e.InnerException is not null)
         {
@@ -91,7 +91,7 @@ public static class TrainCommand
             device.Dispose();
             device = ComputeDevice.Create("host");
             config = config with { Matmul = null };
-            session = new TrainingSession(device, config, info.ImageSize, info.Classes, datasetOnDevice: planned);
+            session = new TrainingSession(device, config, info, datasetOnDevice: planned);
         }
         catch
         {
@@ -103,7 +103,8 @@ public static class TrainCommand
         text.WriteLine(device.Description);
         text.WriteLine($"data: {info.Name} from {data.Train.Source}: {data.Train.Count:N0} training and {data.Test.Count:N0} test images of [{info.Channels}, {info.Height}, {info.Width}]");
 
-        text.WriteLine($"model: {session.Model.Describe()}; {session.Model.ParameterCount:N0} parameters");
+        text.WriteLine($"model: {session.Model.Describe()}; {session.Model.ParameterCount:N0} parameters" +
+            (session.Network.ConvLabel.Length > 0 ? $"; conv {session.Network.ConvLabel}" : ""));
         text.WriteLine($"optimizer: {session.Optimizer.Name}, lr {config.EffectiveLearningRate}" +
             (session.Optimizer.Name == "momentum" ? $", momentum {config.EffectiveMomentum}" : "") +
             $"; batch {config.BatchSize}, {config.Epochs} epoch(s), seed {config.Seed}, matmul {session.MatmulName}");
@@ -112,8 +113,8 @@ public static class TrainCommand
         EpochPosition start = new(0, 0, 0, 0, 0);
         if (resume is not null)
         {
-            if (!resume.Header.Layers.SequenceEqual(session.Sizes))
-                throw new DataFormatException(resumePath!, null, $"the checkpoint's model {string.Join("-", resume.Header.Layers)} does not fit {info.Name} ({string.Join("-", session.Sizes)})");
+            if (resume.Header.Stack is null && !resume.Header.Layers.SequenceEqual(session.Network.MlpSizes))
+                throw new DataFormatException(resumePath!, null, $"the checkpoint's model {string.Join("-", resume.Header.Layers)} does not fit {info.Name} ({session.Network.Label})");
             int batchesPerEpoch = (data.Train.Count + config.BatchSize - 1) / config.BatchSize;
             string? warning = Checkpoint.CheckData(resumePath!, resume.Header, dataIdentity.Value, batchesPerEpoch);
             if (warning is not null) stderr.WriteLine($"warning: {warning}");
@@ -197,7 +198,9 @@ public static class TrainCommand
                 trainImages = data.Train.Count,
                 testImages = data.Test.Count,
                 imageShape = new[] { info.Channels, info.Height, info.Width },
-                layers = session.Sizes,
+                layers = session.Network.IsMlp ? session.Network.MlpSizes : null,
+                stack = session.Network.Spec.Text,
+                conv = session.Network.ConvLabel,
                 parameters = session.Model.ParameterCount,
                 optimizer = session.Optimizer.Name,
                 learningRate = config.EffectiveLearningRate,
@@ -226,16 +229,20 @@ public static class TrainCommand
             if (o.Has(option) && !EqualityComparer<T>.Default.Equals(mine, theirs))
                 throw new UsageException($"{option} {mine} differs from the checkpoint's {theirs}; a resumed run keeps the checkpoint's value");
         }
-        int[] hidden = h.Layers[1..^1];
+        int classes = DatasetInfo.Get(h.Dataset).Classes;
+        string stack = h.Spec(classes).Text;
         Same("--dataset", given.Dataset, h.Dataset);
-        Same("--hidden", string.Join(",", given.Hidden), string.Join(",", hidden));
+        if ((o.Has("--hidden") || o.Has("--model") || o.Has("--layers")) && given.Spec(classes).Text != stack)
+            throw new UsageException($"the model given ({given.Spec(classes).Text}) differs from the checkpoint's {stack}; a resumed run keeps the checkpoint's model");
+        Same("--conv", given.Conv.ToString().ToLowerInvariant(), h.ConvVersion.ToString().ToLowerInvariant());
         Same("--optimizer", given.OptimizerKind, h.Optimizer);
         Same("--batch-size", given.BatchSize, h.BatchSize);
         Same("--seed", given.Seed, h.Seed);
         return given with
         {
             Dataset = h.Dataset,
-            Hidden = hidden,
+            Layers = stack,
+            Conv = h.ConvVersion,
             Optimizer = h.Optimizer,
             Momentum = h.Optimizer == "adam" ? null : h.Momentum,
             LearningRate = o.Has("--lr") ? given.LearningRate : h.LearningRate,

@@ -21,7 +21,7 @@ namespace ScratchNet.Kernels;
 /// Every method is marked AggressiveOptimization: .NET would otherwise run its first calls as quickly
 /// compiled, unoptimised code (tier 0), several times slower for vector loops.
 /// </summary>
-public sealed unsafe class HostBackend : IBackend
+public sealed unsafe partial class HostBackend : IBackend
 {
     /// <summary>One matmul of its own (SIMD C#); the ILGPU kernel versions do not run here.</summary>
     public IReadOnlyList<MatmulVersion> MatmulVersions { get; } = [MatmulVersion.HostSimd];
@@ -42,7 +42,7 @@ public sealed unsafe class HostBackend : IBackend
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Matmul(MatmulVersion version, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
-        int m, int n, int k, int aRow, int aCol, int bRow, int bCol)
+        int m, int n, int k, int aRow, int aCol, int bRow, int bCol, bool accumulate = false)
     {
         if (version != MatmulVersion.HostSimd)
             throw new NotSupportedException($"the host backend has one matmul (host SIMD), not the ILGPU kernel '{Kernels.MatmulVersions.Label(version)}'");
@@ -50,7 +50,7 @@ public sealed unsafe class HostBackend : IBackend
         w.A = Ptr(a);
         w.B = Ptr(b);
         w.C = Ptr(c);
-        (w.M, w.N, w.K, w.ARow, w.ACol, w.BRow, w.BCol) = (m, n, k, aRow, aCol, bRow, bCol);
+        (w.M, w.N, w.K, w.ARow, w.ACol, w.BRow, w.BCol, w.Accumulate) = (m, n, k, aRow, aCol, bRow, bCol, accumulate);
         HostParallel.Run(w, (long)m * n * k < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, (m + 3) / 4));
     }
 
@@ -59,23 +59,24 @@ public sealed unsafe class HostBackend : IBackend
     {
         public float* A, B, C;
         public int M, N, K, ARow, ACol, BRow, BCol;
+        public bool Accumulate;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int part, int parts)
         {
             var (i0, i1) = HostParallel.Range(M, 4, part, parts);
             if (Vector256.IsHardwareAccelerated && BCol == 1)
-                MatmulRowsB(A, B, C, i0, i1, N, K, ARow, ACol, BRow);
+                MatmulRowsB(A, B, C, i0, i1, N, K, ARow, ACol, BRow, Accumulate);
             else if (Vector256.IsHardwareAccelerated && ACol == 1 && BRow == 1)
-                MatmulDots(A, B, C, i0, i1, N, K, ARow, BCol);
+                MatmulDots(A, B, C, i0, i1, N, K, ARow, BCol, Accumulate);
             else
-                MatmulPlain(A, B, C, i0, i1, N, K, ARow, ACol, BRow, BCol);
+                MatmulPlain(A, B, C, i0, i1, N, K, ARow, ACol, BRow, BCol, Accumulate);
         }
     }
 
     /// <summary>c[i, :] = sum_q a[i, q] * b[q, :] for rows i0..i1, b rows contiguous (stride bRow).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void MatmulRowsB(float* a, float* b, float* c, int i0, int i1, int n, int k, int aRow, int aCol, int bRow)
+    static void MatmulRowsB(float* a, float* b, float* c, int i0, int i1, int n, int k, int aRow, int aCol, int bRow, bool acc)
     {
         int i = i0;
         for (; i + 4 <= i1; i += 4)
@@ -102,19 +103,26 @@ public sealed unsafe class HostBackend : IBackend
                     c30 = Vector256.FusedMultiplyAdd(v3, b0, c30); c31 = Vector256.FusedMultiplyAdd(v3, b1, c31);
                 }
                 float* ci = c + (long)i * n + j;
+                if (acc)
+                {
+                    c00 += Vector256.Load(ci); c01 += Vector256.Load(ci + 8);
+                    c10 += Vector256.Load(ci + n); c11 += Vector256.Load(ci + n + 8);
+                    c20 += Vector256.Load(ci + 2 * n); c21 += Vector256.Load(ci + 2 * n + 8);
+                    c30 += Vector256.Load(ci + 3 * n); c31 += Vector256.Load(ci + 3 * n + 8);
+                }
                 c00.Store(ci); c01.Store(ci + 8);
                 c10.Store(ci + n); c11.Store(ci + n + 8);
                 c20.Store(ci + 2 * n); c21.Store(ci + 2 * n + 8);
                 c30.Store(ci + 3 * n); c31.Store(ci + 3 * n + 8);
             }
-            if (j < n) MatmulPlain(a, b, c, i, i + 4, n, k, aRow, aCol, bRow, 1, j);
+            if (j < n) MatmulPlain(a, b, c, i, i + 4, n, k, aRow, aCol, bRow, 1, acc, j);
         }
-        if (i < i1) MatmulPlain(a, b, c, i, i1, n, k, aRow, aCol, bRow, 1);
+        if (i < i1) MatmulPlain(a, b, c, i, i1, n, k, aRow, aCol, bRow, 1, acc);
     }
 
     /// <summary>c[i, j] = dot(a[i, :], b[:, j]) for rows i0..i1, with a rows and b columns contiguous.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void MatmulDots(float* a, float* b, float* c, int i0, int i1, int n, int k, int aRow, int bCol)
+    static void MatmulDots(float* a, float* b, float* c, int i0, int i1, int n, int k, int aRow, int bCol, bool acc)
     {
         int kv = k & ~7;
         int i = i0;
@@ -147,17 +155,25 @@ public sealed unsafe class HostBackend : IBackend
                     s32 = Vector256.FusedMultiplyAdd(x, w2, s32); s33 = Vector256.FusedMultiplyAdd(x, w3, s33);
                 }
                 float* ci = c + (long)i * n + j;
-                ci[0] = Finish(s00, a0, b0, kv, k); ci[1] = Finish(s01, a0, b1, kv, k); ci[2] = Finish(s02, a0, b2, kv, k); ci[3] = Finish(s03, a0, b3, kv, k);
+                Put(ci, acc, Finish(s00, a0, b0, kv, k), Finish(s01, a0, b1, kv, k), Finish(s02, a0, b2, kv, k), Finish(s03, a0, b3, kv, k));
                 ci += n;
-                ci[0] = Finish(s10, a1, b0, kv, k); ci[1] = Finish(s11, a1, b1, kv, k); ci[2] = Finish(s12, a1, b2, kv, k); ci[3] = Finish(s13, a1, b3, kv, k);
+                Put(ci, acc, Finish(s10, a1, b0, kv, k), Finish(s11, a1, b1, kv, k), Finish(s12, a1, b2, kv, k), Finish(s13, a1, b3, kv, k));
                 ci += n;
-                ci[0] = Finish(s20, a2, b0, kv, k); ci[1] = Finish(s21, a2, b1, kv, k); ci[2] = Finish(s22, a2, b2, kv, k); ci[3] = Finish(s23, a2, b3, kv, k);
+                Put(ci, acc, Finish(s20, a2, b0, kv, k), Finish(s21, a2, b1, kv, k), Finish(s22, a2, b2, kv, k), Finish(s23, a2, b3, kv, k));
                 ci += n;
-                ci[0] = Finish(s30, a3, b0, kv, k); ci[1] = Finish(s31, a3, b1, kv, k); ci[2] = Finish(s32, a3, b2, kv, k); ci[3] = Finish(s33, a3, b3, kv, k);
+                Put(ci, acc, Finish(s30, a3, b0, kv, k), Finish(s31, a3, b1, kv, k), Finish(s32, a3, b2, kv, k), Finish(s33, a3, b3, kv, k));
             }
-            if (j < n) MatmulPlain(a, b, c, i, i + 4, n, k, aRow, 1, 1, bCol, j);
+            if (j < n) MatmulPlain(a, b, c, i, i + 4, n, k, aRow, 1, 1, bCol, acc, j);
         }
-        if (i < i1) MatmulPlain(a, b, c, i, i1, n, k, aRow, 1, 1, bCol);
+        if (i < i1) MatmulPlain(a, b, c, i, i1, n, k, aRow, 1, 1, bCol, acc);
+    }
+
+    /// <summary>Writes (or with acc adds) four results of one row of c.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Put(float* c, bool acc, float v0, float v1, float v2, float v3)
+    {
+        if (acc) { v0 += c[0]; v1 += c[1]; v2 += c[2]; v3 += c[3]; }
+        c[0] = v0; c[1] = v1; c[2] = v2; c[3] = v3;
     }
 
     /// <summary>The lanes of a vector dot product summed, plus the k % 8 elements the vectors did not cover.</summary>
@@ -171,14 +187,14 @@ public sealed unsafe class HostBackend : IBackend
 
     /// <summary>The plain loop for any strides, rows i0..i1 and columns j0..n.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void MatmulPlain(float* a, float* b, float* c, int i0, int i1, int n, int k, int aRow, int aCol, int bRow, int bCol, int j0 = 0)
+    static void MatmulPlain(float* a, float* b, float* c, int i0, int i1, int n, int k, int aRow, int aCol, int bRow, int bCol, bool acc, int j0 = 0)
     {
         for (int i = i0; i < i1; i++)
             for (int j = j0; j < n; j++)
             {
                 float sum = 0f;
                 for (int q = 0; q < k; q++) sum += a[(long)i * aRow + (long)q * aCol] * b[(long)q * bRow + (long)j * bCol];
-                c[(long)i * n + j] = sum;
+                c[(long)i * n + j] = acc ? c[(long)i * n + j] + sum : sum;
             }
     }
 

@@ -18,18 +18,49 @@ public interface IBackend
     /// <summary>The matmul version that runs when none is forced.</summary>
     MatmulVersion DefaultMatmul { get; }
 
-    /// <summary>c (M, N) = a (M, K) · b (K, N) with a[i, q] = a[i*aRow + q*aCol], b[q, j] = b[q*bRow + j*bCol] (see <see cref="MatmulKernels"/>).</summary>
+    /// <summary>c (M, N) = a (M, K) · b (K, N) with a[i, q] = a[i*aRow + q*aCol], b[q, j] = b[q*bRow + j*bCol] (see <see cref="MatmulKernels"/>);
+    /// with accumulate, c += a · b.</summary>
     void Matmul(MatmulVersion version, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
-        int m, int n, int k, int aRow, int aCol, int bRow, int bCol);
+        int m, int n, int k, int aRow, int aCol, int bRow, int bCol, bool accumulate = false);
 
     /// <summary>y (B, N) = relu?(y + bias), in place.</summary>
     void BiasActivation(ArrayView<float> y, ArrayView<float> bias, int rows, int n, bool relu);
+
+    /// <summary>y (count) = max(y, 0), in place.</summary>
+    void Relu(ArrayView<float> y, int count);
 
     /// <summary>dy (count) *= (y > 0), in place.</summary>
     void ReluBackward(ArrayView<float> dy, ArrayView<float> y, int count);
 
     /// <summary>dbias (N) = column sums of dy (B, N).</summary>
     void BiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int n);
+
+    /// <summary>direct conv: y (B, F, OH, OW) = x (B, C, H, W) convolved with weight (F, C, k, k), no bias (see <see cref="ConvKernels"/>).</summary>
+    void ConvDirectForward(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> y, ConvShape s, int rows);
+
+    /// <summary>direct conv backward: dx (B, C, H, W) from dy (B, F, OH, OW) and weight.</summary>
+    void ConvDirectBackwardInput(ArrayView<float> dy, ArrayView<float> weight, ArrayView<float> dx, ConvShape s, int rows);
+
+    /// <summary>direct conv backward: dweight (F, C, k, k) from dy (B, F, OH, OW) and x (B, C, H, W).</summary>
+    void ConvDirectBackwardWeight(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dweight, ConvShape s, int rows);
+
+    /// <summary>cols (C k k, OH OW) = the windows of one image (C, H, W).</summary>
+    void Im2col(ArrayView<float> image, ArrayView<float> cols, ConvShape s);
+
+    /// <summary>dimage (C, H, W) = the column entries of dcols (C k k, OH OW) folded back onto one image.</summary>
+    void Col2im(ArrayView<float> dcols, ArrayView<float> dimage, ConvShape s);
+
+    /// <summary>y (B, F, plane) += bias (F), in place.</summary>
+    void ChannelBias(ArrayView<float> y, ArrayView<float> bias, int rows, int channels, int plane);
+
+    /// <summary>dbias (F) = sums of dy (B, F, plane) over B and the plane.</summary>
+    void ChannelBiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int channels, int plane);
+
+    /// <summary>y and indices (B C planes of H/s x W/s) = s x s max pooling of x (B C planes of H x W) (see <see cref="PoolKernels"/>).</summary>
+    void MaxPoolForward(ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices, int planes, int h, int w, int size);
+
+    /// <summary>dx (B C planes of H x W) from dy and the indices of the maxima.</summary>
+    void MaxPoolBackward(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx, int planes, int h, int w, int size);
 
     /// <summary>losses (B) and dlogits (B, classes) = d(mean loss)/d(logits) from logits (B, classes) and labels (B).</summary>
     void SoftmaxCrossEntropy(ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> losses, ArrayView<float> dlogits, int rows, int classes);

@@ -24,7 +24,13 @@ public sealed class IlgpuBackend : IBackend
 
     readonly Accelerator _acc;
     readonly bool _isCpu;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int> _matmulNaive, _matmulBlocked, _matmulTiled;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int, int> _matmulNaive, _matmulBlocked, _matmulTiled;
+    readonly Action<KernelConfig, ArrayView<float>, int> _relu;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> _convForward, _convBackwardInput, _convBackwardWeight;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ConvShape> _im2col, _col2im;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _channelBias, _channelBiasBackward;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int> _maxPoolForward;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int, int> _maxPoolBackward;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _biasActivation;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _reluBackward;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _biasBackward;
@@ -39,9 +45,19 @@ public sealed class IlgpuBackend : IBackend
     {
         _acc = accelerator;
         _isCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
-        _matmulNaive = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int>(MatmulKernels.Naive);
-        _matmulBlocked = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int>(MatmulKernels.Blocked);
-        _matmulTiled = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int>(MatmulKernels.Tiled);
+        _matmulNaive = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int, int>(MatmulKernels.Naive);
+        _matmulBlocked = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int, int>(MatmulKernels.Blocked);
+        _matmulTiled = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int, int>(MatmulKernels.Tiled);
+        _relu = _acc.LoadStreamKernel<ArrayView<float>, int>(LayerKernels.Relu);
+        _convForward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(ConvKernels.DirectForward);
+        _convBackwardInput = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(ConvKernels.DirectBackwardInput);
+        _convBackwardWeight = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(ConvKernels.DirectBackwardWeight);
+        _im2col = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ConvShape>(ConvKernels.Im2col);
+        _col2im = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ConvShape>(ConvKernels.Col2im);
+        _channelBias = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(ConvKernels.ChannelBias);
+        _channelBiasBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(ConvKernels.ChannelBiasBackward);
+        _maxPoolForward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int>(PoolKernels.MaxPoolForward);
+        _maxPoolBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int, int>(PoolKernels.MaxPoolBackward);
         _biasActivation = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(LayerKernels.BiasActivation);
         _reluBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(LayerKernels.ReluBackward);
         _biasBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(LayerKernels.BiasBackward);
@@ -82,20 +98,21 @@ public sealed class IlgpuBackend : IBackend
     /// </summary>
     public void Matmul(MatmulVersion version,
         ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
-        int m, int n, int k, int aRow, int aCol, int bRow, int bCol)
+        int m, int n, int k, int aRow, int aCol, int bRow, int bCol, bool accumulate = false)
     {
+        int acc = accumulate ? 1 : 0;
         switch (version)
         {
             case MatmulVersion.Naive:
-                _matmulNaive(Geometry((long)m * n), a, b, c, m, n, k, aRow, aCol, bRow, bCol);
+                _matmulNaive(Geometry((long)m * n), a, b, c, m, n, k, aRow, aCol, bRow, bCol, acc);
                 break;
             case MatmulVersion.Blocked:
-                _matmulBlocked(Geometry((long)((m + 3) / 4) * ((n + 3) / 4)), a, b, c, m, n, k, aRow, aCol, bRow, bCol);
+                _matmulBlocked(Geometry((long)((m + 3) / 4) * ((n + 3) / 4)), a, b, c, m, n, k, aRow, aCol, bRow, bCol, acc);
                 break;
             case MatmulVersion.Tiled when MatmulVersions.Contains(MatmulVersion.Tiled):
                 long tiles = (long)((m + MatmulKernels.Tile - 1) / MatmulKernels.Tile) * ((n + MatmulKernels.Tile - 1) / MatmulKernels.Tile);
                 int grid = (int)Math.Clamp(tiles, 1, (long)_acc.NumMultiprocessors * Math.Max(1, _acc.MaxNumThreadsPerMultiprocessor / TiledGroupSize));
-                _matmulTiled(new KernelConfig(grid, TiledGroupSize), a, b, c, m, n, k, aRow, aCol, bRow, bCol);
+                _matmulTiled(new KernelConfig(grid, TiledGroupSize), a, b, c, m, n, k, aRow, aCol, bRow, bCol, acc);
                 break;
             case MatmulVersion.Tiled:
                 throw new NotSupportedException(
@@ -108,6 +125,35 @@ public sealed class IlgpuBackend : IBackend
     /// <summary>y (B, N) = relu?(y + bias), in place.</summary>
     public void BiasActivation(ArrayView<float> y, ArrayView<float> bias, int rows, int n, bool relu) =>
         _biasActivation(Geometry((long)rows * n), y, bias, rows, n, relu ? 1 : 0);
+
+    public void Relu(ArrayView<float> y, int count) => _relu(Geometry(count), y, count);
+
+    public void ConvDirectForward(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> y, ConvShape s, int rows) =>
+        _convForward(Geometry((long)rows * s.F * s.OutH * s.OutW), x, weight, y, s, rows);
+
+    public void ConvDirectBackwardInput(ArrayView<float> dy, ArrayView<float> weight, ArrayView<float> dx, ConvShape s, int rows) =>
+        _convBackwardInput(Geometry((long)rows * s.C * s.H * s.W), dy, weight, dx, s, rows);
+
+    public void ConvDirectBackwardWeight(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dweight, ConvShape s, int rows) =>
+        _convBackwardWeight(Geometry((long)s.F * s.ColRows), dy, x, dweight, s, rows);
+
+    public void Im2col(ArrayView<float> image, ArrayView<float> cols, ConvShape s) =>
+        _im2col(Geometry((long)s.ColRows * s.ColCols), image, cols, s);
+
+    public void Col2im(ArrayView<float> dcols, ArrayView<float> dimage, ConvShape s) =>
+        _col2im(Geometry((long)s.C * s.H * s.W), dcols, dimage, s);
+
+    public void ChannelBias(ArrayView<float> y, ArrayView<float> bias, int rows, int channels, int plane) =>
+        _channelBias(Geometry((long)rows * channels * plane), y, bias, rows, channels, plane);
+
+    public void ChannelBiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int channels, int plane) =>
+        _channelBiasBackward(Geometry(channels), dy, dbias, rows, channels, plane);
+
+    public void MaxPoolForward(ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices, int planes, int h, int w, int size) =>
+        _maxPoolForward(Geometry((long)planes * (h / size) * (w / size)), x, y, indices, planes, h, w, size);
+
+    public void MaxPoolBackward(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx, int planes, int h, int w, int size) =>
+        _maxPoolBackward(Geometry((long)planes * h * w), dy, indices, dx, planes, h, w, size);
 
     /// <summary>dy (B, N) *= (y > 0), in place.</summary>
     public void ReluBackward(ArrayView<float> dy, ArrayView<float> y, int count) =>

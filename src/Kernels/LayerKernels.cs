@@ -26,6 +26,16 @@ public static class LayerKernels
         }
     }
 
+    /// <summary>ReLU on its own, in place: <c>y[i] = max(y[i], 0)</c> (after a conv, or where no bias comes first).</summary>
+    public static void Relu(
+        ArrayView<float> y,      // y: (count), updated in place
+        int count)
+    {
+        int stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < count; i += stride)
+            y[i] = y[i] < 0f ? 0f : y[i];
+    }
+
     /// <summary>ReLU backward, in place on the incoming gradient: <c>dy[i] = y[i] &gt; 0 ? dy[i] : 0</c>.</summary>
     public static void ReluBackward(
         ArrayView<float> dy,     // dy: (B, N), d(loss)/d(relu output), becomes d(loss)/d(relu input)

@@ -16,7 +16,8 @@ namespace ScratchNet.Kernels;
 /// backward  dW (N, K) = dy^T (N, B) · x (B, K)     a = dy^T (aRow = 1, aCol = N),  b = x
 /// </code>
 /// Every version sums over q = 0..K-1 in increasing order with one float accumulator per output, so results do
-/// not depend on how many threads run.
+/// not depend on how many threads run. With accumulate = 1 the finished sum is added to what c holds (c += a·b):
+/// im2col's weight gradient sums one image after another this way.
 /// </summary>
 public static class MatmulKernels
 {
@@ -26,7 +27,8 @@ public static class MatmulKernels
         ArrayView<float> b,     // b: (K, N) through strides bRow, bCol
         ArrayView<float> c,     // c: (M, N) row-major, written
         int m, int n, int k,
-        int aRow, int aCol, int bRow, int bCol)
+        int aRow, int aCol, int bRow, int bCol,
+        int accumulate)         // 0: c = a·b; 1: c += a·b (the sum is formed from 0, then added)
     {
         int stride = Grid.DimX * Group.DimX;
         for (int idx = Grid.GlobalIndex.X; idx < m * n; idx += stride)
@@ -35,7 +37,7 @@ public static class MatmulKernels
             float sum = 0f;
             for (int q = 0; q < k; q++)
                 sum += a[i * aRow + q * aCol] * b[q * bRow + j * bCol];
-            c[idx] = sum;
+            c[idx] = accumulate != 0 ? c[idx] + sum : sum;
         }
     }
 
@@ -50,7 +52,8 @@ public static class MatmulKernels
         ArrayView<float> b,     // b: (K, N) through strides bRow, bCol
         ArrayView<float> c,     // c: (M, N) row-major, written
         int m, int n, int k,
-        int aRow, int aCol, int bRow, int bCol)
+        int aRow, int aCol, int bRow, int bCol,
+        int accumulate)         // 0: c = a·b; 1: c += a·b (the sum is formed from 0, then added)
     {
         int tilesN = (n + 3) / 4;
         int tiles = (m + 3) / 4 * tilesN;
@@ -75,18 +78,25 @@ public static class MatmulKernels
                 c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
                 c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
             }
-            StoreRow(c, n, m, i0, j0, c00, c01, c02, c03);
-            StoreRow(c, n, m, i0 + 1, j0, c10, c11, c12, c13);
-            StoreRow(c, n, m, i0 + 2, j0, c20, c21, c22, c23);
-            StoreRow(c, n, m, i0 + 3, j0, c30, c31, c32, c33);
+            StoreRow(c, n, m, i0, j0, c00, c01, c02, c03, accumulate);
+            StoreRow(c, n, m, i0 + 1, j0, c10, c11, c12, c13, accumulate);
+            StoreRow(c, n, m, i0 + 2, j0, c20, c21, c22, c23, accumulate);
+            StoreRow(c, n, m, i0 + 3, j0, c30, c31, c32, c33, accumulate);
         }
     }
 
-    /// <summary>Stores up to 4 values of row i starting at column j0, skipping those outside (M, N).</summary>
-    static void StoreRow(ArrayView<float> c, int n, int m, int i, int j0, float v0, float v1, float v2, float v3)
+    /// <summary>Stores (or with accumulate adds) up to 4 values of row i starting at column j0, skipping those outside (M, N).</summary>
+    static void StoreRow(ArrayView<float> c, int n, int m, int i, int j0, float v0, float v1, float v2, float v3, int accumulate)
     {
         if (i >= m) return;
         int row = i * n;
+        if (accumulate != 0)
+        {
+            v0 += c[row + j0];
+            if (j0 + 1 < n) v1 += c[row + j0 + 1];
+            if (j0 + 2 < n) v2 += c[row + j0 + 2];
+            if (j0 + 3 < n) v3 += c[row + j0 + 3];
+        }
         c[row + j0] = v0;
         if (j0 + 1 < n) c[row + j0 + 1] = v1;
         if (j0 + 2 < n) c[row + j0 + 2] = v2;
@@ -109,7 +119,8 @@ public static class MatmulKernels
         ArrayView<float> b,     // b: (K, N) through strides bRow, bCol
         ArrayView<float> c,     // c: (M, N) row-major, written
         int m, int n, int k,
-        int aRow, int aCol, int bRow, int bCol)
+        int aRow, int aCol, int bRow, int bCol,
+        int accumulate)         // 0: c = a·b; 1: c += a·b (the sum is formed from 0, then added)
     {
         var tileA = SharedMemory.Allocate<float>(Tile * Tile);   // tileA[ty, q] = a[row, k0 + q]
         var tileB = SharedMemory.Allocate<float>(Tile * Tile);   // tileB[q, tx] = b[k0 + q, col]
@@ -129,7 +140,7 @@ public static class MatmulKernels
                     sum += tileA[ty * Tile + q] * tileB[q * Tile + tx];
                 Group.Barrier();
             }
-            if (row < m && col < n) c[row * n + col] = sum;
+            if (row < m && col < n) c[row * n + col] = accumulate != 0 ? c[row * n + col] + sum : sum;
         }
     }
 }

@@ -18,6 +18,8 @@ public enum MemoryCategory
     Activation,
     /// <summary>Gradients flowing backward through the layers and scratch space (per-row losses, predictions).</summary>
     Temporary,
+    /// <summary>Scratch space an algorithm needs besides its inputs and outputs (im2col's unfolded patches), as cuDNN calls it.</summary>
+    Workspace,
     /// <summary>Anything else.</summary>
     Other,
 }

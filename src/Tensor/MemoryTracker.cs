@@ -69,8 +69,8 @@ public sealed class MemoryTracker
     public CategoryStats Stats(MemoryCategory category) => _stats[category];
     public IReadOnlyDictionary<MemoryCategory, long> LiveByCategory() => _stats.ToDictionary(kv => kv.Key, kv => kv.Value.Live);
 
-    /// <summary>Creates a tracked device tensor of the given shape; contents are zero.</summary>
-    public Tensor<T> Allocate<T>(string name, int[] shape, MemoryCategory category) where T : unmanaged
+    /// <summary>Creates a tracked device tensor of the given shape; contents are zero. `layer` names the layer it belongs to ("" for none).</summary>
+    public Tensor<T> Allocate<T>(string name, int[] shape, MemoryCategory category, string layer = "") where T : unmanaged
     {
         long elements = 1;
         foreach (int d in shape)
@@ -96,7 +96,7 @@ public sealed class MemoryTracker
             string who = _accelerator.AcceleratorType == AcceleratorType.CPU ? "host memory (where the CPU accelerator and the host backend keep buffers)" : "the device";
             throw OutOfMemory(name, shape, category, bytes, $"{who} refused it ({e.GetType().Name}: {e.Message.Trim()})", e);
         }
-        var tensor = new Tensor<T>(this, buffer, name, shape, category, bytes);
+        var tensor = new Tensor<T>(this, buffer, name, shape, category, bytes, layer);
         var s = _stats[category];
         s.Live += bytes;
         s.Peak = Math.Max(s.Peak, s.Live);

@@ -10,6 +10,8 @@ public interface ITensor
     int[] Shape { get; }
     MemoryCategory Category { get; }
     long Bytes { get; }
+    /// <summary>The layer that created it ("conv1"), or "" for the model's own buffers (input, loss, flat parameters).</summary>
+    string Layer { get; }
 }
 
 /// <summary>
@@ -20,8 +22,9 @@ public sealed class Tensor<T> : ITensor, IDisposable where T : unmanaged
 {
     readonly MemoryTracker _tracker;
 
-    internal Tensor(MemoryTracker tracker, MemoryBuffer1D<T, Stride1D.Dense> buffer, string name, int[] shape, MemoryCategory category, long bytes)
+    internal Tensor(MemoryTracker tracker, MemoryBuffer1D<T, Stride1D.Dense> buffer, string name, int[] shape, MemoryCategory category, long bytes, string layer)
     {
+        Layer = layer;
         _tracker = tracker;
         Buffer = buffer;
         Name = name;
@@ -38,6 +41,7 @@ public sealed class Tensor<T> : ITensor, IDisposable where T : unmanaged
     public MemoryCategory Category { get; }
     public long Bytes { get; }
     public long Length => Buffer.Length;
+    public string Layer { get; }
 
     /// <summary>
     /// Copies host values into the start of the buffer. Buffers of ILGPU's CPU accelerator live in host

@@ -10,7 +10,14 @@ namespace ScratchNet.Training;
 public sealed record CheckpointHeader(
     string Dataset, int[] Layers, string Optimizer, float LearningRate, float Momentum, int BatchSize, ulong Seed,
     long OptimizerSteps, int Epoch, int NextBatch, double LossSum, long Correct, long Seen, int StateBuffers,
-    DataIdentity? Data = null, string? Matmul = null);
+    DataIdentity? Data = null, string? Matmul = null, string? Stack = null, string? Conv = null)
+{
+    /// <summary>The layer stack: recorded since conv nets (<see cref="Stack"/>); older checkpoints are MLPs of <see cref="Layers"/>' sizes.</summary>
+    public ModelSpec Spec(int classes) => Stack is not null ? new ModelSpec(Stack) : ModelSpec.Mlp(Layers[1..^1], classes);
+
+    /// <summary>How its convolutions ran (--conv); im2col where it was not recorded.</summary>
+    public ConvVersion ConvVersion => Conv == "direct" ? ConvVersion.Direct : ConvVersion.Im2col;
+}
 
 /// <summary>
 /// A training checkpoint: the weights, the optimizer state, where training stands (epoch, next batch,
@@ -19,7 +26,9 @@ public sealed record CheckpointHeader(
 /// <code>
 /// "SNCKPT\r\n"          8 bytes, magic
 /// version               int32 little-endian (2; version 1 had no Data in the header; Matmul, the version
-///                       that ran (--matmul auto's choice included), is optional)
+///                       that ran (--matmul auto's choice included), is optional; Stack, the layer stack as
+///                       --layers writes it, and Conv, the --conv version, are recorded since conv nets:
+///                       without Stack the model is the MLP of Layers' sizes)
 /// header length         int32, then the header as UTF-8 JSON (CheckpointHeader)
 /// parameters            P float32
 /// optimizer state       StateBuffers x P float32 (Adam: m then v; momentum: the buffer)
@@ -98,9 +107,11 @@ public static class Checkpoint
         CheckTarget(path);
         var config = session.Config;
         var state = session.Optimizer.State;
-        var header = new CheckpointHeader(config.Dataset, session.Sizes, session.Optimizer.Name, config.EffectiveLearningRate,
+        var net = session.Network;
+        int[] sizes = net.IsMlp ? net.MlpSizes : [(int)net.Input.Size, net.Classes];
+        var header = new CheckpointHeader(config.Dataset, sizes, session.Optimizer.Name, config.EffectiveLearningRate,
             config.EffectiveMomentum, config.BatchSize, config.Seed, session.Optimizer.Steps, position.Epoch, position.NextBatch,
-            position.LossSum, position.Correct, position.Seen, state.Count, data, session.MatmulName);
+            position.LossSum, position.Correct, position.Seen, state.Count, data, session.MatmulName, net.Spec.Text, net.Conv.ToString().ToLowerInvariant());
         byte[] headerBytes = JsonSerializer.SerializeToUtf8Bytes(header);
 
         try
@@ -218,19 +229,20 @@ public static class Checkpoint
         if (problem is not null) throw new DataFormatException(path, FixedHeaderBytes, $"impossible header: {problem}");
 
         long p;
+        var info = DatasetInfo.Get(header.Dataset);
         try
         {
-            p = Mlp.CountParameters(header.Layers);
+            p = Model.CountParameters(header.Spec(info.Classes), FeatureShape.Image(info.Channels, info.Height, info.Width), info.Classes);
         }
-        catch (OverflowException)
+        catch (Exception e) when (e is OverflowException or ArgumentException)
         {
-            throw new DataFormatException(path, FixedHeaderBytes, $"impossible header: layer sizes {string.Join("-", header.Layers)} overflow a parameter count");
+            throw new DataFormatException(path, FixedHeaderBytes, $"impossible header: the model {Describe(header)} does not fit {header.Dataset} ({e.Message})");
         }
         if (p > Array.MaxLength) throw new DataFormatException(path, FixedHeaderBytes, $"impossible header: {p:N0} parameters in one model");
         long expected = FileSize(headerLength, p, header.StateBuffers);
         if (length != expected)
             throw new DataFormatException(path, FixedHeaderBytes + headerLength,
-                $"expected {PayloadBytes(p, header.StateBuffers):N0} bytes of weights and optimizer state for {string.Join("-", header.Layers)}, " +
+                $"expected {PayloadBytes(p, header.StateBuffers):N0} bytes of weights and optimizer state for {Describe(header)}, " +
                 $"found {length - FixedHeaderBytes - headerLength - HashBytes:N0} (truncated or corrupted)");
 
         var arrays = new float[1 + header.StateBuffers][];
@@ -251,6 +263,9 @@ public static class Checkpoint
         return new Loaded(header, arrays[0], arrays[1..]);
     }
 
+    /// <summary>The model as a message names it: the stack, or the MLP's sizes.</summary>
+    public static string Describe(CheckpointHeader h) => h.Stack ?? string.Join("-", h.Layers);
+
     /// <summary>
     /// What is impossible in a header whose checksum is right (a crafted or buggy file), or null. Checked
     /// before the header's numbers size anything.
@@ -260,6 +275,7 @@ public static class Checkpoint
         if (h.Dataset is null || !DatasetInfo.All.Any(d => d.Name == h.Dataset)) return $"unknown dataset '{h.Dataset}'";
         if (h.Layers is null || h.Layers.Length < 2) return "the model needs at least an input and an output layer";
         if (h.Layers.Any(n => n <= 0)) return $"layer sizes {string.Join("-", h.Layers)} must all be positive";
+        if (h.Conv is not null && h.Conv is not ("direct" or "im2col")) return $"unknown conv version '{h.Conv}'";
         if (h.Optimizer is null || !TrainConfig.OptimizerChoices.Contains(h.Optimizer)) return $"unknown optimizer '{h.Optimizer}'";
         int stateBuffers = h.Optimizer switch { "adam" => 2, "momentum" => 1, _ => 0 };
         if (h.StateBuffers != stateBuffers) return $"{h.StateBuffers} optimizer state buffers, but {h.Optimizer} has {stateBuffers}";
@@ -297,7 +313,8 @@ public static class Checkpoint
     /// <summary>Copies the loaded numbers into a session built with the checkpoint's configuration.</summary>
     public static void Apply(Loaded loaded, TrainingSession session)
     {
-        if (!loaded.Header.Layers.SequenceEqual(session.Sizes) || loaded.State.Length != session.Optimizer.State.Count)
+        if (loaded.Header.Spec(session.Network.Classes).Build(session.Network.Input, session.Network.Classes).Sum(l => l.ParameterCount) != session.Model.ParameterCount ||
+            loaded.State.Length != session.Optimizer.State.Count)
             throw new InvalidOperationException("the session does not match the checkpoint");
         session.Model.Parameters.CopyFrom(loaded.Parameters);
         for (int i = 0; i < loaded.State.Length; i++) session.Optimizer.State[i].CopyFrom(loaded.State[i]);

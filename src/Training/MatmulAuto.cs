@@ -15,8 +15,9 @@ public sealed record MatmulChoice(MatmulVersion Version, IReadOnlyList<(MatmulVe
 
 /// <summary>
 /// --matmul auto (the default on GPUs and OpenCL devices): time every matmul version this backend has on the
-/// model's real shapes, the three products of every layer at the batch size (forward x·W^T, dx = dy·W,
-/// dW = dy^T·x), and take the fastest. Timed once per device, layer sizes and batch, in a few milliseconds;
+/// model's real shapes, the three products of every Linear layer at the batch size (forward x·W^T, dx = dy·W,
+/// dW = dy^T·x) and, with --conv im2col, the three per-image products of every Conv2d for up to 8 images,
+/// and take the fastest. Timed once per device, layer sizes and batch, in a few milliseconds;
 /// the scratch buffers are tracked by their own tracker, so the run's memory report does not change.
 /// Versions a device has no use for are not timed (the tiled kernel where groups are too small for it).
 /// </summary>
@@ -24,10 +25,11 @@ public static class MatmulAuto
 {
     const int Repeats = 3;
     static readonly Dictionary<(Accelerator, string, int), MatmulChoice> Cache = [];
+    const int ConvImages = 8;
 
-    public static MatmulChoice Choose(IBackend backend, Accelerator accelerator, int[] sizes, int batch)
+    public static MatmulChoice Choose(IBackend backend, Accelerator accelerator, Network net, int batch)
     {
-        var key = (accelerator, string.Join("-", sizes), batch);
+        var key = (accelerator, $"{net.Spec.Text} on {net.Input} {net.Conv}", batch);
         lock (Cache)
         {
             if (Cache.TryGetValue(key, out var known)) return known;
@@ -44,21 +46,33 @@ public static class MatmulAuto
         }
         try
         {
-            // One set of buffers per layer: x (B, K), W (N, K), y and dy (B, N), dx (B, K), dW (N, K).
-            var layers = Enumerable.Range(0, sizes.Length - 1).Select(i =>
+            // One set of buffers per product: a (M, K) read through its strides, b (K, N), c (M, N).
+            var products = new List<(int m, int n, int k, int aRow, int aCol, int bRow, int bCol, int times, Tensor<float> a, Tensor<float> b, Tensor<float> c)>();
+            void Product(int m, int n, int k, int aRow, int aCol, int bRow, int bCol, int times) =>
+                products.Add((m, n, k, aRow, aCol, bRow, bCol, times, Random("auto.a", (long)m * k), Random("auto.b", (long)k * n), Random("auto.c", (long)m * n)));
+            foreach (var layer in net.Layers)
             {
-                int k = sizes[i], n = sizes[i + 1];
-                return (k, n, x: Random("auto.x", (long)batch * k), w: Random("auto.w", (long)n * k), y: Random("auto.y", (long)batch * n),
-                    dy: Random("auto.dy", (long)batch * n), dx: Random("auto.dx", (long)batch * k), dw: Random("auto.dw", (long)n * k));
-            }).ToList();
+                if (layer is Linear l)
+                {
+                    int k = l.InFeatures, n = l.OutFeatures;
+                    Product(batch, n, k, k, 1, 1, k, 1);       // y = x·W^T
+                    Product(batch, k, n, n, 1, k, 1, 1);       // dx = dy·W
+                    Product(n, k, batch, 1, n, k, 1, 1);       // dW = dy^T·x
+                }
+                else if (layer is Conv2d c && net.Conv == ConvVersion.Im2col)
+                {
+                    var s = c.Shape;
+                    int images = Math.Min(batch, ConvImages);
+                    Product(s.F, s.ColCols, s.ColRows, s.ColRows, 1, s.ColCols, 1, images);   // y_b = W·cols
+                    Product(s.F, s.ColRows, s.ColCols, s.ColCols, 1, 1, s.ColCols, images);   // dW += dy_b·cols^T
+                    Product(s.ColRows, s.ColCols, s.F, 1, s.ColRows, s.ColCols, 1, images);   // cols = W^T·dy_b
+                }
+            }
             void Step(MatmulVersion v)
             {
-                foreach (var l in layers)
-                {
-                    backend.Matmul(v, l.x.View, l.w.View, l.y.View, batch, l.n, l.k, l.k, 1, 1, l.k);     // y = x·W^T
-                    backend.Matmul(v, l.dy.View, l.w.View, l.dx.View, batch, l.k, l.n, l.n, 1, l.k, 1);   // dx = dy·W
-                    backend.Matmul(v, l.dy.View, l.x.View, l.dw.View, l.n, l.k, batch, 1, l.n, l.k, 1);   // dW = dy^T·x
-                }
+                foreach (var p in products)
+                    for (int t = 0; t < p.times; t++)
+                        backend.Matmul(v, p.a.View, p.b.View, p.c.View, p.m, p.n, p.k, p.aRow, p.aCol, p.bRow, p.bCol);
                 backend.Synchronize();
             }
             foreach (MatmulVersion v in backend.MatmulVersions)

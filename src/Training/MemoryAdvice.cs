@@ -9,27 +9,27 @@ namespace ScratchNet.Training;
 /// </summary>
 public static class MemoryAdvice
 {
-    public static void Add(DeviceMemoryException e, int[] sizes, string optimizerKind, DatasetOnDevice? dataset)
+    public static void Add(DeviceMemoryException e, Network net, string optimizerKind, DatasetOnDevice? dataset)
     {
         if (e.BufferCap is long cap)
         {
-            long underCap = Math.Min(MemoryEstimator.LargestBatchUnderBufferCap(sizes, cap, dataset), TrainingSession.MaxBatch(sizes));
+            long underCap = Math.Min(MemoryEstimator.LargestBatchUnderBufferCap(net, cap, dataset), net.MaxBatch);
             e.Advice.Add(underCap > 0
                 ? $"the largest batch whose every buffer fits the device's {Bytes.Format(cap)} per buffer is {underCap} (--batch-size {underCap})"
                 : $"this model's parameters{(dataset is null ? "" : " or the dataset on the device")} alone do not fit in one buffer of {Bytes.Format(cap)}");
             return;
         }
         if (e.Limit is not long limit) return;
-        long fits = Math.Min(MemoryEstimator.LargestBatch(sizes, optimizerKind, limit, dataset), TrainingSession.MaxBatch(sizes));
+        long fits = Math.Min(MemoryEstimator.LargestBatch(net, optimizerKind, limit, dataset), net.MaxBatch);
         string withDataset = dataset is null ? "" : " and the dataset on the device";
         e.Advice.Add(fits > 0
             ? $"the largest batch size that fits {Bytes.Format(limit)} with {optimizerKind}{withDataset} is {fits} (--batch-size {fits})"
             : $"not even batch size 1 fits {Bytes.Format(limit)} with {optimizerKind}; the model{withDataset} alone need{(dataset is null ? "s" : "")} " +
-              Bytes.Format(MemoryEstimator.FixedBytes(sizes, optimizerKind, dataset) + MemoryEstimator.BytesPerSample(sizes, dataset)));
+              Bytes.Format(MemoryEstimator.FixedBytes(net, optimizerKind, dataset) + MemoryEstimator.BytesPerSample(net, dataset)));
         if (optimizerKind != "sgd")
         {
-            long saved = MemoryEstimator.FixedBytes(sizes, optimizerKind) - MemoryEstimator.FixedBytes(sizes, "sgd");
-            long sgdFits = Math.Min(MemoryEstimator.LargestBatch(sizes, "sgd", limit, dataset), TrainingSession.MaxBatch(sizes));
+            long saved = MemoryEstimator.FixedBytes(net, optimizerKind) - MemoryEstimator.FixedBytes(net, "sgd");
+            long sgdFits = Math.Min(MemoryEstimator.LargestBatch(net, "sgd", limit, dataset), net.MaxBatch);
             e.Advice.Add($"plain SGD (--optimizer sgd) would save {Bytes.Format(saved)} of optimizer state; " +
                 (sgdFits > 0 ? $"the largest batch would then be {sgdFits}" : "even then not batch size 1 would fit"));
         }

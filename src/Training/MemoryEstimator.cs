@@ -3,32 +3,32 @@ using ScratchNet.Tensor;
 namespace ScratchNet.Training;
 
 /// <summary>
-/// The closed form: how many bytes each category needs for an MLP with layer sizes K0 -> K1 -> ... -> Kn,
-/// batch B and an optimizer, in float32 (4 bytes) and int32 (4 bytes). It mirrors, line for line, what
-/// <see cref="Mlp"/>, <see cref="StepBuffers"/> and the optimizers allocate, so the measured bytes must
-/// equal it exactly; a test checks that for many shapes.
+/// The closed form: how many bytes each category needs for any layer stack, batch B and optimizer, in float32
+/// (4 bytes) and int32 (4 bytes), written from the layers' shapes alone (nothing is allocated or read back).
+/// It mirrors what <see cref="Model"/>, <see cref="StepBuffers"/>, each layer's Allocate and the optimizers
+/// create, so the measured bytes must equal it exactly; tests check that for many stacks and shapes.
 /// <code>
-/// P               = sum_i (K[i] * K[i+1] + K[i+1])           parameters
+/// P               = sum over layers of their parameters (Linear N K + N, Conv2d F C k k + F)
 /// Parameter       = 4 P
 /// Gradient        = 4 P
 /// OptimizerState  = 8 P (Adam: m and v), 4 P (SGD with momentum), 0 (plain SGD)
-/// Input           = 4 B K0 (normalised images) + 4 B (int32 labels)
-/// Activation      = 4 B (K1 + ... + Kn)   each layer's output (hidden ones after ReLU, in place; logits)
-/// Temporary       = 4 B (K1 + ... + Kn)   the gradient of each layer's output
+/// Input           = 4 B C H W (normalised images) + 4 B (int32 labels)
+/// Activation      = 4 B x (each layer's output per sample)      Linear N, Conv2d F OH OW, MaxPool2d C OH OW
+///                 + 4 B x (each max-pool's int32 indices)        C OH OW         ReLU (in place), Flatten (a view): 0
+/// Temporary       = 4 B x (the same outputs, for each layer backward reaches: the gradient flowing back)
 ///                 + 4 B (per-row losses) + 4 B (int32 predictions)
+/// Workspace       = 4 C k k OH OW per Conv2d with --conv im2col (one image's unfolded patches), 0 with direct
 /// with --dataset-on-device, Input also holds the datasets as bytes and the batch's indices:
-///                 + (Ntrain + Ntest) (K0 + 1) pixels and labels + 4 B int32 indices + 8 C scale and shift
+///                 + (Ntrain + Ntest) (C H W + 1) pixels and labels + 4 B int32 indices + 8 C scale and shift
 /// </code>
 /// </summary>
 public static class MemoryEstimator
 {
-    public static MemoryEstimate Estimate(IReadOnlyList<int> sizes, int batch, string optimizerKind, DatasetOnDevice? onDevice = null)
+    public static MemoryEstimate Estimate(Network net, int batch, string optimizerKind, DatasetOnDevice? onDevice = null)
     {
-        long p = Mlp.CountParameters(sizes);
-        long outputs = sizes.Skip(1).Sum(k => (long)k);
+        long p = net.ParameterCount;
         long b = batch;
         int stateCopies = optimizerKind switch { "adam" => 2, "momentum" => 1, "sgd" => 0, _ => throw new ArgumentException($"unknown optimizer '{optimizerKind}'") };
-        string outs = string.Join(" + ", sizes.Skip(1));
         var e = new MemoryEstimate(p);
         e.Set(MemoryCategory.Parameter, 4 * p, $"4 x {p:N0} parameters");
         e.Set(MemoryCategory.Gradient, 4 * p, $"4 x {p:N0} (one gradient per parameter)");
@@ -38,46 +38,108 @@ public static class MemoryEstimator
             "momentum" => $"4 x {p:N0} (momentum buffer)",
             _ => "plain SGD keeps no state",
         });
+        long k0 = net.Input.Size;
         if (onDevice is { } d)
-            e.Set(MemoryCategory.Input, 4 * b * sizes[0] + 4 * b + (long)(d.TrainCount + d.TestCount) * (sizes[0] + 1) + 4 * b + 8L * d.Channels,
-                $"4 x {b} x {sizes[0]} images + 4 x {b} labels + ({d.TrainCount:N0} + {d.TestCount:N0}) x ({sizes[0]} + 1) dataset bytes + 4 x {b} indices + 8 x {d.Channels} scale/shift");
+            e.Set(MemoryCategory.Input, 4 * b * k0 + 4 * b + (long)(d.TrainCount + d.TestCount) * (k0 + 1) + 4 * b + 8L * d.Channels,
+                $"4 x {b} x {k0} images + 4 x {b} labels + ({d.TrainCount:N0} + {d.TestCount:N0}) x ({k0} + 1) dataset bytes + 4 x {b} indices + 8 x {d.Channels} scale/shift");
         else
-            e.Set(MemoryCategory.Input, 4 * b * sizes[0] + 4 * b, $"4 x {b} x {sizes[0]} images + 4 x {b} labels");
-        e.Set(MemoryCategory.Activation, 4 * b * outputs, $"4 x {b} x ({outs}) layer outputs");
-        e.Set(MemoryCategory.Temporary, 4 * b * outputs + 8 * b, $"4 x {b} x ({outs}) output gradients + 4 x {b} losses + 4 x {b} predictions");
+            e.Set(MemoryCategory.Input, 4 * b * k0 + 4 * b, $"4 x {b} x {k0} images + 4 x {b} labels");
+
+        var rows = Layers(net, batch, stateCopies);
+        e.Layers = rows;
+        long activations = rows.Sum(r => r.Bytes[MemoryCategory.Activation]);
+        long gradients = rows.Sum(r => r.Bytes[MemoryCategory.Temporary]);
+        long workspace = rows.Sum(r => r.Bytes[MemoryCategory.Workspace]);
+        var outs = new List<string>();
+        var grads = new List<string>();
+        var cols = new List<string>();
+        var layers = net.Layers;
+        for (int i = 0; i < layers.Count; i++)
+        {
+            var l = layers[i];
+            if (l.InPlace) continue;
+            outs.Add($"{l.Out.Size}");
+            if (l is MaxPool2d) outs.Add($"{l.Out.Size} indices");
+            if (i >= FirstTrainable(net)) grads.Add($"{l.Out.Size}");
+            if (l is Conv2d c && net.Conv == ConvVersion.Im2col) cols.Add($"{c.Shape.ColRows} x {c.Shape.ColCols}");
+        }
+        e.Set(MemoryCategory.Activation, activations, $"4 x {b} x ({string.Join(" + ", outs)}) layer outputs");
+        e.Set(MemoryCategory.Temporary, gradients + 8 * b,
+            (grads.Count > 0 ? $"4 x {b} x ({string.Join(" + ", grads)}) output gradients + " : "") + $"4 x {b} losses + 4 x {b} predictions");
+        e.Set(MemoryCategory.Workspace, workspace, cols.Count > 0
+            ? $"4 x ({string.Join(" + ", cols)}) im2col patches, one image per conv layer"
+            : layers.Any(l => l is Conv2d) ? "--conv direct reads the windows in place: no workspace" : "no layer needs one");
         e.Set(MemoryCategory.Other, 0, "nothing else is allocated");
         return e;
     }
 
-    /// <summary>The bytes that grow with every sample of the batch (Input + Activation + Temporary per row).</summary>
-    public static long BytesPerSample(IReadOnlyList<int> sizes, DatasetOnDevice? onDevice = null)
+    /// <summary>The first layer with parameters: backward reaches it and every layer after it.</summary>
+    static int FirstTrainable(Network net) => net.Layers.ToList().FindIndex(l => l.ParameterCount > 0);
+
+    /// <summary>Per layer: its parameters and the bytes it holds by category, from the closed form.</summary>
+    static List<LayerEstimate> Layers(Network net, int batch, int stateCopies)
     {
-        long outputs = sizes.Skip(1).Sum(k => (long)k);
-        return 4L * sizes[0] + 4 + 4 * outputs + 4 * outputs + 8 + (onDevice is null ? 0 : 4);
+        long b = batch;
+        int first = FirstTrainable(net);
+        var rows = new List<LayerEstimate>();
+        var layers = net.Layers;
+        for (int i = 0; i < layers.Count; i++)
+        {
+            Layer l = layers[i];
+            var bytes = Enum.GetValues<MemoryCategory>().ToDictionary(c => c, _ => 0L);
+            long p = l.ParameterCount;
+            bytes[MemoryCategory.Parameter] = 4 * p;
+            bytes[MemoryCategory.Gradient] = 4 * p;
+            bytes[MemoryCategory.OptimizerState] = 4 * p * stateCopies;
+            string note = "";
+            switch (l)
+            {
+                case Linear or Conv2d or MaxPool2d:
+                    long output = 4 * b * l.Out.Size;
+                    bytes[MemoryCategory.Activation] = l is MaxPool2d ? 2 * output : output;   // a max-pool also keeps its int32 indices
+                    bytes[MemoryCategory.Temporary] = i >= first ? output : 0;
+                    if (l is Conv2d c && net.Conv == ConvVersion.Im2col) bytes[MemoryCategory.Workspace] = 4L * c.Shape.ColRows * c.Shape.ColCols;
+                    break;
+                case Relu:
+                    note = "in place: its output is its input's buffer";
+                    break;
+                case Flatten:
+                    note = "a view of its input: 0 bytes";
+                    break;
+            }
+            rows.Add(new LayerEstimate(l.Name, l.Describe(), l.Out.ToString(), p, bytes, note));
+        }
+        return rows;
     }
 
-    /// <summary>Bytes that do not depend on the batch: parameters, gradients, optimizer state (and a dataset kept on the device).</summary>
-    public static long FixedBytes(IReadOnlyList<int> sizes, string optimizerKind, DatasetOnDevice? onDevice = null) =>
-        Estimate(sizes, 1, optimizerKind, onDevice).Total - BytesPerSample(sizes, onDevice);
+    /// <summary>The bytes that grow with every sample of the batch (Input + Activation + Temporary per row); the estimate is affine in B.</summary>
+    public static long BytesPerSample(Network net, DatasetOnDevice? onDevice = null) =>
+        Estimate(net, 2, "sgd", onDevice).Total - Estimate(net, 1, "sgd", onDevice).Total;
+
+    /// <summary>Bytes that do not depend on the batch: parameters, gradients, optimizer state, workspace (and a dataset kept on the device).</summary>
+    public static long FixedBytes(Network net, string optimizerKind, DatasetOnDevice? onDevice = null) =>
+        Estimate(net, 1, optimizerKind, onDevice).Total - BytesPerSample(net, onDevice);
 
     /// <summary>
-    /// The largest single buffer's bytes are max(4 P (the flat parameter, gradient and state buffers),
-    /// 4 B max(K0 .. Kn) (the widest per-batch buffer), the dataset's pixels N K0 with --dataset-on-device).
-    /// The largest batch whose every buffer stays within `cap` bytes (0 when a fixed buffer alone is larger).
+    /// The largest single buffer's bytes are the largest of 4 P (the flat parameter, gradient and state buffers),
+    /// each im2col workspace, the dataset's pixels N C H W with --dataset-on-device, and 4 B x (the widest
+    /// per-sample buffer). The largest batch whose every buffer stays within `cap` bytes (0 when a fixed buffer alone is larger).
     /// </summary>
-    public static long LargestBatchUnderBufferCap(IReadOnlyList<int> sizes, long cap, DatasetOnDevice? onDevice = null)
+    public static long LargestBatchUnderBufferCap(Network net, long cap, DatasetOnDevice? onDevice = null)
     {
-        long p = Mlp.CountParameters(sizes);
-        long datasetPixels = onDevice is { } d ? (long)Math.Max(d.TrainCount, d.TestCount) * sizes[0] : 0;
-        if (4 * p > cap || datasetPixels > cap) return 0;
-        return cap / (4L * sizes.Max());
+        long p = net.ParameterCount;
+        long datasetPixels = onDevice is { } d ? Math.Max(d.TrainCount, d.TestCount) * net.Input.Size : 0;
+        long workspace = net.Conv == ConvVersion.Im2col
+            ? net.Layers.OfType<Conv2d>().Select(c => 4L * c.Shape.ColRows * c.Shape.ColCols).DefaultIfEmpty(0).Max() : 0;
+        if (4 * p > cap || datasetPixels > cap || workspace > cap) return 0;
+        return cap / (4L * net.WidestPerSample);
     }
 
     /// <summary>The largest batch whose buffers fit in `budget` bytes (0 when not even one sample fits).</summary>
-    public static long LargestBatch(IReadOnlyList<int> sizes, string optimizerKind, long budget, DatasetOnDevice? onDevice = null)
+    public static long LargestBatch(Network net, string optimizerKind, long budget, DatasetOnDevice? onDevice = null)
     {
-        long free = budget - FixedBytes(sizes, optimizerKind, onDevice);
-        return free <= 0 ? 0 : free / BytesPerSample(sizes, onDevice);
+        long free = budget - FixedBytes(net, optimizerKind, onDevice);
+        return free <= 0 ? 0 : free / BytesPerSample(net, onDevice);
     }
 }
 
@@ -87,7 +149,10 @@ public sealed record DatasetOnDevice(int TrainCount, int TestCount, int Channels
     public static DatasetOnDevice Of(Data.DatasetPair data) => new(data.Train.Count, data.Test.Count, data.Train.Info.Channels);
 }
 
-/// <summary>Estimated bytes and the formula behind them, per category.</summary>
+/// <summary>One layer's share of the estimate: its parameters and bytes per category (Flatten and ReLU: 0, with a note why).</summary>
+public sealed record LayerEstimate(string Layer, string Kind, string OutputShape, long Parameters, Dictionary<MemoryCategory, long> Bytes, string Note);
+
+/// <summary>Estimated bytes and the formula behind them, per category, and per layer.</summary>
 public sealed class MemoryEstimate(long parameterCount)
 {
     readonly Dictionary<MemoryCategory, (long Bytes, string Formula)> _items = [];
@@ -96,6 +161,8 @@ public sealed class MemoryEstimate(long parameterCount)
     public long this[MemoryCategory c] => _items[c].Bytes;
     public string Formula(MemoryCategory c) => _items[c].Formula;
     public long Total => _items.Values.Sum(v => v.Bytes);
+    /// <summary>Per layer, in order (the input and the loss buffers are not layers: they are in Input and Temporary).</summary>
+    public IReadOnlyList<LayerEstimate> Layers { get; internal set; } = [];
 
     internal void Set(MemoryCategory c, long bytes, string formula) => _items[c] = (bytes, formula);
 }

@@ -14,12 +14,12 @@ public sealed record MemoryPlan(long MemoryBytes, string MemorySource, double Fr
 /// device with real training steps at that batch under that limit, and shown to fail one batch larger.
 /// <code>
 /// fixed + B x per sample &lt;= budget      =>   B = floor((budget - fixed) / per sample)
-/// 4 B max(K0 .. Kn) &lt;= largest buffer   =>   B = floor(largest buffer / (4 max(K0 .. Kn)))
+/// 4 B widest &lt;= largest buffer          =>   B = floor(largest buffer / (4 x the widest per-sample buffer))
 /// </code>
 /// </summary>
 public static class MemoryPlanner
 {
-    public static MemoryPlan Plan(ComputeDevice device, TrainConfig config, double fraction, DatasetPair train, int[] sizes)
+    public static MemoryPlan Plan(ComputeDevice device, TrainConfig config, double fraction, DatasetPair train, Network net)
     {
         long memory;
         string source;
@@ -42,14 +42,14 @@ public static class MemoryPlanner
         long budget = (long)Math.Floor(memory * fraction);
         string kind = config.OptimizerKind;
         DatasetOnDevice? onDevice = config.DatasetOnDevice ? DatasetOnDevice.Of(train) : null;
-        long fixedBytes = MemoryEstimator.FixedBytes(sizes, kind, onDevice);
-        long perSample = MemoryEstimator.BytesPerSample(sizes, onDevice);
+        long fixedBytes = MemoryEstimator.FixedBytes(net, kind, onDevice);
+        long perSample = MemoryEstimator.BytesPerSample(net, onDevice);
         // Three limits, the smallest binds: the budget for all buffers together, the largest single buffer the
         // device allows (OpenCL's CL_DEVICE_MAX_MEM_ALLOC_SIZE, or --max-buffer), and 32-bit indexing.
-        long byBudget = MemoryEstimator.LargestBatch(sizes, kind, budget, onDevice);
+        long byBudget = MemoryEstimator.LargestBatch(net, kind, budget, onDevice);
         long? cap = config.BufferCap(device.MaxBufferBytes);
-        long byCap = cap is long c ? MemoryEstimator.LargestBatchUnderBufferCap(sizes, c, onDevice) : long.MaxValue;
-        long byIndex = TrainingSession.MaxBatch(sizes);
+        long byCap = cap is long c ? MemoryEstimator.LargestBatchUnderBufferCap(net, c, onDevice) : long.MaxValue;
+        long byIndex = net.MaxBatch;
         long largest = Math.Min(byBudget, Math.Min(byCap, byIndex));
         string binding = largest == byBudget ? "the budget for all buffers together"
             : largest == byCap ? $"the largest single buffer ({Bytes.Format(cap!.Value)}), not the total"
@@ -68,7 +68,7 @@ public static class MemoryPlanner
         {
             // The budget would take more, but no buffer can index one batch more: that is the limit, not memory.
             nextFails = true;
-            nextError = $"batch {b + 1} cannot be indexed in one buffer ({(long)(b + 1) * sizes.Max():N0} floats > {Array.MaxLength:N0}), whatever the memory";
+            nextError = $"batch {b + 1} cannot be indexed in one buffer ({(long)(b + 1) * net.WidestPerSample:N0} floats > {Array.MaxLength:N0}), whatever the memory";
         }
         else
         {

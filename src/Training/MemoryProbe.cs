@@ -23,7 +23,7 @@ public static class MemoryProbe
     {
         Dataset train = data.Train;
         DatasetInfo info = train.Info;
-        using var session = new TrainingSession(device, config, info.ImageSize, info.Classes, logPhases: true);
+        using var session = new TrainingSession(device, config, info, logPhases: true);
         if (config.DatasetOnDevice) session.PlaceDataset(data);
         int batch = config.BatchSize;
         var images = new float[(long)batch * info.ImageSize];
@@ -51,8 +51,8 @@ public static class MemoryProbe
         var categories = Enum.GetValues<MemoryCategory>().Select(c => new ProbeCategory(c.ToString(), estimate[c],
             tracker.Stats(c).Live, tracker.Stats(c).Peak, tracker.Stats(c).Live - estimate[c], estimate.Formula(c))).ToList();
         return new ProbeResult(batch, session.Optimizer.Name, session.Model.ParameterCount, categories, estimate.Total,
-            tracker.LiveBytes, tracker.PeakBytes, MemoryEstimator.BytesPerSample(session.Sizes, session.Dataset?.Sizes),
-            MemoryEstimator.FixedBytes(session.Sizes, session.Optimizer.Name, session.Dataset?.Sizes), tracker.AllocationCount - allocationsBefore,
+            tracker.LiveBytes, tracker.PeakBytes, MemoryEstimator.BytesPerSample(session.Network, session.Dataset?.Sizes),
+            MemoryEstimator.FixedBytes(session.Network, session.Optimizer.Name, session.Dataset?.Sizes), tracker.AllocationCount - allocationsBefore,
             tracker.Events.ToList(), tracker.LiveByCategoryOverEvents());
     }
 }

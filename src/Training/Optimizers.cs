@@ -10,7 +10,7 @@ public interface IOptimizer : IDisposable
     string Name { get; }
     /// <summary>Steps taken so far (Adam's t).</summary>
     long Steps { get; set; }
-    void Step(IBackend backend, Mlp model);
+    void Step(IBackend backend, Model model);
     /// <summary>The state tensors (empty for plain SGD), for checkpoints.</summary>
     IReadOnlyList<Tensor<float>> State { get; }
 }
@@ -20,7 +20,7 @@ public sealed class Adam : IOptimizer
 {
     readonly Tensor<float> _m, _v;
 
-    public Adam(MemoryTracker tracker, Mlp model, float lr = 1e-3f, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f)
+    public Adam(MemoryTracker tracker, Model model, float lr = 1e-3f, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f)
     {
         (Lr, Beta1, Beta2, Eps) = (lr, beta1, beta2, eps);
         _m = tracker.Allocate<float>("adam.m", [(int)model.ParameterCount], MemoryCategory.OptimizerState);
@@ -35,7 +35,7 @@ public sealed class Adam : IOptimizer
     public long Steps { get; set; }
     public IReadOnlyList<Tensor<float>> State => [_m, _v];
 
-    public void Step(IBackend backend, Mlp model)
+    public void Step(IBackend backend, Model model)
     {
         Steps++;
         // One launch over all P parameters (flat buffers). The kernel takes the bias corrections folded into
@@ -58,7 +58,7 @@ public sealed class Sgd : IOptimizer
 {
     readonly Tensor<float>? _buf;
 
-    public Sgd(MemoryTracker tracker, Mlp model, float lr, float momentum)
+    public Sgd(MemoryTracker tracker, Model model, float lr, float momentum)
     {
         if (momentum < 0 || momentum >= 1) throw new ArgumentOutOfRangeException(nameof(momentum), "momentum must be in [0, 1)");
         Lr = lr;
@@ -73,7 +73,7 @@ public sealed class Sgd : IOptimizer
     public long Steps { get; set; }
     public IReadOnlyList<Tensor<float>> State => _buf is null ? [] : [_buf];
 
-    public void Step(IBackend backend, Mlp model)
+    public void Step(IBackend backend, Model model)
     {
         Steps++;
         if (_buf is null)

@@ -221,7 +221,7 @@ public static class SelfTest
         List<double> Losses(ComputeDevice d)
         {
             var config = new TrainConfig { Seed = 42, Matmul = null };
-            using var session = new TrainingSession(d, config, data.Train.Info.ImageSize, data.Train.Info.Classes);
+            using var session = new TrainingSession(d, config, data.Train.Info);
             var loader = new BatchLoader(data.Train, config.BatchSize, shuffle: true, seed: config.Seed);
             var images = new float[config.BatchSize * data.Train.Info.ImageSize];
             var labels = new int[config.BatchSize];

@@ -3,47 +3,82 @@ using ScratchNet.Tensor;
 namespace ScratchNet.Training;
 
 /// <summary>
-/// Everything a training step needs besides the model and the optimizer, for one batch size B,
+/// Everything a training step needs besides the model's flat buffers and the optimizer, for one batch size B,
 /// created once and reused by every step (a smaller last batch uses the first rows):
 /// <code>
-/// Input       images       (B, K0)  normalised float32 batch
-///             labels       (B)      int32
-/// Activation  fc{i}.out    (B, Ki)  output of layer i (after ReLU for hidden layers; logits for the last)
-/// Temporary   fc{i}.grad   (B, Ki)  d(loss)/d(that output), flowing backward
-///             losses       (B)      per-row cross-entropy
-///             predictions  (B)      int32 argmax per row
+/// Input       input.images   (B, C, H, W)  normalised float32 batch ((B, C H W) when the first layer is Flatten)
+///             input.labels   (B)           int32
+/// each layer  what its Allocate creates (its output, the output's gradient, indices, workspace: see the layer's file)
+/// Temporary   losses         (B)           per-row cross-entropy
+///             predictions    (B)           int32 argmax per row
 /// </code>
+/// A layer's output is named after the layer that wrote it and the in-place layers that followed ("conv1.relu.out");
+/// the last one is "logits".
 /// </summary>
 public sealed class StepBuffers : IDisposable
 {
-    public StepBuffers(MemoryTracker tracker, Mlp model, int batchSize)
+    readonly List<IDisposable> _owned = [];
+
+    public StepBuffers(MemoryTracker tracker, Model model, int batchSize, ConvVersion conv)
     {
         BatchSize = batchSize;
-        Images = tracker.Allocate<float>("input.images", [batchSize, model.Sizes[0]], MemoryCategory.Input);
-        Labels = tracker.Allocate<int>("input.labels", [batchSize], MemoryCategory.Input);
-        Outputs = model.Layers.Select((l, i) => tracker.Allocate<float>(
-            i == model.Layers.Count - 1 ? "logits" : $"{l.Name}.relu.out", [batchSize, l.Out], MemoryCategory.Activation)).ToArray();
-        OutputGrads = model.Layers.Select((l, i) => tracker.Allocate<float>(
-            i == model.Layers.Count - 1 ? "logits.grad" : $"{l.Name}.relu.out.grad", [batchSize, l.Out], MemoryCategory.Temporary)).ToArray();
-        Losses = tracker.Allocate<float>("losses", [batchSize], MemoryCategory.Temporary);
-        Predictions = tracker.Allocate<int>("predictions", [batchSize], MemoryCategory.Temporary);
+        FeatureShape imageShape = model.Layers[0] is Flatten ? model.Layers[0].Out : model.Input;
+        try
+        {
+            Images = Own(tracker.Allocate<float>("input.images", imageShape.Batch(batchSize), MemoryCategory.Input));
+            Labels = Own(tracker.Allocate<int>("input.labels", [batchSize], MemoryCategory.Input));
+            Tensor<float> input = Images;
+            Tensor<float>? inputGradient = null;
+            var layers = model.Layers;
+            for (int i = 0; i < layers.Count; i++)
+            {
+                var io = new LayerBuffers { Input = input, InputGradient = inputGradient };
+                bool gradient = i >= model.FirstTrainable;
+                layers[i].Allocate(tracker, io, batchSize, OutputName(layers, i), gradient, conv);
+                _owned.AddRange(io.Owned(layers[i].InPlace));
+                Layers.Add(io);
+                (input, inputGradient) = (io.Output, io.OutputGradient);
+            }
+            Losses = Own(tracker.Allocate<float>("losses", [batchSize], MemoryCategory.Temporary));
+            Predictions = Own(tracker.Allocate<int>("predictions", [batchSize], MemoryCategory.Temporary));
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    T Own<T>(T t) where T : IDisposable
+    {
+        _owned.Add(t);
+        return t;
+    }
+
+    /// <summary>
+    /// The name of layer i's output buffer: "logits" for the model's output, else the layer's name, ".relu" when a
+    /// ReLU works in place on it next, and ".out".
+    /// </summary>
+    public static string OutputName(IReadOnlyList<Layer> layers, int i)
+    {
+        int j = i + 1;
+        while (j < layers.Count && layers[j].InPlace) j++;
+        if (j == layers.Count) return "logits";
+        bool relu = i + 1 < layers.Count && layers[i + 1] is Relu;
+        return layers[i].Name + (relu ? ".relu" : "") + ".out";
     }
 
     public int BatchSize { get; }
-    public Tensor<float> Images { get; }
-    public Tensor<int> Labels { get; }
-    public Tensor<float>[] Outputs { get; }
-    public Tensor<float>[] OutputGrads { get; }
-    public Tensor<float> Losses { get; }
-    public Tensor<int> Predictions { get; }
+    public Tensor<float> Images { get; } = null!;
+    public Tensor<int> Labels { get; } = null!;
+    /// <summary>Per layer, its buffers (input, output, gradients, extras).</summary>
+    public List<LayerBuffers> Layers { get; } = [];
+    public Tensor<float> Losses { get; } = null!;
+    public Tensor<int> Predictions { get; } = null!;
 
     public void Dispose()
     {
-        Images.Dispose();
-        Labels.Dispose();
-        foreach (var t in Outputs) t.Dispose();
-        foreach (var t in OutputGrads) t.Dispose();
-        Losses.Dispose();
-        Predictions.Dispose();
+        foreach (var t in _owned) t.Dispose();
+        _owned.Clear();
     }
 }

@@ -10,6 +10,12 @@ public sealed record TrainConfig
     public string Dataset { get; init; } = "fashion-mnist";
     public string? DataDir { get; init; }
     public int[] Hidden { get; init; } = [128];
+    /// <summary>"mlp" (the lesson's, with <see cref="Hidden"/>) or "cnn" (<see cref="ModelSpec.Cnn"/>); ignored when <see cref="Layers"/> is set.</summary>
+    public string Model { get; init; } = "mlp";
+    /// <summary>--layers: any stack (see <see cref="ModelSpec"/>); null means --model.</summary>
+    public string? Layers { get; init; }
+    /// <summary>--conv: how convolutions run.</summary>
+    public ConvVersion Conv { get; init; } = ConvVersion.Im2col;
     /// <summary>"adam", "sgd", or "momentum" (SGD with momentum, 0.9 unless --momentum says otherwise).</summary>
     public string Optimizer { get; init; } = "adam";
     /// <summary>Learning rate; null means the optimizer's default (Adam 1e-3, SGD 0.01).</summary>
@@ -48,6 +54,13 @@ public sealed record TrainConfig
     /// <summary>The optimizer's real kind: "sgd" with a momentum above 0 is "momentum".</summary>
     public string OptimizerKind => Optimizer == "adam" ? "adam" : EffectiveMomentum > 0 ? "momentum" : "sgd";
 
-    /// <summary>Layer sizes K0 -> hidden... -> classes.</summary>
-    public int[] LayerSizes(int inputFeatures, int classes) => [inputFeatures, .. Hidden, classes];
+    /// <summary>The layer stack: --layers, else --model (the MLP with --hidden's sizes, or the CNN).</summary>
+    public ModelSpec Spec(int classes) =>
+        Layers is not null ? new ModelSpec(Layers) : Model == "cnn" ? ModelSpec.Cnn(classes) : ModelSpec.Mlp(Hidden, classes);
+
+    /// <summary>The architecture on a dataset's images (C, H, W) and classes.</summary>
+    public Network Network(Data.DatasetInfo info) => Network(FeatureShape.Image(info.Channels, info.Height, info.Width), info.Classes);
+
+    /// <summary>The architecture on inputs of this shape.</summary>
+    public Network Network(FeatureShape input, int classes) => new(Spec(classes), input, classes, Conv);
 }

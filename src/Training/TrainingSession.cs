@@ -17,37 +17,44 @@ public sealed class TrainingSession : IDisposable
 
     /// <param name="datasetOnDevice">With --dataset-on-device, the dataset's sizes, so that out-of-memory advice
     /// given before the dataset is placed already counts its bytes.</param>
-    public TrainingSession(ComputeDevice device, TrainConfig config, int inputFeatures, int classes, bool logPhases = false,
+    public TrainingSession(ComputeDevice device, TrainConfig config, Data.DatasetInfo info, bool logPhases = false,
+        DatasetOnDevice? datasetOnDevice = null)
+        : this(device, config, FeatureShape.Image(info.Channels, info.Height, info.Width), info.Classes, logPhases, datasetOnDevice)
+    {
+    }
+
+    /// <param name="input">One sample's shape (C, H, W).</param>
+    public TrainingSession(ComputeDevice device, TrainConfig config, FeatureShape input, int classes, bool logPhases = false,
         DatasetOnDevice? datasetOnDevice = null)
     {
         _plannedDataset = datasetOnDevice;
         Device = device;
         Config = config;
         Backend = Backends.For(device);
-        Sizes = config.LayerSizes(inputFeatures, classes);
+        Network = config.Network(input, classes);
         // --matmul auto, asked for or by default on a GPU or OpenCL device: time the versions on this model's shapes.
         MatmulVersion? recorded = config.MatmulFromCheckpoint is { } r && Backend.MatmulVersions.Contains(r) ? r : null;
         bool auto = config.Matmul is null && recorded is null && Backend.MatmulVersions.Count > 1 &&
             (config.MatmulAuto || device.Kind is DeviceKind.Cuda or DeviceKind.OpenCL);
-        if (auto && config.BatchSize <= MaxBatch(Sizes))
-            MatmulChoice = MatmulAuto.Choose(Backend, device.Accelerator, Sizes, config.BatchSize);
+        if (auto && config.BatchSize <= Network.MaxBatch)
+            MatmulChoice = MatmulAuto.Choose(Backend, device.Accelerator, Network, config.BatchSize);
         Matmul = config.Matmul ?? recorded ?? MatmulChoice?.Version ?? Backend.DefaultMatmul;
         if (!Backend.MatmulVersions.Contains(Matmul))
             throw new ArgumentException(Backend is HostBackend
                 ? $"--matmul {MatmulVersions.Label(Matmul)}: {(device.Reason.Length > 0 ? "--device auto chose the host backend, which" : "the host backend")} " +
                   "has one matmul of its own (host SIMD); add --device cpu (or opencl, cuda) to run the ILGPU matmul kernels"
                 : $"--matmul {MatmulVersions.Label(Matmul)}: {device.Label} has {string.Join(", ", Backend.MatmulVersions.Select(MatmulVersions.Label))}");
-        if (config.BatchSize > MaxBatch(Sizes))
-            throw new ArgumentException($"--batch-size {config.BatchSize}: a batch of {config.BatchSize:N0} rows of {Sizes.Max():N0} values is {(long)config.BatchSize * Sizes.Max():N0} " +
-                $"floats, more than one buffer can index ({Array.MaxLength:N0}); the largest batch for this model is {MaxBatch(Sizes):N0}");
+        if (config.BatchSize > Network.MaxBatch)
+            throw new ArgumentException($"--batch-size {config.BatchSize}: a batch of {config.BatchSize:N0} samples of {Network.WidestPerSample:N0} values is {(long)config.BatchSize * Network.WidestPerSample:N0} " +
+                $"floats, more than one buffer can index ({Array.MaxLength:N0}); the largest batch for this model is {Network.MaxBatch:N0}");
         Tracker = new MemoryTracker(device.Accelerator, config.MemoryLimit, config.BufferCap(device.MaxBufferBytes)) { LogPhases = logPhases };
         try
         {
-            Model = new Mlp(Tracker, Sizes);
+            Model = new Model(Tracker, Network.Spec, Network.Input, Network.Classes);
             Optimizer = config.OptimizerKind == "adam"
                 ? new Adam(Tracker, Model, config.EffectiveLearningRate)
                 : new Sgd(Tracker, Model, config.EffectiveLearningRate, config.EffectiveMomentum);
-            Buffers = new StepBuffers(Tracker, Model, config.BatchSize);
+            Buffers = new StepBuffers(Tracker, Model, config.BatchSize, config.Conv);
         }
         catch (DeviceMemoryException e)
         {
@@ -56,15 +63,10 @@ public sealed class TrainingSession : IDisposable
             throw;
         }
         Model.Initialize(config.Seed);
+        Context = new StepContext(Backend, Matmul, config.Conv, Model.Parameters.View, Model.Gradients.View);
         Tracker.Phase = "ready";
         _readback = new StepReadback(config.BatchSize);
     }
-
-    /// <summary>
-    /// The largest batch any buffer of this model can hold: kernels index a (B, K) buffer with 32-bit ints and
-    /// the host stages a batch in one float[], so the widest layer times B stays within one array.
-    /// </summary>
-    public static int MaxBatch(IReadOnlyList<int> sizes) => Array.MaxLength / sizes.Max();
 
     public ComputeDevice Device { get; }
     public TrainConfig Config { get; }
@@ -75,16 +77,19 @@ public sealed class TrainingSession : IDisposable
     public MatmulChoice? MatmulChoice { get; }
     /// <summary>What runs the matmuls, for reports: "blocked", "tiled", ... or "host SIMD".</summary>
     public string MatmulName => MatmulVersions.Label(Matmul);
-    public int[] Sizes { get; }
+    /// <summary>The architecture: layer stack, input shape, classes, conv version.</summary>
+    public Network Network { get; }
+    /// <summary>What every layer's forward and backward get: backend, versions, the flat buffers.</summary>
+    public StepContext Context { get; } = null!;
     public MemoryTracker Tracker { get; }
-    public Mlp Model { get; } = null!;
+    public Model Model { get; } = null!;
     public IOptimizer Optimizer { get; } = null!;
     public StepBuffers Buffers { get; } = null!;
     /// <summary>The dataset on the device (--dataset-on-device), once placed; null when batches come from the host.</summary>
     public DeviceDataset? Dataset { get; private set; }
 
     /// <summary>The closed-form estimate for this session's model, batch, optimizer and dataset placement.</summary>
-    public MemoryEstimate Estimate() => MemoryEstimator.Estimate(Sizes, Config.BatchSize, Optimizer.Name, Dataset?.Sizes);
+    public MemoryEstimate Estimate() => MemoryEstimator.Estimate(Network, Config.BatchSize, Optimizer.Name, Dataset?.Sizes);
 
     /// <summary>Copies both splits to the device once (see <see cref="DeviceDataset"/>).</summary>
     public void PlaceDataset(Data.DatasetPair data)
@@ -95,19 +100,19 @@ public sealed class TrainingSession : IDisposable
         }
         catch (DeviceMemoryException e)
         {
-            MemoryAdvice.Add(e, Sizes, Config.OptimizerKind, DatasetOnDevice.Of(data));
+            MemoryAdvice.Add(e, Network, Config.OptimizerKind, DatasetOnDevice.Of(data));
             throw;
         }
     }
 
     /// <summary>Builds the batch on the device: the images at `indices` of the train (or test) split, normalised.</summary>
     public void Gather(bool test, ReadOnlySpan<int> indices, int rows) =>
-        Dataset!.Gather(Backend, test, indices, rows, Buffers.Images, Buffers.Labels, Sizes[0]);
+        Dataset!.Gather(Backend, test, indices, rows, Buffers.Images, Buffers.Labels, (int)Network.Input.Size);
 
     /// <summary>Copies a host batch (rows images and labels) into the input buffers.</summary>
     public void Upload(ReadOnlySpan<float> images, ReadOnlySpan<int> labels, int rows)
     {
-        Buffers.Images.CopyFrom(images[..(rows * Sizes[0])]);
+        Buffers.Images.CopyFrom(images[..(rows * (int)Network.Input.Size)]);
         Buffers.Labels.CopyFrom(labels[..rows]);
     }
 
@@ -118,26 +123,36 @@ public sealed class TrainingSession : IDisposable
     public (double LossSum, int Correct) TrainStep(ReadOnlySpan<int> labels, int rows)
     {
         Tracker.Phase = "forward";
-        Model.Forward(Backend, Buffers, rows, Matmul);
+        Model.Forward(Context, Buffers, rows);
+        Tracker.Phase = "loss";
+        LossStep.Run(Context, Buffers, rows, Model.Classes);
         Tracker.Phase = "backward";
-        Model.Backward(Backend, Buffers, rows, Matmul);
+        Model.Backward(Context, Buffers, rows);
         Tracker.Phase = "update";
         Optimizer.Step(Backend, Model);
         Tracker.Step++;
         return _readback.LossAndCorrect(Buffers, labels, rows);
     }
 
+    /// <summary>Forward, loss and backward without the update (for gradient checks): gradients and per-row losses.</summary>
+    public void TrainForwardBackward(int rows)
+    {
+        Model.Forward(Context, Buffers, rows);
+        LossStep.Run(Context, Buffers, rows, Model.Classes);
+        Model.Backward(Context, Buffers, rows);
+    }
+
     /// <summary>Forward only, for evaluation: returns the number of correct predictions.</summary>
     public int EvaluateBatch(ReadOnlySpan<int> labels, int rows)
     {
         Tracker.Phase = "eval";
-        Model.Forward(Backend, Buffers, rows, Matmul);
-        Backend.Argmax(Buffers.Outputs[^1].View, Buffers.Predictions.View, rows, Model.Classes);
+        Model.Forward(Context, Buffers, rows);
+        LossStep.Predict(Context, Buffers, rows, Model.Classes);
         return _readback.Correct(Buffers, labels, rows);
     }
 
     /// <summary>Adds what would help to an out-of-memory error (see <see cref="MemoryAdvice"/>).</summary>
-    public void AddAdvice(DeviceMemoryException e) => MemoryAdvice.Add(e, Sizes, Config.OptimizerKind, Dataset?.Sizes ?? _plannedDataset);
+    public void AddAdvice(DeviceMemoryException e) => MemoryAdvice.Add(e, Network, Config.OptimizerKind, Dataset?.Sizes ?? _plannedDataset);
 
     public void Dispose()
     {

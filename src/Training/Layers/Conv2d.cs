@@ -1,0 +1,113 @@
+using ILGPU;
+using ScratchNet.Data;
+using ScratchNet.Kernels;
+using ScratchNet.Tensor;
+
+namespace ScratchNet.Training;
+
+/// <summary>
+/// Conv2d, stride 1, zero padding p, as nn.Conv2d(C, F, k, padding=p): weight (F, C, k, k) and bias (F), views
+/// into the model's flat buffers (bias after weight). Sizes and the formula: <see cref="ConvShape"/> and
+/// <see cref="ConvKernels"/>. Two versions (--conv):
+/// <code>
+/// direct   y = the direct kernel;  backward: dW and dx kernels that read the windows straight from x and dy
+/// im2col   per image b:  cols = im2col(x_b)                       (C k k, OH OW)   Workspace
+///                        y_b (F, OH OW) = W (F, C k k) · cols
+///          backward:     cols = im2col(x_b) again;  dW (+)= dy_b (F, OH OW) · cols^T   (summed over the images)
+///                        cols = W^T (C k k, F) · dy_b;  dx_b = col2im(cols)
+/// </code>
+/// Buffers it creates for a batch of B:
+/// <code>
+/// Activation  NAME.out         (B, F, OH, OW)  y (a ReLU after it works in place: "conv1.relu.out")
+/// Temporary   NAME.out.grad    (B, F, OH, OW)  d(loss)/d(y), when backward reaches this layer
+/// Workspace   NAME.cols        (C k k, OH OW)  im2col only: one image's unfolded patches, reused for every image
+/// </code>
+/// </summary>
+public sealed class Conv2d : Layer
+{
+    public Conv2d(string name, FeatureShape input, int filters, int kernelSize, int pad)
+        : base(name, input, FeatureShape.Image(filters, input.H + 2 * pad - kernelSize + 1, input.W + 2 * pad - kernelSize + 1))
+    {
+        Shape = new ConvShape(input.C, input.H, input.W, filters, kernelSize, pad);
+    }
+
+    public ConvShape Shape { get; }
+    public long WeightCount => (long)Shape.F * Shape.ColRows;
+    public override long ParameterCount => WeightCount + Shape.F;
+
+    public ArrayView<float> Weight(ArrayView<float> flat) => flat.SubView(Offset, WeightCount);
+    public ArrayView<float> Bias(ArrayView<float> flat) => flat.SubView(Offset + WeightCount, Shape.F);
+
+    /// <summary>
+    /// PyTorch's default for Conv2d, as for Linear with fan_in = C k k: weight and bias from U(-1/sqrt(C k k), 1/sqrt(C k k)).
+    /// </summary>
+    public override void Initialize(Span<float> flatHost, Rng rng)
+    {
+        float bound = 1f / MathF.Sqrt(Shape.ColRows);
+        var span = flatHost.Slice((int)Offset, (int)ParameterCount);
+        for (int i = 0; i < span.Length; i++)
+            span[i] = rng.Uniform(bound);
+    }
+
+    public override void Allocate(MemoryTracker tracker, LayerBuffers io, int batch, string outputName, bool outputGradient, ConvVersion conv)
+    {
+        io.Output = tracker.Allocate<float>(outputName, Out.Batch(batch), MemoryCategory.Activation, Name);
+        if (outputGradient) io.OutputGradient = tracker.Allocate<float>(outputName + ".grad", Out.Batch(batch), MemoryCategory.Temporary, Name);
+        if (conv == ConvVersion.Im2col)
+            io.Workspace = tracker.Allocate<float>($"{Name}.cols", [Shape.ColRows, Shape.ColCols], MemoryCategory.Workspace, Name);
+    }
+
+    public override void Forward(StepContext ctx, LayerBuffers io, int rows)
+    {
+        var s = Shape;
+        IBackend be = ctx.Backend;
+        if (ctx.Conv == ConvVersion.Direct)
+        {
+            be.ConvDirectForward(io.Input.View, Weight(ctx.Parameters), io.Output.View, s, rows);
+        }
+        else
+        {
+            var cols = io.Workspace!.View;
+            long inImage = In.Size, outImage = Out.Size;
+            for (int b = 0; b < rows; b++)
+            {
+                be.Im2col(io.Input.View.SubView(b * inImage, inImage), cols, s);
+                // y_b (F, OH OW) = W (F, C k k) · cols (C k k, OH OW), both row-major.
+                be.Matmul(ctx.Matmul, Weight(ctx.Parameters), cols, io.Output.View.SubView(b * outImage, outImage),
+                    s.F, s.ColCols, s.ColRows, s.ColRows, 1, s.ColCols, 1);
+            }
+        }
+        be.ChannelBias(io.Output.View, Bias(ctx.Parameters), rows, s.F, s.ColCols);
+    }
+
+    public override void Backward(StepContext ctx, LayerBuffers io, int rows)
+    {
+        var s = Shape;
+        IBackend be = ctx.Backend;
+        var dy = io.OutputGradient!.View;   // (B, F, OH, OW)
+        be.ChannelBiasBackward(dy, Bias(ctx.Gradients), rows, s.F, s.ColCols);
+        if (ctx.Conv == ConvVersion.Direct)
+        {
+            be.ConvDirectBackwardWeight(dy, io.Input.View, Weight(ctx.Gradients), s, rows);
+            if (io.InputGradient is { } dx) be.ConvDirectBackwardInput(dy, Weight(ctx.Parameters), dx.View, s, rows);
+            return;
+        }
+        var cols = io.Workspace!.View;
+        long inImage = In.Size, outImage = Out.Size;
+        for (int b = 0; b < rows; b++)
+        {
+            var dyb = dy.SubView(b * outImage, outImage);
+            be.Im2col(io.Input.View.SubView(b * inImage, inImage), cols, s);
+            // dW (F, C k k) (+)= dy_b (F, OH OW) · cols^T: b[q, j] = cols[j, q] -> bRow = 1, bCol = OH OW. Image 0 writes, the rest add.
+            be.Matmul(ctx.Matmul, dyb, cols, Weight(ctx.Gradients), s.F, s.ColRows, s.ColCols, s.ColCols, 1, 1, s.ColCols, accumulate: b > 0);
+            if (io.InputGradient is { } dx)
+            {
+                // cols (C k k, OH OW) = W^T (C k k, F) · dy_b (F, OH OW): a[i, q] = W[q, i] -> aRow = 1, aCol = C k k.
+                be.Matmul(ctx.Matmul, Weight(ctx.Parameters), dyb, cols, s.ColRows, s.ColCols, s.F, 1, s.ColRows, s.ColCols, 1);
+                be.Col2im(cols, dx.View.SubView(b * inImage, inImage), s);
+            }
+        }
+    }
+
+    public override string Describe() => $"Conv2d({Shape.C} -> {Shape.F}, {Shape.KernelSize}x{Shape.KernelSize}, pad {Shape.Pad})";
+}

@@ -1,0 +1,68 @@
+using ILGPU;
+using ScratchNet.Data;
+using ScratchNet.Tensor;
+
+namespace ScratchNet.Training;
+
+/// <summary>
+/// Linear, y = x W^T + b, as PyTorch's nn.Linear: W is (N, K) row-major, b is (N). The weight and bias are
+/// views into the model's flat buffers at <see cref="Layer.Offset"/>, the bias right after the weight.
+/// Buffers it creates for a batch of B:
+/// <code>
+/// Activation  NAME.out       (B, N)   y (a ReLU after it works in place: the buffer is then "fc1.relu.out")
+/// Temporary   NAME.out.grad  (B, N)   d(loss)/d(y), when backward reaches this layer
+/// </code>
+/// </summary>
+public sealed class Linear(string name, FeatureShape input, int outFeatures)
+    : Layer(name, input, FeatureShape.Vector(outFeatures))
+{
+    /// <summary>K: input features.</summary>
+    public int InFeatures => In.C;
+    /// <summary>N: output features.</summary>
+    public int OutFeatures => Out.C;
+    public long WeightCount => (long)OutFeatures * InFeatures;
+    public override long ParameterCount => WeightCount + OutFeatures;
+
+    public ArrayView<float> Weight(ArrayView<float> flat) => flat.SubView(Offset, WeightCount);
+    public ArrayView<float> Bias(ArrayView<float> flat) => flat.SubView(Offset + WeightCount, OutFeatures);
+
+    /// <summary>
+    /// PyTorch's default initialisation (kaiming_uniform with a = sqrt(5) for the weight, which works out
+    /// to U(-1/sqrt(K), 1/sqrt(K)), and the same bound for the bias).
+    /// </summary>
+    public override void Initialize(Span<float> flatHost, Rng rng)
+    {
+        float bound = 1f / MathF.Sqrt(InFeatures);
+        var span = flatHost.Slice((int)Offset, (int)ParameterCount);
+        for (int i = 0; i < span.Length; i++)
+            span[i] = rng.Uniform(bound);
+    }
+
+    public override void Allocate(MemoryTracker tracker, LayerBuffers io, int batch, string outputName, bool outputGradient, ConvVersion conv)
+    {
+        io.Output = tracker.Allocate<float>(outputName, Out.Batch(batch), MemoryCategory.Activation, Name);
+        if (outputGradient) io.OutputGradient = tracker.Allocate<float>(outputName + ".grad", Out.Batch(batch), MemoryCategory.Temporary, Name);
+    }
+
+    public override void Forward(StepContext ctx, LayerBuffers io, int rows)
+    {
+        int k = InFeatures, n = OutFeatures;
+        // y (B, N) = x (B, K) · W^T (K, N): W is (N, K), so b[q, j] = W[j, q] -> bRow = 1, bCol = K.
+        ctx.Backend.Matmul(ctx.Matmul, io.Input.View, Weight(ctx.Parameters), io.Output.View, rows, n, k, k, 1, 1, k);
+        ctx.Backend.BiasActivation(io.Output.View, Bias(ctx.Parameters), rows, n, relu: false);
+    }
+
+    public override void Backward(StepContext ctx, LayerBuffers io, int rows)
+    {
+        int k = InFeatures, n = OutFeatures;
+        var dy = io.OutputGradient!.View;                                   // (B, N)
+        // dW (N, K) = dy^T (N, B) · x (B, K): a[i, q] = dy[q, i] -> aRow = 1, aCol = N (the inner size is B).
+        ctx.Backend.Matmul(ctx.Matmul, dy, io.Input.View, Weight(ctx.Gradients), n, k, rows, 1, n, k, 1);
+        ctx.Backend.BiasBackward(dy, Bias(ctx.Gradients), rows, n);
+        // dx (B, K) = dy (B, N) · W (N, K).
+        if (io.InputGradient is { } dx)
+            ctx.Backend.Matmul(ctx.Matmul, dy, Weight(ctx.Parameters), dx.View, rows, k, n, n, 1, k, 1);
+    }
+
+    public override string Describe() => $"Linear({InFeatures} -> {OutFeatures})";
+}

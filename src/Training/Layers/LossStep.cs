@@ -1,0 +1,20 @@
+namespace ScratchNet.Training;
+
+/// <summary>
+/// The loss, its own step between forward and backward (not a layer): softmax-cross-entropy over the logits
+/// gives each row's loss and d(mean loss)/d(logits), which backward starts from; argmax gives the predictions
+/// (see <see cref="Kernels.LossKernels"/>).
+/// </summary>
+public static class LossStep
+{
+    public static void Run(StepContext ctx, StepBuffers buffers, int rows, int classes)
+    {
+        var logits = buffers.Layers[^1];
+        ctx.Backend.SoftmaxCrossEntropy(logits.Output.View, buffers.Labels.View, buffers.Losses.View, logits.OutputGradient!.View, rows, classes);
+        Predict(ctx, buffers, rows, classes);
+    }
+
+    /// <summary>Predictions only (evaluation): the index of each row's largest logit.</summary>
+    public static void Predict(StepContext ctx, StepBuffers buffers, int rows, int classes) =>
+        ctx.Backend.Argmax(buffers.Layers[^1].Output.View, buffers.Predictions.View, rows, classes);
+}

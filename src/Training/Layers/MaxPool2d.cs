@@ -1,0 +1,38 @@
+using ScratchNet.Tensor;
+
+namespace ScratchNet.Training;
+
+/// <summary>
+/// MaxPool2d with an s x s window and stride s (nn.MaxPool2d(s)): (B, C, H, W) -> (B, C, H/s, W/s), rounded down.
+/// Backward needs only where each maximum was, so the forward pass keeps those int32 indices (as PyTorch does)
+/// instead of its input. Kernels: <see cref="Kernels.PoolKernels"/>. Buffers it creates for a batch of B:
+/// <code>
+/// Activation  NAME.out          (B, C, OH, OW)  the maxima
+/// Activation  NAME.indices      (B, C, OH, OW)  int32: where each maximum was in its plane, for backward
+/// Temporary   NAME.out.grad     (B, C, OH, OW)  d(loss)/d(output), when backward reaches this layer
+/// </code>
+/// </summary>
+public sealed class MaxPool2d(string name, FeatureShape input, int size)
+    : Layer(name, input, FeatureShape.Image(input.C, input.H / size, input.W / size))
+{
+    /// <summary>s: the window's side and its stride.</summary>
+    public int Size { get; } = size;
+
+    public override void Allocate(MemoryTracker tracker, LayerBuffers io, int batch, string outputName, bool outputGradient, ConvVersion conv)
+    {
+        io.Output = tracker.Allocate<float>(outputName, Out.Batch(batch), MemoryCategory.Activation, Name);
+        io.Indices = tracker.Allocate<int>($"{Name}.indices", Out.Batch(batch), MemoryCategory.Activation, Name);
+        if (outputGradient) io.OutputGradient = tracker.Allocate<float>(outputName + ".grad", Out.Batch(batch), MemoryCategory.Temporary, Name);
+    }
+
+    public override void Forward(StepContext ctx, LayerBuffers io, int rows) =>
+        ctx.Backend.MaxPoolForward(io.Input.View, io.Output.View, io.Indices!.View, rows * In.C, In.H, In.W, Size);
+
+    public override void Backward(StepContext ctx, LayerBuffers io, int rows)
+    {
+        if (io.InputGradient is { } dx)
+            ctx.Backend.MaxPoolBackward(io.OutputGradient!.View, io.Indices!.View, dx.View, rows * In.C, In.H, In.W, Size);
+    }
+
+    public override string Describe() => $"MaxPool2d({Size})";
+}

@@ -1,0 +1,79 @@
+using ScratchNet.Data;
+using ScratchNet.Tensor;
+
+namespace ScratchNet.Training;
+
+/// <summary>
+/// A model: a list of layers (see <see cref="Layer"/>), built from a <see cref="ModelSpec"/> on an input shape.
+/// All weights and biases live in one flat Parameter buffer and all their gradients in one flat Gradient
+/// buffer, each layer at its offset with named views (llm.c style), so an optimizer updates the whole model
+/// in one launch. The loss is not a layer: <see cref="LossStep"/> runs between forward and backward.
+/// </summary>
+public sealed class Model : IDisposable
+{
+    public Model(MemoryTracker tracker, ModelSpec spec, FeatureShape input, int classes)
+    {
+        Spec = spec;
+        Input = input;
+        Classes = classes;
+        Layers = spec.Build(input, classes);
+        long offset = 0;
+        foreach (var layer in Layers)
+        {
+            layer.Offset = offset;
+            offset += layer.ParameterCount;
+        }
+        ParameterCount = offset;
+        if (ParameterCount > int.MaxValue) throw new ArgumentException($"{ParameterCount:N0} parameters is more than one buffer can hold");
+        FirstTrainable = Layers.FindIndex(l => l.ParameterCount > 0);
+        Parameters = tracker.Allocate<float>("parameters", [(int)ParameterCount], MemoryCategory.Parameter);
+        Gradients = tracker.Allocate<float>("gradients", [(int)ParameterCount], MemoryCategory.Gradient);
+    }
+
+    public ModelSpec Spec { get; }
+    /// <summary>The shape of one input sample, (C, H, W).</summary>
+    public FeatureShape Input { get; }
+    public List<Layer> Layers { get; }
+    public long ParameterCount { get; }
+    public Tensor<float> Parameters { get; }
+    public Tensor<float> Gradients { get; }
+    public int Classes { get; }
+    /// <summary>The first layer with parameters: backward stops there (nothing before it needs a gradient).</summary>
+    public int FirstTrainable { get; }
+
+    /// <summary>Parameters of the stack on an input, without allocating anything (for estimates and checkpoints).</summary>
+    public static long CountParameters(ModelSpec spec, FeatureShape input, int classes) => spec.Build(input, classes).Sum(l => l.ParameterCount);
+
+    /// <summary>PyTorch's default initialisation, layer after layer, from one seeded generator.</summary>
+    public void Initialize(ulong seed)
+    {
+        var host = new float[ParameterCount];
+        var rng = new Rng(seed);
+        foreach (var layer in Layers) layer.Initialize(host, rng);
+        Parameters.CopyFrom(host);
+    }
+
+    /// <summary>Forward pass for the first `rows` samples: every layer in order; the last one's output is the logits.</summary>
+    public void Forward(StepContext ctx, StepBuffers buffers, int rows)
+    {
+        for (int i = 0; i < Layers.Count; i++) Layers[i].Forward(ctx, buffers.Layers[i], rows);
+    }
+
+    /// <summary>
+    /// Backward pass from the logits' gradient (written by <see cref="LossStep"/>) down to the first layer with
+    /// parameters. Every parameter's gradient is overwritten, so there is nothing to zero between steps.
+    /// </summary>
+    public void Backward(StepContext ctx, StepBuffers buffers, int rows)
+    {
+        for (int i = Layers.Count - 1; i >= FirstTrainable; i--) Layers[i].Backward(ctx, buffers.Layers[i], rows);
+    }
+
+    /// <summary>The layers as text: "Flatten, fc1: Linear(784 -> 128), ReLU, fc2: Linear(128 -> 10)".</summary>
+    public string Describe() => string.Join(", ", Layers);
+
+    public void Dispose()
+    {
+        Parameters.Dispose();
+        Gradients.Dispose();
+    }
+}
