@@ -19,7 +19,8 @@ public static class Cli
         usage: scratchnet <command> [options]     (scratchnet <command> --help, or scratchnet help <command>, for its options)
 
         commands:
-          train        train the lesson's MLP and print accuracy and the memory report
+          train        train the lesson's MLP or a conv net and print accuracy and the memory report
+          evaluate     test accuracy of a checkpoint by prediction alone, and the memory that takes
           samples      a PNG grid of random training images with their shapes and classes
           memory       where the bytes go: estimate vs measured, across batch sizes and optimizers,
                        the largest batch that fits a budget, a trace and an HTML report
@@ -46,13 +47,14 @@ public static class Cli
             {
                 "train" => TrainCommand.Run(rest, stdout, stderr),
                 "memory" => MemoryCommand.Run(rest, stdout, stderr),
+                "evaluate" => EvaluateCommand.Run(rest, stdout, stderr),
                 "samples" => SamplesCommand.Run(rest, stdout, stderr),
                 "devices" => DevicesCommand.Run(rest, stdout),
                 "download" => DownloadCommand.Run(rest, stdout, stderr),
                 "selftest" => SelfTestCommand.Run(rest, stdout),
                 "bench" => BenchCommand.Run(rest, stdout),
                 "export-subset" => ExportSubsetCommand.Run(rest, stdout),
-                _ => throw new UsageException($"unknown command '{command}'; commands: train, memory, samples, selftest, bench, devices, download, export-subset"),
+                _ => throw new UsageException($"unknown command '{command}'; commands: train, evaluate, memory, samples, selftest, bench, devices, download, export-subset"),
             };
         }
         catch (UsageException e)

@@ -66,6 +66,11 @@ public static class MemoryCommand
         ProbeResult probe = MemoryProbe.Run(device, unlimited, data);
         text.WriteLine();
         WriteProbe(text, probe);
+        text.WriteLine();
+        WriteLayers(text, probe);
+        InferenceResult inference = MemoryProbe.RunInference(device, unlimited, data);
+        text.WriteLine();
+        WriteInference(text, probe, inference);
 
         var acrossBatches = batchSizes.Select(b => MemoryProbe.Run(device, unlimited with { BatchSize = b }, data)).ToList();
         if (acrossBatches.Count > 0)
@@ -110,6 +115,9 @@ public static class MemoryCommand
                 layers = net.IsMlp ? net.MlpSizes : null,
                 stack = net.Spec.Text,
                 probe = Strip(probe),
+                perLayer = probe.Layers,
+                activationsExceedFixed = ActivationsExceedFixed(probe),
+                inference,
                 batchSizes = acrossBatches.Select(Strip),
                 optimizers = acrossOptimizers.Select(Strip),
                 plan = planResult,
@@ -157,7 +165,52 @@ public static class MemoryCommand
         w.WriteLine("  requested = elements x element size, as the tracker counts each buffer;");
         w.WriteLine("  peak = live: every buffer is created before the first step and reused, so nothing comes and goes inside a step;");
         w.WriteLine($"  allocations during the {MemoryProbe.Steps} steps: {p.AllocationsDuringSteps}.");
-        w.WriteLine($"  bytes per sample: {Bytes.Exact(p.BytesPerSample)} (input, activations, temporaries); fixed: {Bytes.Exact(p.FixedBytes)} (parameters, gradients, optimizer state)");
+        w.WriteLine($"  bytes per sample: {Bytes.Exact(p.BytesPerSample)} (input, activations, temporaries); fixed: {Bytes.Exact(p.FixedBytes)} (parameters, gradients, optimizer state{(Live(p, MemoryCategory.Workspace) > 0 ? ", workspace" : "")})");
+    }
+
+    static long Live(ProbeResult p, MemoryCategory c) => p.Categories.Single(x => x.Category == c.ToString()).Live;
+
+    /// <summary>Whether the activations kept for backward are larger than parameters + gradients + optimizer state.</summary>
+    static bool ActivationsExceedFixed(ProbeResult p) =>
+        Live(p, MemoryCategory.Activation) > Live(p, MemoryCategory.Parameter) + Live(p, MemoryCategory.Gradient) + Live(p, MemoryCategory.OptimizerState);
+
+    static readonly string[] LayerHeads = ["weights", "gradients", "optimizer", "input", "activations", "workspace", "temporaries"];
+
+    static void WriteLayers(TextWriter w, ProbeResult p)
+    {
+        w.WriteLine($"Per layer at batch {p.BatchSize} (measured: the layer's own buffers and its views into the flat parameter, gradient and state buffers; = means it equals the estimate)");
+        w.Write($"  {"layer",-9} {"output",-14} {"parameters",11}");
+        foreach (var h in LayerHeads) w.Write($" {h,13}");
+        w.WriteLine($" {"total",13}");
+        foreach (var r in p.Layers)
+        {
+            w.Write($"  {r.Layer,-9} {r.OutputShape,-14} {r.Parameters,11:N0}");
+            foreach (var c in MemoryProbe.LayerColumns) w.Write($" {Bytes.Exact(r.Measured[c.ToString()]),13}");
+            w.WriteLine($" {Bytes.Exact(r.MeasuredTotal),13} {(r.Match ? "=" : "DIFF")}  {r.Kind}{(r.Note.Length > 0 ? " (" + r.Note + ")" : "")}");
+        }
+        w.Write($"  {"total",-9} {"",-14} {p.Parameters,11:N0}");
+        foreach (var c in MemoryProbe.LayerColumns) w.Write($" {Bytes.Exact(p.Layers.Sum(r => r.Measured[c.ToString()])),13}");
+        w.WriteLine($" {Bytes.Exact(p.Layers.Sum(r => r.MeasuredTotal)),13} {(p.Layers.All(r => r.Match) ? "=" : "DIFF")}");
+        long act = Live(p, MemoryCategory.Activation);
+        long fixedPart = Live(p, MemoryCategory.Parameter) + Live(p, MemoryCategory.Gradient) + Live(p, MemoryCategory.OptimizerState);
+        w.WriteLine(ActivationsExceedFixed(p)
+            ? $"  activations kept for backward ({Bytes.Exact(act)}) exceed parameters + gradients + optimizer state ({Bytes.Exact(fixedPart)}): {(double)act / fixedPart:0.00}x; at this batch the feature maps dominate"
+            : $"  activations kept for backward ({Bytes.Exact(act)}) are {100.0 * act / fixedPart:0.0}% of parameters + gradients + optimizer state ({Bytes.Exact(fixedPart)}): at this batch the fixed part dominates");
+    }
+
+    static void WriteInference(TextWriter w, ProbeResult p, InferenceResult inf)
+    {
+        w.WriteLine($"Training vs prediction at batch {inf.BatchSize} (prediction: forward only, no gradients or optimizer state, each activation freed once the next layer has read it)");
+        w.WriteLine($"  {"category",-15} {"training",13} {"prediction peak",16} {"estimate",13}");
+        foreach (MemoryCategory c in Enum.GetValues<MemoryCategory>())
+        {
+            string k = c.ToString();
+            long train = p.Categories.Single(x => x.Category == k).Peak;
+            long measured = inf.MeasuredPeak.GetValueOrDefault(k), estimate = inf.EstimatePeak.GetValueOrDefault(k);
+            w.WriteLine($"  {k,-15} {Bytes.Exact(train),13} {Bytes.Exact(measured),16} {Bytes.Exact(estimate),13}  {(measured == estimate ? "=" : "DIFF")}");
+        }
+        w.WriteLine($"  {"total peak",-15} {Bytes.Exact(p.PeakTotal),13} {Bytes.Exact(inf.MeasuredTotalPeak),16} {Bytes.Exact(inf.EstimateTotalPeak),13}  {(inf.MeasuredTotalPeak == inf.EstimateTotalPeak ? "=" : "DIFF")}");
+        w.WriteLine($"  training needs {(double)p.PeakTotal / inf.MeasuredTotalPeak:0.00}x the memory of prediction (category peaks in prediction come at different moments; the total peak is the highest sum at any moment)");
     }
 
     static readonly MemoryCategory[] Scaling = [MemoryCategory.Input, MemoryCategory.Activation, MemoryCategory.Temporary];

@@ -8,7 +8,23 @@ public sealed record ProbeCategory(string Category, long Estimate, long Live, lo
 
 public sealed record ProbeResult(int BatchSize, string Optimizer, long Parameters, List<ProbeCategory> Categories,
     long TotalEstimate, long TotalLive, long PeakTotal, long BytesPerSample, long FixedBytes, long AllocationsDuringSteps,
-    IReadOnlyList<MemoryEvent> Events, List<Dictionary<MemoryCategory, long>> Timeline);
+    IReadOnlyList<MemoryEvent> Events, List<Dictionary<MemoryCategory, long>> Timeline, List<LayerMemoryRow> Layers);
+
+/// <summary>
+/// One row of the per-layer table: the bytes a layer holds by category, measured (its tracked buffers, and its
+/// views into the flat parameter, gradient and optimizer-state buffers) beside the closed-form estimate.
+/// "input" and "loss" rows hold the model's own buffers (the batch; per-row losses and predictions).
+/// </summary>
+public sealed record LayerMemoryRow(string Layer, string Kind, string OutputShape, long Parameters,
+    Dictionary<string, long> Measured, Dictionary<string, long> Estimate, bool Match, string Note)
+{
+    public long MeasuredTotal => Measured.Values.Sum();
+    public long EstimateTotal => Estimate.Values.Sum();
+}
+
+/// <summary>Prediction only at the probe's batch: the peak per category and in total, measured and estimated.</summary>
+public sealed record InferenceResult(int BatchSize, Dictionary<string, long> MeasuredPeak, Dictionary<string, long> EstimatePeak,
+    long MeasuredTotalPeak, long EstimateTotalPeak);
 
 /// <summary>
 /// Runs real training steps at one batch size on a device and measures every category, so the closed
@@ -53,6 +69,71 @@ public static class MemoryProbe
         return new ProbeResult(batch, session.Optimizer.Name, session.Model.ParameterCount, categories, estimate.Total,
             tracker.LiveBytes, tracker.PeakBytes, MemoryEstimator.BytesPerSample(session.Network, session.Dataset?.Sizes),
             MemoryEstimator.FixedBytes(session.Network, session.Optimizer.Name, session.Dataset?.Sizes), tracker.AllocationCount - allocationsBefore,
-            tracker.Events.ToList(), tracker.LiveByCategoryOverEvents());
+            tracker.Events.ToList(), tracker.LiveByCategoryOverEvents(), LayerRows(session, estimate));
+    }
+
+    /// <summary>The categories of the per-layer table, in its column order.</summary>
+    public static readonly MemoryCategory[] LayerColumns =
+        [MemoryCategory.Parameter, MemoryCategory.Gradient, MemoryCategory.OptimizerState, MemoryCategory.Input, MemoryCategory.Activation, MemoryCategory.Workspace, MemoryCategory.Temporary];
+
+    /// <summary>
+    /// Per layer, measured: every live buffer tagged with the layer's name, plus its share of the flat buffers
+    /// (4 P_layer bytes of parameters and of gradients; the optimizer's state in the same proportion).
+    /// </summary>
+    static List<LayerMemoryRow> LayerRows(TrainingSession session, MemoryEstimate estimate)
+    {
+        var tracker = session.Tracker;
+        long p = session.Model.ParameterCount;
+        long Flat(MemoryCategory c, long share) => p == 0 ? 0 : tracker.Stats(c).Live / p * share;
+        Dictionary<string, long> Tagged(string layer) => LayerColumns.ToDictionary(c => c.ToString(),
+            c => tracker.LiveTensors.Where(t => t.Layer == layer && t.Category == c).Sum(t => t.Bytes));
+        var rows = new List<LayerMemoryRow>();
+        var none = LayerColumns.ToDictionary(c => c.ToString(), _ => 0L);
+
+        var input = LayerColumns.ToDictionary(c => c.ToString(), c => c == MemoryCategory.Input ? estimate[c] : 0L);
+        var inputMeasured = Tagged("");
+        foreach (var c in LayerColumns.Where(c => c != MemoryCategory.Input)) inputMeasured[c.ToString()] = 0;
+        rows.Add(Row("input", "the batch", session.Network.Input.ToString(), 0, inputMeasured, input, ""));
+        foreach (var (layer, e) in session.Model.Layers.Zip(estimate.Layers))
+        {
+            var measured = Tagged(layer.Name);
+            measured[nameof(MemoryCategory.Parameter)] = Flat(MemoryCategory.Parameter, layer.ParameterCount);
+            measured[nameof(MemoryCategory.Gradient)] = Flat(MemoryCategory.Gradient, layer.ParameterCount);
+            measured[nameof(MemoryCategory.OptimizerState)] = Flat(MemoryCategory.OptimizerState, layer.ParameterCount);
+            rows.Add(Row(layer.Name, e.Kind, e.OutputShape, layer.ParameterCount, measured,
+                LayerColumns.ToDictionary(c => c.ToString(), c => e.Bytes[c]), e.Note));
+        }
+        var loss = Tagged("");
+        foreach (var c in LayerColumns.Where(c => c != MemoryCategory.Temporary)) loss[c.ToString()] = 0;
+        long lossEstimate = 8L * session.Config.BatchSize;
+        rows.Add(Row("loss", "losses, predictions", $"({session.Network.Classes})", 0, loss,
+            LayerColumns.ToDictionary(c => c.ToString(), c => c == MemoryCategory.Temporary ? lossEstimate : 0L), ""));
+        return rows;
+
+        static LayerMemoryRow Row(string name, string kind, string shape, long parameters, Dictionary<string, long> measured, Dictionary<string, long> est, string note) =>
+            new(name, kind, shape, parameters, measured, est, LayerColumns.All(c => measured[c.ToString()] == est[c.ToString()]), note);
+    }
+
+    /// <summary>Prediction only at the config's batch (<see cref="InferenceSession"/>): one batch, peaks measured and estimated.</summary>
+    public static InferenceResult RunInference(ComputeDevice device, TrainConfig config, DatasetPair data)
+    {
+        DatasetInfo info = data.Train.Info;
+        Network net = config.Network(info);
+        int batch = config.BatchSize;
+        using var session = new InferenceSession(device, net, batch, config.Matmul);
+        var images = new float[(long)batch * info.ImageSize];
+        var normalizer = new Normalizer(info);
+        for (int i = 0; i < batch; i++)
+            normalizer.Normalize(data.Train.Image(i % data.Train.Count), images.AsSpan(i * info.ImageSize, info.ImageSize));
+        session.Images.CopyFrom(images);
+        session.Predict(batch);
+        var tracker = session.Tracker;
+        var e = InferenceSession.Estimate(net, batch);
+        var estimate = new Dictionary<string, long>
+        {
+            ["Parameter"] = e.Parameter, ["Input"] = e.Input, ["Activation"] = e.Activation, ["Workspace"] = e.Workspace, ["Temporary"] = e.Temporary,
+        };
+        var measured = estimate.Keys.ToDictionary(k => k, k => tracker.Stats(Enum.Parse<MemoryCategory>(k)).Peak);
+        return new InferenceResult(batch, measured, estimate, tracker.PeakBytes, e.Total);
     }
 }

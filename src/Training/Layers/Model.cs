@@ -11,7 +11,8 @@ namespace ScratchNet.Training;
 /// </summary>
 public sealed class Model : IDisposable
 {
-    public Model(MemoryTracker tracker, ModelSpec spec, FeatureShape input, int classes)
+    /// <param name="gradients">False for prediction only (<see cref="InferenceSession"/>): no gradient buffer.</param>
+    public Model(MemoryTracker tracker, ModelSpec spec, FeatureShape input, int classes, bool gradients = true)
     {
         Spec = spec;
         Input = input;
@@ -27,7 +28,7 @@ public sealed class Model : IDisposable
         if (ParameterCount > int.MaxValue) throw new ArgumentException($"{ParameterCount:N0} parameters is more than one buffer can hold");
         FirstTrainable = Layers.FindIndex(l => l.ParameterCount > 0);
         Parameters = tracker.Allocate<float>("parameters", [(int)ParameterCount], MemoryCategory.Parameter);
-        Gradients = tracker.Allocate<float>("gradients", [(int)ParameterCount], MemoryCategory.Gradient);
+        if (gradients) Gradients = tracker.Allocate<float>("gradients", [(int)ParameterCount], MemoryCategory.Gradient);
     }
 
     public ModelSpec Spec { get; }
@@ -36,7 +37,8 @@ public sealed class Model : IDisposable
     public List<Layer> Layers { get; }
     public long ParameterCount { get; }
     public Tensor<float> Parameters { get; }
-    public Tensor<float> Gradients { get; }
+    /// <summary>d(loss)/d(parameters), flat like <see cref="Parameters"/>; null in a model made for prediction only.</summary>
+    public Tensor<float> Gradients { get; } = null!;
     public int Classes { get; }
     /// <summary>The first layer with parameters: backward stops there (nothing before it needs a gradient).</summary>
     public int FirstTrainable { get; }
@@ -74,6 +76,6 @@ public sealed class Model : IDisposable
     public void Dispose()
     {
         Parameters.Dispose();
-        Gradients.Dispose();
+        Gradients?.Dispose();
     }
 }
