@@ -132,7 +132,7 @@ public sealed class HelpAndMessagesTests
     {
         var r = CliRunner.Run("train", "--device", device, "--data", TestData.EmbeddedFolder(), "--batch-size", "2740000");
         Assert.That(r.ExitCode, Is.EqualTo(2), r.Stderr);
-        Assert.That(r.Stderr.Trim(), Is.EqualTo("error: --batch-size 2740000: a batch of 2,740,000 rows of 784 values is 2,148,160,000 floats, " +
+        Assert.That(r.Stderr.Trim(), Is.EqualTo("error: --batch-size 2740000: a batch of 2,740,000 samples of 784 values is 2,148,160,000 floats, " +
             "more than one buffer can index (2,147,483,591); the largest batch for this model is 2,739,137"));
     }
 

@@ -39,7 +39,7 @@ public sealed class MemoryCommandTests
         Assert.That(probe.GetProperty("batchSize").GetInt32(), Is.EqualTo(batch));
         Assert.That(probe.GetProperty("parameters").GetInt64(), Is.EqualTo(dataset == "cifar10" ? 394_634 : 101_770));
         var categories = probe.GetProperty("categories").EnumerateArray().ToList();
-        Assert.That(categories, Has.Count.EqualTo(7));
+        Assert.That(categories, Has.Count.EqualTo(8));
         foreach (var c in categories)
         {
             string name = c.GetProperty("category").GetString()!;

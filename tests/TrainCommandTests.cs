@@ -37,7 +37,7 @@ public sealed class TrainCommandTests
         Assert.That(root.GetProperty("layers").EnumerateArray().Select(e => e.GetInt32()), Is.EqualTo(new[] { 3072, 128, 10 }));
         Assert.That(root.GetProperty("trainImages").GetInt32(), Is.EqualTo(200));
         var categories = root.GetProperty("memory").GetProperty("categories").EnumerateArray().ToList();
-        Assert.That(categories, Has.Count.EqualTo(7));
+        Assert.That(categories, Has.Count.EqualTo(8));
         foreach (var c in categories)
             Assert.That(c.GetProperty("live").GetInt64(), Is.EqualTo(c.GetProperty("estimate").GetInt64()), c.GetProperty("category").GetString());
         var parameter = categories.Single(c => c.GetProperty("category").GetString() == "Parameter");

@@ -24,6 +24,8 @@ public static class BenchCommand
         new("--device", "NAME", ComputeDevice.ChoiceHelp),
         new("--repeats", "N", "timed launches per row, after a warm-up (default 7); the median is shown"),
         new("--steps", "N", "training steps for the samples/s rows (default 100)"),
+        new("--model", "NAME", "also time every layer of this model, forward and backward, at batch 64, for each conv version:\nmlp or cnn (see train --help); the end-to-end rows stay the lesson's MLP"),
+        new("--layers", "LAYERS", "the same for any stack (see train --help)"),
         new("--json", null, "one JSON document on stdout instead of text"),
     ];
 
@@ -42,6 +44,22 @@ public static class BenchCommand
         int repeats = o.Int("--repeats", 7, 1, 1000);
         int steps = o.Int("--steps", 100, 1, 100_000);
         bool json = o.Flag("--json");
+        string? modelName = o.Has("--model") ? o.Choice("--model", "mlp", ["mlp", "cnn"]) : null;
+        string? layers = o.String("--layers");
+        if (modelName is not null && layers is not null) throw new UsageException("--layers and --model: give one of them");
+        TrainConfig? layerConfig = modelName is null && layers is null ? null : new TrainConfig { Model = modelName ?? "mlp", Layers = layers };
+        DatasetInfo fashion = DatasetInfo.Get("fashion-mnist");
+        if (layerConfig is not null)
+        {
+            try
+            {
+                _ = layerConfig.Network(fashion).Layers;
+            }
+            catch (ArgumentException e)
+            {
+                throw new UsageException($"{(layers is not null ? "--layers" : "--model")} on fashion-mnist [1, 28, 28]: {e.Message}");
+            }
+        }
         using ComputeDevice device = ComputeDevice.Create(choice);
         string machine = $"{Environment.MachineName}: {Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription}, .NET {Environment.Version}";
         var rows = new List<Row>();
@@ -132,9 +150,63 @@ public static class BenchCommand
             double median = samples[samples.Count / 2];
             Add(new Row("training step (end to end)", batch, session.MatmulName, 1000.0 * batch / median, median, "samples/s", $"784-128-10 Adam, {n} steps per repeat, host batching included"));
         }
+        if (layerConfig is not null) LayerRows(device, layerConfig, repeats, Add);
         if (json)
             stdout.WriteLine(JsonSerializer.Serialize(new { machine, device = device.Label, deviceKind = device.Kind.ToString(), deviceReason = device.Reason, repeats, rows = rows.Select(r => new { r.Operation, r.Batch, r.Version, medianMs = double.IsNaN(r.MedianMs) ? (double?)null : r.MedianMs, rate = double.IsNaN(r.Rate) ? (double?)null : r.Rate, r.Unit, r.Note }) }, TrainCommand.JsonOptions));
         return Cli.ExitOk;
+    }
+
+    /// <summary>
+    /// Every layer of a model, forward and backward, timed alone at batch 64 on real buffers (after one training
+    /// step), for each conv version when the model has convolutions, then a whole training step: where the time goes.
+    /// Conv and Linear rows in GFLOP/s (forward 2 B x multiply-adds; backward the same for dW and again for dx when
+    /// computed), the others in GB/s of bytes read and written.
+    /// </summary>
+    static void LayerRows(ComputeDevice device, TrainConfig config, int repeats, Action<Row> add)
+    {
+        const int batch = 64;
+        var data = DatasetLoader.LoadEmbedded(null);
+        DatasetInfo info = data.Train.Info;
+        bool hasConv = config.Network(info).Layers.Any(l => l is Conv2d);
+        foreach (ConvVersion conv in hasConv ? [ConvVersion.Im2col, ConvVersion.Direct] : new[] { ConvVersion.Im2col })
+        {
+            var c = config with { BatchSize = batch, Conv = conv };
+            using var session = new TrainingSession(device, c, info);
+            var loader = new BatchLoader(data.Train, batch, shuffle: false, seed: 0);
+            var images = new float[batch * info.ImageSize];
+            var labels = new int[batch];
+            int rows = loader.Fill(0, images, labels);
+            session.Upload(images, labels, rows);
+            session.TrainStep(labels, rows);
+            string version = hasConv ? conv.ToString().ToLowerInvariant() : session.MatmulName;
+            var model = session.Model;
+            for (int i = 0; i < model.Layers.Count; i++)
+            {
+                Layer layer = model.Layers[i];
+                LayerBuffers io = session.Buffers.Layers[i];
+                if (layer is Flatten) continue;
+                double macs = layer switch
+                {
+                    Conv2d cv => (double)batch * cv.Shape.F * cv.Shape.ColRows * cv.Shape.ColCols,
+                    Linear l => (double)batch * l.InFeatures * l.OutFeatures,
+                    _ => 0,
+                };
+                double bytes = 4.0 * batch * (layer.In.Size + layer.Out.Size);
+                string shape = $"{layer.In} -> {layer.Out}";
+                double fwd = Time(session.Backend, repeats, () => layer.Forward(session.Context, io, rows));
+                add(macs > 0
+                    ? new Row($"{layer.Name} forward", batch, version, fwd, 2 * macs / fwd / 1e6, "GFLOP/s", $"{layer.Describe()} {shape}")
+                    : new Row($"{layer.Name} forward", batch, version, fwd, bytes / fwd / 1e6, "GB/s", $"{layer.Describe()} {shape}"));
+                if (i < model.FirstTrainable) continue;
+                double bwd = Time(session.Backend, repeats, () => layer.Backward(session.Context, io, rows));
+                double backMacs = io.InputGradient is null ? macs : 2 * macs;
+                add(macs > 0
+                    ? new Row($"{layer.Name} backward", batch, version, bwd, 2 * backMacs / bwd / 1e6, "GFLOP/s", io.InputGradient is null ? "dW and db (no dx: first layer)" : "dW, db and dx")
+                    : new Row($"{layer.Name} backward", batch, version, bwd, bytes / bwd / 1e6, "GB/s", ""));
+            }
+            double step = Time(session.Backend, repeats, () => session.TrainStep(labels, rows));
+            add(new Row("training step (this model)", batch, version, step, 1000.0 * batch / step, "samples/s", $"{session.Network.Label}, Adam, batch already on the device"));
+        }
     }
 
     /// <summary>Median milliseconds of `launch` over repeats, after one warm-up; each timing ends with a synchronize.</summary>

@@ -21,6 +21,7 @@ public static class HtmlReport
         [MemoryCategory.Input] = "#d62728",
         [MemoryCategory.Activation] = "#9467bd",
         [MemoryCategory.Temporary] = "#8c564b",
+        [MemoryCategory.Workspace] = "#e377c2",
         [MemoryCategory.Other] = "#7f7f7f",
     };
 
@@ -94,6 +95,13 @@ public static class HtmlReport
         var rows = string.Join("\n", probe.Categories.Select(c =>
             $"<tr><td><span class=\"swatch\" style=\"background:{Colors[Enum.Parse<MemoryCategory>(c.Category)]}\"></span>{c.Category}</td>" +
             $"<td>{Bytes.Exact(c.Estimate)}</td><td>{Bytes.Exact(c.Live)}</td><td>{Bytes.Exact(c.Peak)}</td><td>{(c.Difference == 0 ? "0 (exact)" : Bytes.Exact(c.Difference))}</td><td>{E(c.Formula)}</td></tr>"));
+        var layerHead = "<tr><th>layer</th><th>output</th><th>parameters</th>" +
+            string.Concat(MemoryProbe.LayerColumns.Select(c => $"<th><span class=\"swatch\" style=\"background:{Colors[c]}\"></span>{c}</th>")) +
+            "<th>total</th><th>estimate</th><th></th></tr>";
+        var layerRows = string.Join("\n", probe.Layers.Select(r =>
+            $"<tr data-layer=\"{E(r.Layer)}\"><td>{E(r.Layer)}</td><td>{E(r.OutputShape)}</td><td>{r.Parameters:N0}</td>" +
+            string.Concat(MemoryProbe.LayerColumns.Select(c => $"<td>{Bytes.Exact(r.Measured[c.ToString()])}</td>")) +
+            $"<td>{Bytes.Exact(r.MeasuredTotal)}</td><td>{Bytes.Exact(r.EstimateTotal)}</td><td>{E(r.Kind + (r.Note.Length > 0 ? " (" + r.Note + ")" : ""))}</td></tr>"));
         return $$"""
             <!DOCTYPE html>
             <html lang="en"><head><meta charset="utf-8"><title>{{E(title)}}</title>
@@ -122,6 +130,13 @@ public static class HtmlReport
             forward, backward and update. The dashed line marks the peak.</p>
             <div>{{legend}}</div>
             {{svg}}
+            <h2>Per layer</h2>
+            <p>Each layer's own buffers, and its views into the flat parameter, gradient and optimizer-state buffers, measured by the
+            tracker; the estimate column is the closed form for the same layer. ReLU works in place and Flatten is a view: 0 bytes.</p>
+            <table id="layers">
+            {{layerHead}}
+            {{layerRows}}
+            </table>
             </body></html>
             """;
     }
