@@ -11,6 +11,11 @@ public static class Shared
     public static ComputeDevice Cpu => Lazy.Value;
     public static IlgpuBackend Kernels => IlgpuBackend.For(Cpu.Accelerator);
 
+    static readonly Lazy<ComputeDevice> LazyHost = new(() => ComputeDevice.Create("host"));
+
+    /// <summary>The host backend's device (--device host): SIMD C# over buffers of a CPU accelerator.</summary>
+    public static ComputeDevice Host => LazyHost.Value;
+
     /// <summary>A tracker on the shared CPU device with no limit.</summary>
     public static MemoryTracker NewTracker(long? limit = null) => new(Cpu.Accelerator, limit);
 }

@@ -80,7 +80,7 @@ public sealed record ModelSpec(string Text)
             }
             else
             {
-                throw new ArgumentException($"{where}: unknown layer; {Grammar}");
+                throw new ArgumentException($"{where}: unknown layer; {Grammar.Replace("\n", " ")}");
             }
             if (layer.Out.Size > int.MaxValue) throw new ArgumentException($"{where}: its output {layer.Out} has more values than one sample can hold");
             layers.Add(layer);
