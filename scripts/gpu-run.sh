@@ -3,7 +3,7 @@
 #
 #   here:  scripts/gpu-run.sh pack [OUTDIR]
 #          publishes ScratchNet self-contained for linux-x64 (not trimmed: trimming breaks ILGPU), and packs it
-#          with the PyTorch peer (bench/peers/torch_mlp.py), this script and the embedded Fashion-MNIST subset
+#          with the PyTorch peer (bench/peers/torch_peer.py), this script and the embedded Fashion-MNIST subset
 #          into OUTDIR/scratchnet-gpu.tar.xz (default OUTDIR: artifacts/gpu). The full dataset (30 MB of gzip)
 #          would take the package past the 64 MiB a device call carries, so the comparison there runs on
 #          60,000 real images made of the subset's 2,000 repeated 30 times: the same work per epoch for both.
@@ -27,7 +27,7 @@ pack() {
   mkdir -p "$pkg/data/fashion-mnist"
   dotnet publish "$here/src/Cli" -c Release -r linux-x64 --self-contained true -p:PublishTrimmed=false \
     -p:DebugType=none -o "$pkg/app" >/dev/null
-  cp "$here/bench/peers/torch_mlp.py" "$here/scripts/gpu-run.sh" "$pkg/"
+  cp "$here/bench/peers/torch_peer.py" "$here/scripts/gpu-run.sh" "$pkg/"
   cp "$here"/src/Data/Embedded/*-ubyte.gz "$pkg/data/fashion-mnist/"
   tar -C "$stage" -cf - scratchnet-gpu | xz -T2 -6 > "$out/scratchnet-gpu.tar.xz"
   rm -rf "$stage"
@@ -91,7 +91,7 @@ PY
         | python3 -c 'import json,sys; d=json.load(sys.stdin); r=d["results"][0]; print(r["seconds"], r["testAccuracy"])' 2>>"$log" || echo "nan nan")
       echo -e "scratchnet\t$batch\t$rep\t$s" | tee -a "$results/compare.tsv"
       if [ -n "$py" ] && "$py" -c 'import torch' 2>/dev/null; then
-        t=$("$py" "$pkg/torch_mlp.py" --device "$device" --data "$data" --batch-size "$batch" --json 2>>"$log" \
+        t=$("$py" "$pkg/torch_peer.py" --device "$device" --data "$data" --batch-size "$batch" --json 2>>"$log" \
           | "$py" -c 'import json,sys; d=json.load(sys.stdin); r=d["results"][0]; print(r["seconds"], r["test_accuracy"])' || echo "nan nan")
         echo -e "pytorch\t$batch\t$rep\t$t" | tee -a "$results/compare.tsv"
       fi

@@ -1,4 +1,5 @@
 using NUnit.Framework;
+using ScratchNet.Kernels;
 using ScratchNet.Cli;
 using ScratchNet.Training;
 
@@ -12,7 +13,7 @@ public sealed class SelfTestTests
     {
         var r = CliRunner.Run("selftest", "--device", "cpu");
         Assert.That(r.ExitCode, Is.Zero, r.Stdout + r.Stderr);
-        Assert.That(r.Stdout, Does.Contain("selftest passed: all 20 checks"));
+        Assert.That(r.Stdout, Does.Contain("selftest passed: all 31 checks"));
         Assert.That(r.Stdout, Does.Not.Contain("FAIL"));
         foreach (string check in new[] { "matmul naive", "matmul blocked", "matmul tiled", "bias add + relu", "relu backward", "bias backward",
                      "softmax-cross-entropy loss", "softmax-cross-entropy gradient", "argmax", "adam", "sgd momentum", "training: 20 steps" })
@@ -48,7 +49,7 @@ public sealed class SelfTestTests
         string text = stdout.ToString();
         Assert.That(code, Is.EqualTo(1));
         Assert.That(text, Does.Match(@"adam \(3 steps\).*FAIL"));
-        Assert.That(text, Does.Contain("selftest FAILED: 1 of 20 checks"));
+        Assert.That(text, Does.Contain("selftest FAILED: 1 of 31 checks"));
     }
 
     [Test]
@@ -57,5 +58,45 @@ public sealed class SelfTestTests
         var rows = SelfTest.Run(Shared.Cpu, new WrongMatmul());
         Assert.That(rows.Where(r => r.Check.StartsWith("matmul")).All(r => !r.Passed), "all 9 matmul rows fail");
         Assert.That(rows.Where(r => !r.Check.StartsWith("matmul")).All(r => r.Passed));
+    }
+
+    /// <summary>A conv reference whose last output is a little off, and a max-pool that keeps the last maximum on ties.</summary>
+    sealed class WrongConvAndPool : ReferenceOps
+    {
+        public override float[] Conv(float[] x, float[] weight, ConvShape s, int rows) =>
+            Nudge(base.Conv(x, weight, s, rows));
+
+        static float[] Nudge(float[] y)
+        {
+            y[^1] += 0.01f;
+            return y;
+        }
+
+        public override (float[] Y, int[] Indices) MaxPool(float[] x, int planes, int h, int w, int size)
+        {
+            var (y, idx) = base.MaxPool(x, planes, h, w, size);
+            int oh = h / size, ow = w / size;
+            for (int o = 0; o < idx.Length; o++)
+            {
+                int p = o / (oh * ow), oy = o % (oh * ow) / ow, ox = o % ow;
+                for (int dy = 0; dy < size; dy++)
+                    for (int dx = 0; dx < size; dx++)
+                    {
+                        int i = (oy * size + dy) * w + ox * size + dx;
+                        if (x[p * h * w + i] >= y[o]) idx[o] = i;   // the last maximum: not PyTorch's rule
+                    }
+            }
+            return (y, idx);
+        }
+    }
+
+    [Test]
+    public void Selftest_CatchesAWrongConvOrPool_OnBothConvVersions()
+    {
+        var rows = SelfTest.Run(Shared.Cpu, new WrongConvAndPool());
+        Assert.That(rows.Single(r => r.Check == "conv direct forward").Passed, Is.False);
+        Assert.That(rows.Single(r => r.Check == "conv im2col forward").Passed, Is.False);
+        Assert.That(rows.Single(r => r.Check.StartsWith("max-pool")).Passed, Is.False, "ties must go to the first maximum");
+        Assert.That(rows.Where(r => !r.Check.StartsWith("conv ") || !r.Check.EndsWith("forward")).Where(r => !r.Check.StartsWith("max-pool")).All(r => r.Passed));
     }
 }

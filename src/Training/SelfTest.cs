@@ -24,6 +24,83 @@ public class ReferenceOps
     public virtual int[] Argmax(float[] logits, int rows, int classes) => Reference.Argmax(logits, rows, classes);
     public virtual void Adam(float[] p, float[] g, float[] m, float[] v, int t, double lr, double b1, double b2, double eps) => Reference.Adam(p, g, m, v, t, lr, b1, b2, eps);
     public virtual void Sgd(float[] p, float[] g, float[]? buf, double lr, double momentum) => Reference.Sgd(p, g, buf, lr, momentum);
+
+    /// <summary>y (B, F, OH, OW) = the convolution of x (B, C, H, W) with weight (F, C, k, k), zero padding p: the definition, in double precision.</summary>
+    public virtual float[] Conv(float[] x, float[] weight, ConvShape s, int rows)
+    {
+        var y = new float[rows * s.F * s.OutH * s.OutW];
+        int k = s.KernelSize;
+        for (int b = 0; b < rows; b++)
+            for (int f = 0; f < s.F; f++)
+                for (int oy = 0; oy < s.OutH; oy++)
+                    for (int ox = 0; ox < s.OutW; ox++)
+                    {
+                        double sum = 0;
+                        for (int c = 0; c < s.C; c++)
+                            for (int ky = 0; ky < k; ky++)
+                                for (int kx = 0; kx < k; kx++)
+                                {
+                                    int iy = oy + ky - s.Pad, ix = ox + kx - s.Pad;
+                                    if (iy >= 0 && iy < s.H && ix >= 0 && ix < s.W)
+                                        sum += (double)x[((b * s.C + c) * s.H + iy) * s.W + ix] * weight[((f * s.C + c) * k + ky) * k + kx];
+                                }
+                        y[((b * s.F + f) * s.OutH + oy) * s.OutW + ox] = (float)sum;
+                    }
+        return y;
+    }
+
+    /// <summary>
+    /// The conv's gradients from dy, by scattering every output's gradient back through the weights and inputs that made it:
+    /// dx (B, C, H, W) and dweight (F, C, k, k).
+    /// </summary>
+    public virtual (float[] Dx, float[] DWeight) ConvBackward(float[] x, float[] weight, float[] dy, ConvShape s, int rows)
+    {
+        var dx = new double[x.Length];
+        var dw = new double[weight.Length];
+        int k = s.KernelSize;
+        for (int b = 0; b < rows; b++)
+            for (int f = 0; f < s.F; f++)
+                for (int oy = 0; oy < s.OutH; oy++)
+                    for (int ox = 0; ox < s.OutW; ox++)
+                    {
+                        double g = dy[((b * s.F + f) * s.OutH + oy) * s.OutW + ox];
+                        for (int c = 0; c < s.C; c++)
+                            for (int ky = 0; ky < k; ky++)
+                                for (int kx = 0; kx < k; kx++)
+                                {
+                                    int iy = oy + ky - s.Pad, ix = ox + kx - s.Pad;
+                                    if (iy < 0 || iy >= s.H || ix < 0 || ix >= s.W) continue;
+                                    int xi = ((b * s.C + c) * s.H + iy) * s.W + ix, wi = ((f * s.C + c) * k + ky) * k + kx;
+                                    dx[xi] += g * weight[wi];
+                                    dw[wi] += g * x[xi];
+                                }
+                    }
+        return (dx.Select(v => (float)v).ToArray(), dw.Select(v => (float)v).ToArray());
+    }
+
+    /// <summary>s x s max pooling, stride s, of planes of H x W: maxima and their positions (first on ties).</summary>
+    public virtual (float[] Y, int[] Indices) MaxPool(float[] x, int planes, int h, int w, int size)
+    {
+        int oh = h / size, ow = w / size;
+        var y = new float[planes * oh * ow];
+        var idx = new int[y.Length];
+        for (int p = 0; p < planes; p++)
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++)
+                {
+                    int best = -1;
+                    for (int dy = 0; dy < size; dy++)
+                        for (int dx = 0; dx < size; dx++)
+                        {
+                            int i = (oy * size + dy) * w + ox * size + dx;
+                            if (best < 0 || x[p * h * w + i] > x[p * h * w + best]) best = i;
+                        }
+                    int o = (p * oh + oy) * ow + ox;
+                    y[o] = x[p * h * w + best];
+                    idx[o] = best;
+                }
+        return (y, idx);
+    }
 }
 
 /// <summary>
@@ -189,8 +266,164 @@ public static class SelfTest
             }));
         }
 
+        foreach (var row in ConvChecks(backend, tracker, reference, r)) Add(row);
         Add(TrainingAgreement(device));
+        foreach (var conv in new[] { ConvVersion.Im2col, ConvVersion.Direct }) Add(ConvTrainingAgreement(device, conv));
         return rows;
+    }
+
+    /// <summary>Conv shapes with awkward sizes: a 1x1 image and kernel, odd channels, padding 0, 1 and 2, a 5x5 kernel.</summary>
+    static readonly (int Rows, ConvShape Shape)[] ConvShapes =
+    [
+        (1, new ConvShape(1, 1, 1, 1, 1, 0)),
+        (2, new ConvShape(3, 7, 5, 4, 3, 1)),
+        (3, new ConvShape(5, 6, 7, 7, 5, 2)),
+        (2, new ConvShape(2, 9, 9, 3, 3, 0)),
+    ];
+
+    /// <summary>
+    /// The conv net's operations against the definition: both conv versions forward and backward (im2col as Conv2d runs
+    /// it: per image im2col, then the backend's default matmul, backward with c += a·b and col2im), the per-channel bias,
+    /// ReLU and max-pooling with its indices. Outputs are filled with garbage first, so an element left unwritten fails.
+    /// </summary>
+    static IEnumerable<SelfTestRow> ConvChecks(IBackend backend, MemoryTracker tracker, ReferenceOps reference, Random r)
+    {
+        MatmulVersion mm = backend.DefaultMatmul;
+        Tensor<float> Garbage(string name, int count)
+        {
+            var t = tracker.Allocate<float>(name, [count], MemoryCategory.Other);
+            t.Buffer.MemSet(0xFF);
+            return t;
+        }
+        foreach (var version in new[] { ConvVersion.Direct, ConvVersion.Im2col })
+        {
+            string label = version.ToString().ToLowerInvariant();
+            double errF = 0, errX = 0, errW = 0;
+            bool okF = true, okX = true, okW = true;
+            foreach (var (rows, s) in ConvShapes)
+            {
+                int inImage = s.C * s.H * s.W, outImage = s.F * s.OutH * s.OutW;
+                float[] x = Reference.RandomFloats(r, rows * inImage), w = Reference.RandomFloats(r, s.F * s.ColRows), dy = Reference.RandomFloats(r, rows * outImage);
+                using var dx = tracker.AllocateFrom("selftest.x", x, MemoryCategory.Other);
+                using var dwt = tracker.AllocateFrom("selftest.w", w, MemoryCategory.Other);
+                using var ddy = tracker.AllocateFrom("selftest.dy", dy, MemoryCategory.Other);
+                using var y = Garbage("selftest.y", rows * outImage);
+                using var gx = Garbage("selftest.gx", rows * inImage);
+                using var gw = Garbage("selftest.gw", s.F * s.ColRows);
+                using var cols = Garbage("selftest.cols", s.ColRows * s.ColCols);
+                if (version == ConvVersion.Direct)
+                {
+                    backend.ConvDirectForward(dx.View, dwt.View, y.View, s, rows);
+                    backend.ConvDirectBackwardWeight(ddy.View, dx.View, gw.View, s, rows);
+                    backend.ConvDirectBackwardInput(ddy.View, dwt.View, gx.View, s, rows);
+                }
+                else
+                {
+                    for (int b = 0; b < rows; b++)
+                    {
+                        backend.Im2col(dx.View.SubView(b * inImage, inImage), cols.View, s);
+                        backend.Matmul(mm, dwt.View, cols.View, y.View.SubView(b * outImage, outImage), s.F, s.ColCols, s.ColRows, s.ColRows, 1, s.ColCols, 1);
+                    }
+                    for (int b = 0; b < rows; b++)
+                    {
+                        var dyb = ddy.View.SubView(b * outImage, outImage);
+                        backend.Im2col(dx.View.SubView(b * inImage, inImage), cols.View, s);
+                        backend.Matmul(mm, dyb, cols.View, gw.View, s.F, s.ColRows, s.ColCols, s.ColCols, 1, 1, s.ColCols, accumulate: b > 0);
+                        backend.Matmul(mm, dwt.View, dyb, cols.View, s.ColRows, s.ColCols, s.F, 1, s.ColRows, s.ColCols, 1);
+                        backend.Col2im(cols.View, gx.View.SubView(b * inImage, inImage), s);
+                    }
+                }
+                var (refDx, refDw) = reference.ConvBackward(x, w, dy, s, rows);
+                double tol(int sums) => 1e-5 * Math.Sqrt(sums) + 1e-6;
+                var (_, e1, a1) = Reference.Compare(y.ToArray(), reference.Conv(x, w, s, rows), tol(s.ColRows), 1e-5);
+                var (_, e2, a2) = Reference.Compare(gx.ToArray(), refDx, tol(s.F * s.KernelSize * s.KernelSize), 1e-5);
+                var (_, e3, a3) = Reference.Compare(gw.ToArray(), refDw, tol(rows * s.ColCols), 1e-5);
+                (errF, errX, errW) = (Math.Max(errF, a1), Math.Max(errX, a2), Math.Max(errW, a3));
+                okF &= e1 <= 0; okX &= e2 <= 0; okW &= e3 <= 0;
+            }
+            const string sizes = "B 1..3, C 1..5, 1x1..9x9, k 1/3/5, p 0..2";
+            yield return new SelfTestRow($"conv {label} forward", sizes, errF, "1e-5 sqrt(C k k) + 1e-5 rel", okF);
+            yield return new SelfTestRow($"conv {label} backward dx", sizes, errX, "1e-5 sqrt(F k k) + 1e-5 rel", okX);
+            yield return new SelfTestRow($"conv {label} backward dW", sizes, errW, "1e-5 sqrt(B OH OW) + 1e-5 rel", okW);
+        }
+        {
+            int rows = 3, f = 5, plane = 7 * 3;
+            float[] y = Reference.RandomFloats(r, rows * f * plane), bias = Reference.RandomFloats(r, f);
+            using var dy = tracker.AllocateFrom("selftest.y", y, MemoryCategory.Other);
+            using var db = tracker.AllocateFrom("selftest.bias", bias, MemoryCategory.Other);
+            using var gb = Garbage("selftest.gb", f);
+            backend.ChannelBias(dy.View, db.View, rows, f, plane);
+            var expected = y.Select((v, i) => v + bias[i / plane % f]).ToArray();
+            var (_, e1, a1) = Reference.Compare(dy.ToArray(), expected, 0, 0);
+            backend.ChannelBiasBackward(dy.View, gb.View, rows, f, plane);
+            var sums = Enumerable.Range(0, f).Select(c => (float)Enumerable.Range(0, rows).Sum(b => Enumerable.Range(0, plane).Sum(i => (double)expected[(b * f + c) * plane + i]))).ToArray();
+            var (_, e2, a2) = Reference.Compare(gb.ToArray(), sums, 1e-5, 1e-5);
+            yield return new SelfTestRow("conv bias add and its gradient", "(3, 5, 7x3)", Math.Max(a1, a2), "exact; 1e-5 + 1e-5 rel", e1 <= 0 && e2 <= 0);
+        }
+        {
+            float[] v = Reference.RandomFloats(r, 1001);
+            using var dv = tracker.AllocateFrom("selftest.relu", v, MemoryCategory.Other);
+            backend.Relu(dv.View, v.Length);
+            var (_, e, a) = Reference.Compare(dv.ToArray(), v.Select(t => Math.Max(0f, t)).ToArray(), 0, 0);
+            yield return new SelfTestRow("relu", "1001", a, "exact", e <= 0);
+        }
+        {
+            double err = 0;
+            bool ok = true;
+            foreach (var (planes, h, w, size, ties) in new[] { (6, 7, 7, 2, false), (2, 9, 5, 3, false), (4, 4, 6, 2, true), (1, 1, 1, 1, false) })
+            {
+                float[] x = ties ? Enumerable.Range(0, planes * h * w).Select(i => (float)(i % 3 == 0 ? 1 : 0)).ToArray() : Reference.RandomFloats(r, planes * h * w);
+                int outCount = planes * (h / size) * (w / size);
+                float[] dyv = Reference.RandomFloats(r, outCount);
+                using var dx = tracker.AllocateFrom("selftest.x", x, MemoryCategory.Other);
+                using var ddy = tracker.AllocateFrom("selftest.dy", dyv, MemoryCategory.Other);
+                using var y = Garbage("selftest.y", outCount);
+                using var idx = tracker.Allocate<int>("selftest.idx", [outCount], MemoryCategory.Other);
+                using var gx = Garbage("selftest.gx", planes * h * w);
+                backend.MaxPoolForward(dx.View, y.View, idx.View, planes, h, w, size);
+                backend.MaxPoolBackward(ddy.View, idx.View, gx.View, planes, h, w, size);
+                var (refY, refIdx) = reference.MaxPool(x, planes, h, w, size);
+                var refDx = new float[x.Length];
+                int oPlane = (h / size) * (w / size);
+                for (int o = 0; o < outCount; o++) refDx[o / oPlane * h * w + refIdx[o]] = dyv[o];
+                var (_, e1, a1) = Reference.Compare(y.ToArray(), refY, 0, 0);
+                var (_, e2, a2) = Reference.Compare(idx.ToArray().Select(i => (float)i).ToArray(), refIdx.Select(i => (float)i).ToArray(), 0, 0);
+                var (_, e3, a3) = Reference.Compare(gx.ToArray(), refDx, 0, 0);
+                err = Math.Max(err, Math.Max(a1, Math.Max(a2, a3)));
+                ok &= e1 <= 0 && e2 <= 0 && e3 <= 0;
+            }
+            yield return new SelfTestRow("max-pool forward, indices, backward", "2x2 on 7x7, 3x3 on 9x5, ties", err, "exact", ok);
+        }
+    }
+
+    /// <summary>A small conv net for a few steps on the embedded data, on this device and on the CPU accelerator, for one conv version.</summary>
+    static SelfTestRow ConvTrainingAgreement(ComputeDevice device, ConvVersion conv)
+    {
+        var data = DatasetLoader.LoadEmbedded(null);
+        const string stack = "conv3x3:8,relu,maxpool2,conv3x3:8,relu,maxpool2,flatten,linear:10";
+        List<double> Losses(ComputeDevice d)
+        {
+            var config = new TrainConfig { Seed = 42, Layers = stack, Conv = conv, BatchSize = 16 };
+            using var session = new TrainingSession(d, config, data.Train.Info);
+            var loader = new BatchLoader(data.Train, config.BatchSize, shuffle: true, seed: config.Seed);
+            var images = new float[config.BatchSize * data.Train.Info.ImageSize];
+            var labels = new int[config.BatchSize];
+            var losses = new List<double>();
+            for (int b = 0; b < TrainingSteps; b++)
+            {
+                int rows = loader.Fill(b, images, labels);
+                session.Upload(images, labels, rows);
+                losses.Add(session.TrainStep(labels, rows).LossSum / rows);
+            }
+            return losses;
+        }
+        var onDevice = Losses(device);
+        using var cpu = ComputeDevice.Create("cpu");
+        var onCpu = Losses(cpu);
+        double maxError = onDevice.Zip(onCpu, (a, b) => Math.Abs(a - b)).Max();
+        bool passed = onDevice.Zip(onCpu, (a, b) => Math.Abs(a - b) <= LossTolerance * (1 + Math.Abs(b))).All(x => x) && onDevice[^1] < onDevice[0];
+        return new SelfTestRow($"training: conv net, {conv.ToString().ToLowerInvariant()}, {TrainingSteps} steps vs CPU accelerator", "2 conv + pool, B=16", maxError,
+            $"{LossTolerance:0e0} x (1 + |loss|)", passed, $"loss {onDevice[0]:0.0000} -> {onDevice[^1]:0.0000}");
     }
 
     static readonly (string Name, Func<int, int, int, (int, int, int, int)> Strides)[] Layouts =
