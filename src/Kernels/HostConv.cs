@@ -328,6 +328,7 @@ public sealed unsafe partial class HostBackend
     }
 
     /// <summary>Pools plane p: each window's maximum (the first on ties, NaN wins) and where it was.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void MaxPoolPlane(float* x, float* y, int* indices, int h, int w, int size, int p)
     {
         int oh = h / size, ow = w / size;
@@ -343,7 +344,11 @@ public sealed unsafe partial class HostBackend
                     {
                         int i = (oy * size + dy) * w + ox * size + dx;
                         float v = xp[i];
-                        if (v > max || (float.IsNaN(v) && !float.IsNaN(max))) { max = v; best = i; }
+                        // v > max, or v is NaN and max is not (PyTorch's rule), written without a branch: with random
+                        // data a branch here is mispredicted half the time, which made this loop 4x slower.
+                        bool take = !(v <= max) & !float.IsNaN(max);
+                        max = take ? v : max;
+                        best = take ? i : best;
                     }
                 y[o] = max;
                 indices[o] = best;
