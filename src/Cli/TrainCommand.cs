@@ -23,7 +23,8 @@ public static class TrainCommand
 
     public static string Help => HelpText.Format("scratchnet train [options]",
         """
-        Trains the lesson's MLP (Flatten, Linear, ReLU, Linear) and prints, per epoch, the loss, train and
+        Trains the lesson's MLP (Flatten, Linear, ReLU, Linear), the conv net (--model cnn) or any stack
+        (--layers), and prints, per epoch, the loss, train and
         test accuracy, seconds and samples/s; then the memory report: each category's requested live and
         peak bytes beside the closed-form estimate, and every live buffer.
         """, Specs,
