@@ -126,4 +126,194 @@ public static class Reference
         }
         return (worst, worstExcess, maxAbs);
     }
+
+    #region Conv2d and MaxPool2d: the definitions, as plain loops
+
+    // Written from the definitions in ConvShape, ConvKernels and PoolKernels, not from the kernels: the zero padding is made
+    // explicit (each plane copied into a zero-filled (H + 2p, W + 2p) array, so no bounds tests), the gradients scatter every
+    // output's gradient back along the products that made it (the kernels gather), and every sum is in double precision.
+
+    /// <summary>Plane (b, c) of x (B, C, H, W) inside a zero-filled (H + 2p, W + 2p) array: x[b, c, iy, ix] sits at [iy + p, ix + p].</summary>
+    static double[,] PaddedPlane(float[] x, ConvShape s, int b, int c)
+    {
+        var plane = new double[s.H + 2 * s.Pad, s.W + 2 * s.Pad];
+        for (int iy = 0; iy < s.H; iy++)
+            for (int ix = 0; ix < s.W; ix++)
+                plane[iy + s.Pad, ix + s.Pad] = x[((b * s.C + c) * s.H + iy) * s.W + ix];
+        return plane;
+    }
+
+    /// <summary>The inside of a padded plane (H + 2p, W + 2p) written to plane (b, c) of dx (B, C, H, W); the padding is dropped.</summary>
+    static void Unpad(double[,] padded, float[] dx, ConvShape s, int b, int c)
+    {
+        for (int iy = 0; iy < s.H; iy++)
+            for (int ix = 0; ix < s.W; ix++)
+                dx[((b * s.C + c) * s.H + iy) * s.W + ix] = (float)padded[iy + s.Pad, ix + s.Pad];
+    }
+
+    static int WeightIndex(ConvShape s, int f, int c, int ky, int kx) => ((f * s.C + c) * s.KernelSize + ky) * s.KernelSize + kx;
+    static int OutIndex(ConvShape s, int b, int f, int oy, int ox) => ((b * s.F + f) * s.OutH + oy) * s.OutW + ox;
+
+    /// <summary>
+    /// Conv2d forward with bias, as nn.Conv2d (a cross-correlation): y[b, f, oy, ox] = bias[f] + sum over c, ky, kx of
+    /// padded x[b, c][oy + ky, ox + kx] * weight[f, c, ky, kx]. x (B, C, H, W), weight (F, C, k, k), bias (F) or null, y (B, F, OH, OW).
+    /// </summary>
+    public static float[] ConvForward(float[] x, float[] weight, float[]? bias, ConvShape s, int rows)
+    {
+        var y = new float[rows * s.F * s.OutH * s.OutW];
+        for (int b = 0; b < rows; b++)
+        {
+            var planes = Enumerable.Range(0, s.C).Select(c => PaddedPlane(x, s, b, c)).ToArray();
+            for (int f = 0; f < s.F; f++)
+                for (int oy = 0; oy < s.OutH; oy++)
+                    for (int ox = 0; ox < s.OutW; ox++)
+                    {
+                        double sum = bias is null ? 0 : bias[f];
+                        for (int c = 0; c < s.C; c++)
+                            for (int ky = 0; ky < s.KernelSize; ky++)
+                                for (int kx = 0; kx < s.KernelSize; kx++)
+                                    sum += planes[c][oy + ky, ox + kx] * weight[WeightIndex(s, f, c, ky, kx)];
+                        y[OutIndex(s, b, f, oy, ox)] = (float)sum;
+                    }
+        }
+        return y;
+    }
+
+    /// <summary>d(loss)/dx (B, C, H, W) from dy (B, F, OH, OW): each output's gradient sent back through every weight of its window
+    /// into a padded plane, whose padding is then cut off.</summary>
+    public static float[] ConvBackwardInput(float[] dy, float[] weight, ConvShape s, int rows)
+    {
+        var dx = new float[rows * s.C * s.H * s.W];
+        for (int b = 0; b < rows; b++)
+            for (int c = 0; c < s.C; c++)
+            {
+                var padded = new double[s.H + 2 * s.Pad, s.W + 2 * s.Pad];
+                for (int f = 0; f < s.F; f++)
+                    for (int oy = 0; oy < s.OutH; oy++)
+                        for (int ox = 0; ox < s.OutW; ox++)
+                        {
+                            double g = dy[OutIndex(s, b, f, oy, ox)];
+                            for (int ky = 0; ky < s.KernelSize; ky++)
+                                for (int kx = 0; kx < s.KernelSize; kx++)
+                                    padded[oy + ky, ox + kx] += g * weight[WeightIndex(s, f, c, ky, kx)];
+                        }
+                Unpad(padded, dx, s, b, c);
+            }
+        return dx;
+    }
+
+    /// <summary>d(loss)/dweight (F, C, k, k) from dy (B, F, OH, OW) and x (B, C, H, W): each output's gradient times every input of its window.</summary>
+    public static float[] ConvBackwardWeight(float[] dy, float[] x, ConvShape s, int rows)
+    {
+        var dw = new double[s.F * s.C * s.KernelSize * s.KernelSize];
+        for (int b = 0; b < rows; b++)
+            for (int c = 0; c < s.C; c++)
+            {
+                var plane = PaddedPlane(x, s, b, c);
+                for (int f = 0; f < s.F; f++)
+                    for (int oy = 0; oy < s.OutH; oy++)
+                        for (int ox = 0; ox < s.OutW; ox++)
+                        {
+                            double g = dy[OutIndex(s, b, f, oy, ox)];
+                            for (int ky = 0; ky < s.KernelSize; ky++)
+                                for (int kx = 0; kx < s.KernelSize; kx++)
+                                    dw[WeightIndex(s, f, c, ky, kx)] += g * plane[oy + ky, ox + kx];
+                        }
+            }
+        return dw.Select(v => (float)v).ToArray();
+    }
+
+    /// <summary>d(loss)/dbias (F): dy (B, F, OH, OW) summed over the batch and the output plane.</summary>
+    public static float[] ConvBackwardBias(float[] dy, ConvShape s, int rows)
+    {
+        var db = new double[s.F];
+        for (int b = 0; b < rows; b++)
+            for (int f = 0; f < s.F; f++)
+                for (int oy = 0; oy < s.OutH; oy++)
+                    for (int ox = 0; ox < s.OutW; ox++)
+                        db[f] += dy[OutIndex(s, b, f, oy, ox)];
+        return db.Select(v => (float)v).ToArray();
+    }
+
+    /// <summary>One image (C, H, W) unfolded: cols (C k k, OH OW), row (c k + ky) k + kx, column oy OW + ox = padded image[c][oy + ky, ox + kx].</summary>
+    public static float[] Im2col(float[] image, ConvShape s)
+    {
+        int k = s.KernelSize, n = s.OutH * s.OutW;
+        var cols = new float[s.C * k * k * n];
+        for (int c = 0; c < s.C; c++)
+        {
+            var plane = PaddedPlane(image, s, 0, c);
+            for (int ky = 0; ky < k; ky++)
+                for (int kx = 0; kx < k; kx++)
+                    for (int oy = 0; oy < s.OutH; oy++)
+                        for (int ox = 0; ox < s.OutW; ox++)
+                            cols[((c * k + ky) * k + kx) * n + oy * s.OutW + ox] = (float)plane[oy + ky, ox + kx];
+        }
+        return cols;
+    }
+
+    /// <summary>The transpose of <see cref="Im2col"/>: every entry of dcols (C k k, OH OW) added back where im2col took it from,
+    /// giving dimage (C, H, W) (entries that came from the padding are dropped).</summary>
+    public static float[] Col2im(float[] dcols, ConvShape s)
+    {
+        int k = s.KernelSize, n = s.OutH * s.OutW;
+        var dimage = new float[s.C * s.H * s.W];
+        for (int c = 0; c < s.C; c++)
+        {
+            var padded = new double[s.H + 2 * s.Pad, s.W + 2 * s.Pad];
+            for (int ky = 0; ky < k; ky++)
+                for (int kx = 0; kx < k; kx++)
+                    for (int oy = 0; oy < s.OutH; oy++)
+                        for (int ox = 0; ox < s.OutW; ox++)
+                            padded[oy + ky, ox + kx] += dcols[((c * k + ky) * k + kx) * n + oy * s.OutW + ox];
+            Unpad(padded, dimage, s, 0, c);
+        }
+        return dimage;
+    }
+
+    /// <summary>
+    /// s x s max pooling with stride s of `planes` planes of H x W: y and indices (planes, H/s, W/s), rounded down (a last row or
+    /// column that does not fill a window is dropped). The index is iy W + ix inside the plane: of the first NaN of the window
+    /// if it has one (NaN wins, as in PyTorch), else of the first element, in row-major order, equal to the window's maximum.
+    /// </summary>
+    public static (float[] Y, int[] Indices) MaxPool(float[] x, int planes, int h, int w, int size)
+    {
+        int oh = h / size, ow = w / size;
+        var y = new float[planes * oh * ow];
+        var indices = new int[y.Length];
+        for (int p = 0; p < planes; p++)
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++)
+                {
+                    var window = new List<int>();   // plane indices of the window, row-major
+                    for (int dy = 0; dy < size; dy++)
+                        for (int dx = 0; dx < size; dx++)
+                            window.Add((oy * size + dy) * w + ox * size + dx);
+                    int firstNaN = window.FindIndex(i => float.IsNaN(x[p * h * w + i]));
+                    int best;
+                    if (firstNaN >= 0)
+                        best = window[firstNaN];
+                    else
+                    {
+                        float max = window.Max(i => x[p * h * w + i]);
+                        best = window.First(i => x[p * h * w + i] == max);
+                    }
+                    int o = (p * oh + oy) * ow + ox;
+                    y[o] = x[p * h * w + best];
+                    indices[o] = best;
+                }
+        return (y, indices);
+    }
+
+    /// <summary>Max-pool backward: dx (planes, H, W) is zero except where a window's maximum was, which gets that window's dy.</summary>
+    public static float[] MaxPoolBackward(float[] dy, int[] indices, int planes, int h, int w, int size)
+    {
+        int outPlane = h / size * (w / size);
+        var dx = new float[planes * h * w];
+        for (int o = 0; o < planes * outPlane; o++)
+            dx[o / outPlane * h * w + indices[o]] += dy[o];
+        return dx;
+    }
+
+    #endregion
 }
