@@ -397,34 +397,9 @@ public static class SelfTest
     }
 
     /// <summary>A small conv net for a few steps on the embedded data, on this device and on the CPU accelerator, for one conv version.</summary>
-    static SelfTestRow ConvTrainingAgreement(ComputeDevice device, ConvVersion conv)
-    {
-        var data = DatasetLoader.LoadEmbedded(null);
-        const string stack = "conv3x3:8,relu,maxpool2,conv3x3:8,relu,maxpool2,flatten,linear:10";
-        List<double> Losses(ComputeDevice d)
-        {
-            var config = new TrainConfig { Seed = 42, Layers = stack, Conv = conv, BatchSize = 16 };
-            using var session = new TrainingSession(d, config, data.Train.Info);
-            var loader = new BatchLoader(data.Train, config.BatchSize, shuffle: true, seed: config.Seed);
-            var images = new float[config.BatchSize * data.Train.Info.ImageSize];
-            var labels = new int[config.BatchSize];
-            var losses = new List<double>();
-            for (int b = 0; b < TrainingSteps; b++)
-            {
-                int rows = loader.Fill(b, images, labels);
-                session.Upload(images, labels, rows);
-                losses.Add(session.TrainStep(labels, rows).LossSum / rows);
-            }
-            return losses;
-        }
-        var onDevice = Losses(device);
-        using var cpu = ComputeDevice.Create("cpu");
-        var onCpu = Losses(cpu);
-        double maxError = onDevice.Zip(onCpu, (a, b) => Math.Abs(a - b)).Max();
-        bool passed = onDevice.Zip(onCpu, (a, b) => Math.Abs(a - b) <= LossTolerance * (1 + Math.Abs(b))).All(x => x) && onDevice[^1] < onDevice[0];
-        return new SelfTestRow($"training: conv net, {conv.ToString().ToLowerInvariant()}, {TrainingSteps} steps vs CPU accelerator", "2 conv + pool, B=16", maxError,
-            $"{LossTolerance:0e0} x (1 + |loss|)", passed, $"loss {onDevice[0]:0.0000} -> {onDevice[^1]:0.0000}");
-    }
+    static SelfTestRow ConvTrainingAgreement(ComputeDevice device, ConvVersion conv) =>
+        TrainingAgreement(device, new TrainConfig { Seed = 42, Layers = "conv3x3:8,relu,maxpool2,conv3x3:8,relu,maxpool2,flatten,linear:10", Conv = conv, BatchSize = 16 },
+            $"training: conv net, {conv.ToString().ToLowerInvariant()}, {TrainingSteps} steps vs CPU accelerator", "2 conv + pool, B=16");
 
     static readonly (string Name, Func<int, int, int, (int, int, int, int)> Strides)[] Layouts =
     [
@@ -448,12 +423,15 @@ public static class SelfTest
     }
 
     /// <summary>The default MLP for a few steps on the embedded data, on this device and on the CPU accelerator.</summary>
-    static SelfTestRow TrainingAgreement(ComputeDevice device)
+    static SelfTestRow TrainingAgreement(ComputeDevice device) =>
+        TrainingAgreement(device, new TrainConfig { Seed = 42, Matmul = null }, $"training: {TrainingSteps} steps vs CPU accelerator", "784-128-10, B=64");
+
+    /// <summary>A model trained for a few steps on the embedded data on this device and on the CPU accelerator: the losses must agree.</summary>
+    static SelfTestRow TrainingAgreement(ComputeDevice device, TrainConfig config, string check, string sizes)
     {
         var data = DatasetLoader.LoadEmbedded(null);
         List<double> Losses(ComputeDevice d)
         {
-            var config = new TrainConfig { Seed = 42, Matmul = null };
             using var session = new TrainingSession(d, config, data.Train.Info);
             var loader = new BatchLoader(data.Train, config.BatchSize, shuffle: true, seed: config.Seed);
             var images = new float[config.BatchSize * data.Train.Info.ImageSize];
@@ -472,7 +450,6 @@ public static class SelfTest
         var onCpu = Losses(cpu);
         double maxError = onDevice.Zip(onCpu, (a, b) => Math.Abs(a - b)).Max();
         bool passed = onDevice.Zip(onCpu, (a, b) => Math.Abs(a - b) <= LossTolerance * (1 + Math.Abs(b))).All(x => x) && onDevice[^1] < onDevice[0];
-        return new SelfTestRow($"training: {TrainingSteps} steps vs CPU accelerator", "784-128-10, B=64", maxError, $"{LossTolerance:0e0} x (1 + |loss|)", passed,
-            $"loss {onDevice[0]:0.0000} -> {onDevice[^1]:0.0000}");
+        return new SelfTestRow(check, sizes, maxError, $"{LossTolerance:0e0} x (1 + |loss|)", passed, $"loss {onDevice[0]:0.0000} -> {onDevice[^1]:0.0000}");
     }
 }

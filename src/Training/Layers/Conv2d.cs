@@ -41,13 +41,7 @@ public sealed class Conv2d : Layer
     /// <summary>
     /// PyTorch's default for Conv2d, as for Linear with fan_in = C k k: weight and bias from U(-1/sqrt(C k k), 1/sqrt(C k k)).
     /// </summary>
-    public override void Initialize(Span<float> flatHost, Rng rng)
-    {
-        float bound = 1f / MathF.Sqrt(Shape.ColRows);
-        var span = flatHost.Slice((int)Offset, (int)ParameterCount);
-        for (int i = 0; i < span.Length; i++)
-            span[i] = rng.Uniform(bound);
-    }
+    public override void Initialize(Span<float> flatHost, Rng rng) => InitializeUniform(flatHost, rng, Shape.ColRows);
 
     public override void Allocate(MemoryTracker tracker, LayerBuffers io, int batch, string outputName, bool outputGradient, ConvVersion conv)
     {

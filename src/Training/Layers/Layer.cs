@@ -102,6 +102,18 @@ public abstract class Layer(string name, FeatureShape input, FeatureShape output
     /// <summary>The layer as the model line shows it: "fc1: Linear(784 -> 128)"; layers without parameters by kind only.</summary>
     public override string ToString() => ParameterCount > 0 ? $"{Name}: {Describe()}" : Describe();
 
+    /// <summary>
+    /// PyTorch's default for Linear and Conv2d: kaiming_uniform with a = sqrt(5) for the weight works out to
+    /// U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the bias uses the same bound; weight then bias, from the one generator.
+    /// </summary>
+    protected void InitializeUniform(Span<float> flatHost, Rng rng, int fanIn)
+    {
+        float bound = 1f / MathF.Sqrt(fanIn);
+        var span = flatHost.Slice((int)Offset, (int)ParameterCount);
+        for (int i = 0; i < span.Length; i++)
+            span[i] = rng.Uniform(bound);
+    }
+
     /// <summary>Samples' worth of a batch buffer: the first rows x Size values.</summary>
     protected static int Count(int rows, FeatureShape s) => checked((int)(rows * s.Size));
 }

@@ -30,13 +30,7 @@ public sealed class Linear(string name, FeatureShape input, int outFeatures)
     /// PyTorch's default initialisation (kaiming_uniform with a = sqrt(5) for the weight, which works out
     /// to U(-1/sqrt(K), 1/sqrt(K)), and the same bound for the bias).
     /// </summary>
-    public override void Initialize(Span<float> flatHost, Rng rng)
-    {
-        float bound = 1f / MathF.Sqrt(InFeatures);
-        var span = flatHost.Slice((int)Offset, (int)ParameterCount);
-        for (int i = 0; i < span.Length; i++)
-            span[i] = rng.Uniform(bound);
-    }
+    public override void Initialize(Span<float> flatHost, Rng rng) => InitializeUniform(flatHost, rng, InFeatures);
 
     public override void Allocate(MemoryTracker tracker, LayerBuffers io, int batch, string outputName, bool outputGradient, ConvVersion conv)
     {
