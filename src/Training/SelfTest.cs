@@ -25,82 +25,10 @@ public class ReferenceOps
     public virtual void Adam(float[] p, float[] g, float[] m, float[] v, int t, double lr, double b1, double b2, double eps) => Reference.Adam(p, g, m, v, t, lr, b1, b2, eps);
     public virtual void Sgd(float[] p, float[] g, float[]? buf, double lr, double momentum) => Reference.Sgd(p, g, buf, lr, momentum);
 
-    /// <summary>y (B, F, OH, OW) = the convolution of x (B, C, H, W) with weight (F, C, k, k), zero padding p: the definition, in double precision.</summary>
-    public virtual float[] Conv(float[] x, float[] weight, ConvShape s, int rows)
-    {
-        var y = new float[rows * s.F * s.OutH * s.OutW];
-        int k = s.KernelSize;
-        for (int b = 0; b < rows; b++)
-            for (int f = 0; f < s.F; f++)
-                for (int oy = 0; oy < s.OutH; oy++)
-                    for (int ox = 0; ox < s.OutW; ox++)
-                    {
-                        double sum = 0;
-                        for (int c = 0; c < s.C; c++)
-                            for (int ky = 0; ky < k; ky++)
-                                for (int kx = 0; kx < k; kx++)
-                                {
-                                    int iy = oy + ky - s.Pad, ix = ox + kx - s.Pad;
-                                    if (iy >= 0 && iy < s.H && ix >= 0 && ix < s.W)
-                                        sum += (double)x[((b * s.C + c) * s.H + iy) * s.W + ix] * weight[((f * s.C + c) * k + ky) * k + kx];
-                                }
-                        y[((b * s.F + f) * s.OutH + oy) * s.OutW + ox] = (float)sum;
-                    }
-        return y;
-    }
-
-    /// <summary>
-    /// The conv's gradients from dy, by scattering every output's gradient back through the weights and inputs that made it:
-    /// dx (B, C, H, W) and dweight (F, C, k, k).
-    /// </summary>
-    public virtual (float[] Dx, float[] DWeight) ConvBackward(float[] x, float[] weight, float[] dy, ConvShape s, int rows)
-    {
-        var dx = new double[x.Length];
-        var dw = new double[weight.Length];
-        int k = s.KernelSize;
-        for (int b = 0; b < rows; b++)
-            for (int f = 0; f < s.F; f++)
-                for (int oy = 0; oy < s.OutH; oy++)
-                    for (int ox = 0; ox < s.OutW; ox++)
-                    {
-                        double g = dy[((b * s.F + f) * s.OutH + oy) * s.OutW + ox];
-                        for (int c = 0; c < s.C; c++)
-                            for (int ky = 0; ky < k; ky++)
-                                for (int kx = 0; kx < k; kx++)
-                                {
-                                    int iy = oy + ky - s.Pad, ix = ox + kx - s.Pad;
-                                    if (iy < 0 || iy >= s.H || ix < 0 || ix >= s.W) continue;
-                                    int xi = ((b * s.C + c) * s.H + iy) * s.W + ix, wi = ((f * s.C + c) * k + ky) * k + kx;
-                                    dx[xi] += g * weight[wi];
-                                    dw[wi] += g * x[xi];
-                                }
-                    }
-        return (dx.Select(v => (float)v).ToArray(), dw.Select(v => (float)v).ToArray());
-    }
-
-    /// <summary>s x s max pooling, stride s, of planes of H x W: maxima and their positions (first on ties).</summary>
-    public virtual (float[] Y, int[] Indices) MaxPool(float[] x, int planes, int h, int w, int size)
-    {
-        int oh = h / size, ow = w / size;
-        var y = new float[planes * oh * ow];
-        var idx = new int[y.Length];
-        for (int p = 0; p < planes; p++)
-            for (int oy = 0; oy < oh; oy++)
-                for (int ox = 0; ox < ow; ox++)
-                {
-                    int best = -1;
-                    for (int dy = 0; dy < size; dy++)
-                        for (int dx = 0; dx < size; dx++)
-                        {
-                            int i = (oy * size + dy) * w + ox * size + dx;
-                            if (best < 0 || x[p * h * w + i] > x[p * h * w + best]) best = i;
-                        }
-                    int o = (p * oh + oy) * ow + ox;
-                    y[o] = x[p * h * w + best];
-                    idx[o] = best;
-                }
-        return (y, idx);
-    }
+    public virtual float[] Conv(float[] x, float[] weight, ConvShape s, int rows) => Reference.ConvForward(x, weight, null, s, rows);
+    public virtual (float[] Dx, float[] DWeight) ConvBackward(float[] x, float[] weight, float[] dy, ConvShape s, int rows) =>
+        (Reference.ConvBackwardInput(dy, weight, s, rows), Reference.ConvBackwardWeight(dy, x, s, rows));
+    public virtual (float[] Y, int[] Indices) MaxPool(float[] x, int planes, int h, int w, int size) => Reference.MaxPool(x, planes, h, w, size);
 }
 
 /// <summary>
