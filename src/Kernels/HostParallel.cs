@@ -1,9 +1,14 @@
 namespace ScratchNet.Kernels;
 
 /// <summary>
-/// Splits the host backend's work across the cores without allocating: part 0 runs on the caller, the
-/// other parts on thread-pool threads through work items that are created once and reused, so a training
-/// step on --device host puts nothing on the managed heap (Parallel.For and lambdas would, every call).
+/// Splits the host backend's work across the cores without allocating: part 0 runs on the caller, the other
+/// parts on worker threads of our own (one per extra core), started once and reused, so a training step on
+/// --device host puts nothing on the managed heap (Parallel.For and lambdas would, every call).
+///
+/// Between two calls a worker first spins for <see cref="SpinMicroseconds"/> and only then sleeps, as OpenMP's
+/// threads do (PyTorch's CPU kernels run on them): a conv layer makes hundreds of calls of 20-100 µs each per
+/// step, and waking a sleeping thread (what the .NET thread pool did here) cost more than the work it was given.
+/// The price is a core kept busy for that long after the last call.
 /// </summary>
 public static class HostParallel
 {
@@ -13,29 +18,19 @@ public static class HostParallel
         void Run(int part, int parts);
     }
 
-    public static readonly int Cores = Environment.ProcessorCount;
+    /// <summary>The cores the host backend uses: all of them, or SCRATCHNET_THREADS (like OMP_NUM_THREADS for PyTorch).</summary>
+    public static readonly int Cores =
+        int.TryParse(Environment.GetEnvironmentVariable("SCRATCHNET_THREADS"), out int n) && n >= 1 ? Math.Min(n, 256) : Environment.ProcessorCount;
 
-    sealed class Part : IThreadPoolWorkItem
-    {
-        public IWork? Work;
-        public int Index, Count;
+    /// <summary>How long an idle worker spins, waiting for the next call, before it sleeps.</summary>
+    public const int SpinMicroseconds = 500;
 
-        public void Execute()
-        {
-            try
-            {
-                Work!.Run(Index, Count);
-            }
-            finally
-            {
-                Done.Signal();
-            }
-        }
-    }
-
-    static readonly Part[] Parts = Enumerable.Range(0, Cores).Select(_ => new Part()).ToArray();
-    static readonly CountdownEvent Done = new(1);
     static readonly object Gate = new();
+    static readonly Worker[] Workers = new Worker[Math.Max(0, Cores - 1)];
+    static IWork? _work;
+    static int _parts;
+    static long _generation;   // incremented by every call that uses the workers; a worker runs each generation once
+    static int _pending;       // workers that have not finished the current generation (all take part; the ones past parts run nothing)
 
     /// <summary>Runs work.Run(part, parts) for every part in 0..parts-1 and returns when all are done.</summary>
     public static void Run(IWork work, int parts)
@@ -48,17 +43,74 @@ public static class HostParallel
         }
         lock (Gate)
         {
-            Done.Reset(parts - 1);
-            for (int i = 1; i < parts; i++)
-            {
-                Part p = Parts[i];
-                p.Work = work;
-                p.Index = i;
-                p.Count = parts;
-                ThreadPool.UnsafeQueueUserWorkItem(p, preferLocal: false);
-            }
+            _work = work;
+            _parts = parts;
+            for (int i = 0; i < Workers.Length; i++) Workers[i] ??= new Worker(i + 1);
+            Volatile.Write(ref _pending, Workers.Length);
+            Interlocked.Increment(ref _generation);
+            foreach (var w in Workers) w.Wake();
             work.Run(0, parts);
-            Done.Wait();
+            var spin = new SpinWait();
+            while (Volatile.Read(ref _pending) != 0) spin.SpinOnce(sleep1Threshold: -1);
+            _work = null;
+        }
+    }
+
+    /// <summary>A background thread that runs part `index` of every call with more than `index` parts.</summary>
+    sealed class Worker
+    {
+        readonly int _index;
+        readonly ManualResetEventSlim _wake = new(false);
+
+        public Worker(int index)
+        {
+            _index = index;
+            new Thread(Loop) { IsBackground = true, Name = $"ScratchNet host worker {index}" }.Start();
+        }
+
+        public void Wake() => _wake.Set();
+
+        void Loop()
+        {
+            long seen = 0;
+            while (true)
+            {
+                seen = WaitForCall(seen);
+                if (_index < _parts)
+                {
+                    try
+                    {
+                        _work!.Run(_index, _parts);
+                    }
+                    finally
+                    {
+                        Interlocked.Decrement(ref _pending);
+                    }
+                }
+            }
+        }
+
+        /// <summary>Spins, then sleeps, until the generation moves past `seen`; returns the new one.</summary>
+        long WaitForCall(long seen)
+        {
+            long start = System.Diagnostics.Stopwatch.GetTimestamp();
+            long budget = System.Diagnostics.Stopwatch.Frequency * SpinMicroseconds / 1_000_000;
+            while (true)
+            {
+                long g = Volatile.Read(ref _generation);
+                if (g != seen) return g;
+                if (System.Diagnostics.Stopwatch.GetTimestamp() - start < budget)
+                {
+                    Thread.SpinWait(20);
+                    continue;
+                }
+                // Sleep: clear the flag, look once more (a call may have come in between), then wait for Wake.
+                _wake.Reset();
+                g = Volatile.Read(ref _generation);
+                if (g != seen) return g;
+                _wake.Wait();
+                start = System.Diagnostics.Stopwatch.GetTimestamp();
+            }
         }
     }
 
