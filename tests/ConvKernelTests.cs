@@ -219,6 +219,10 @@ public sealed class ConvKernelTests
     [TestCase("host", 7, 5, 28, 28, 7, 5, 2)]
     [TestCase("host", 7, 5, 28, 27, 7, 3, 0)]
     [TestCase("host", 3, 7, 9, 30, 5, 5, 1)]
+    [TestCase("host", 3, 2, 6, 40, 3, 3, 1)]      // 40 output columns: panels of 16, 16 and 8 pixels
+    [TestCase("host", 2, 230, 3, 5, 3, 3, 1)]     // C k k = 2070 > 2048: the host forward's plain path (no stack panel)
+    [TestCase("host", 2, 2, 4, 5, 520, 3, 1)]     // F = 520 > 512: the plain path too
+    [TestCase("ilgpu", 2, 2, 4, 5, 520, 3, 1)]
     [TestCase("ilgpu-wide", 2, 3, 5, 7, 4, 3, 1)]
     [TestCase("ilgpu-wide", 1, 1, 1, 1, 1, 1, 0)]
     public void Conv_LargerImages_MatchReference(string backend, int rows, int c, int h, int w, int f, int k, int p) =>

@@ -36,7 +36,7 @@ public sealed unsafe partial class HostBackend
                     case PlaneOp.ConvForward: ConvForwardPlane(X, Wt, Y, S, p); break;
                     case PlaneOp.ConvBackwardInput: ConvBackwardInputPlane(X, Wt, Y, S, p); break;
                     case PlaneOp.ConvBackwardWeight: ConvBackwardWeightFilter(X, Wt, Y, S, Rows, p); break;
-                    case PlaneOp.Im2col: Im2colRow(X, Y, S, p); break;
+                    case PlaneOp.Im2col: Im2colRow(X, Y, S, p, 0, S.OutH); break;
                     case PlaneOp.Col2im: Col2imPlane(X, Y, S, p); break;
                     case PlaneOp.ChannelBias: AddScalar(Y + (long)p * Plane, Wt[p % Channels], Plane); break;
                     case PlaneOp.ChannelBiasBackward: Y[p] = ChannelSum(X, Rows, Channels, Plane, p); break;
@@ -100,7 +100,7 @@ public sealed unsafe partial class HostBackend
         _plane.X = Ptr(image);
         _plane.Y = Ptr(cols);
         _plane.S = s;
-        RunPlanes(PlaneOp.Im2col, s.ColRows, (long)s.ColRows * s.ColCols);
+        RunPlanes(PlaneOp.Im2col, s.ColRows, 8L * s.ColRows * s.ColCols);
     }
 
     public void Col2im(ArrayView<float> dcols, ArrayView<float> dimage, ConvShape s)
@@ -108,7 +108,139 @@ public sealed unsafe partial class HostBackend
         _plane.X = Ptr(dcols);
         _plane.Y = Ptr(dimage);
         _plane.S = s;
-        RunPlanes(PlaneOp.Col2im, s.C, (long)s.ColRows * s.ColCols);
+        RunPlanes(PlaneOp.Col2im, s.C, 8L * s.ColRows * s.ColCols);
+    }
+
+    /// <summary>
+    /// The im2col conv on the host, split so that no core reads memory another core has just written: on this
+    /// (virtual) 2-core machine, handing 100 KB of freshly written cols from one core to the other cost more than
+    /// multiplying them.
+    /// <code>
+    /// forward   each core takes its own images. For each run of up to 16 output pixels of one output row, it unfolds
+    ///           their patches into a panel (C k k, 16) on its stack (like a GPU kernel's shared-memory tile: not
+    ///           device memory) and multiplies: tile (F, 16) = W (F, C k k) · panel, then copies the tile into y.
+    ///           Every y value is the same chain of multiply-adds as cols = im2col(x_b); y_b = W · cols.
+    /// backward  image by image; each core takes its own rows r0..r1 of cols (whole channels when dx is wanted):
+    ///             cols[r0..r1, :] = im2col;   dW[:, r0..r1] (+)= dy_b (F, OH OW) · cols[r0..r1, :]^T
+    ///             cols[r0..r1, :] = W[:, r0..r1]^T · dy_b;   dx_b[channels of r0..r1] = col2im(cols[r0..r1, :])
+    /// </code>
+    /// </summary>
+    sealed class Im2colWork : HostParallel.IWork
+    {
+        public bool Backward, InputGradient, Accumulate;
+        public float* X, Weight, Cols, Y, DWeight, DX;   // x and y of all images forward; one image's x, dy, dx backward
+        public ConvShape S;
+        public int Rows;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int part, int parts)
+        {
+            ConvShape s = S;
+            if (!Backward)
+            {
+                var (b0, b1) = HostParallel.Range(Rows, 1, part, parts);
+                for (int b = b0; b < b1; b++)
+                    PanelForwardImage(X + (long)b * s.C * s.H * s.W, Weight, Y + (long)b * s.F * s.ColCols, s);
+                return;
+            }
+            int pixels = s.ColCols, kk = s.KernelSize * s.KernelSize;
+            var (r0, r1) = HostParallel.Range(s.ColRows, InputGradient ? kk : 1, part, parts);
+            for (int r = r0; r < r1; r++) Im2colRow(X, Cols, s, r, 0, s.OutH);
+            // dW[f, r] (+)= sum over pixels j of dy[f, j] * cols[r, j]: a rows and b columns contiguous.
+            MatmulRows(Y, Cols + (long)r0 * pixels, DWeight + r0, 0, s.F, r1 - r0, pixels, pixels, 1, 1, pixels, s.ColRows, Accumulate);
+            if (!InputGradient) return;
+            // cols[r, j] = sum over f of W[f, r] * dy[f, j]: a[i, q] = W[q, r0 + i], b = dy rows.
+            MatmulRows(Weight + r0, Y, Cols + (long)r0 * pixels, 0, r1 - r0, pixels, s.F, 1, s.ColRows, pixels, 1, pixels, false);
+            for (int c = r0 / kk; c < r1 / kk; c++) Col2imPlane(Cols, DX, s, c);
+        }
+    }
+
+    /// <summary>Output pixels per panel: the 16 columns of the 4 x 16 matmul block.</summary>
+    const int PanelWidth = 16;
+
+    /// <summary>The largest panel and tile the forward keeps on the stack (C k k and F up to these); larger layers take the plain path.</summary>
+    const int MaxPanelRows = 2048, MaxTileRows = 512;
+
+    /// <summary>y_b (F, OH OW) = W (F, C k k) · im2col(x_b), 16 output pixels of one output row at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void PanelForwardImage(float* x, float* weight, float* y, ConvShape s)
+    {
+        int k = s.KernelSize, kk = k * k;
+        float* panel = stackalloc float[s.ColRows * PanelWidth];   // (C k k, 16)
+        float* tile = stackalloc float[s.F * PanelWidth];          // (F, 16)
+        for (int oy = 0; oy < s.OutH; oy++)
+            for (int ox0 = 0; ox0 < s.OutW; ox0 += PanelWidth)
+            {
+                int width = Math.Min(PanelWidth, s.OutW - ox0);
+                for (int r = 0; r < s.ColRows; r++)
+                {
+                    // panel[r, t] = x[c, oy + ky - p, ox0 + t + kx - p], 0 outside the image (and for t >= width).
+                    int c = r / kk, ky = r / k % k, kx = r % k, iy = oy + ky - s.Pad;
+                    float* dst = panel + (long)r * PanelWidth;
+                    Vector256<float>.Zero.Store(dst);
+                    Vector256<float>.Zero.Store(dst + 8);
+                    if (iy < 0 || iy >= s.H) continue;
+                    int shift = ox0 + kx - s.Pad;                        // x column of t = 0
+                    int t0 = Math.Max(0, -shift), t1 = Math.Min(width, s.W - shift);
+                    float* src = x + ((long)c * s.H + iy) * s.W + shift;
+                    for (int t = t0; t < t1; t++) dst[t] = src[t];
+                }
+                MatmulRowsB(weight, panel, tile, 0, s.F, PanelWidth, s.ColRows, s.ColRows, 1, PanelWidth, PanelWidth, false);
+                float* yp = y + (long)oy * s.OutW + ox0;
+                for (int f = 0; f < s.F; f++)
+                    new ReadOnlySpan<float>(tile + f * PanelWidth, width).CopyTo(new Span<float>(yp + (long)f * s.ColCols, width));
+            }
+    }
+
+    readonly Im2colWork _im2col = new();
+
+    public void Im2colForward(MatmulVersion version, ArrayView<float> x, ArrayView<float> weight, ArrayView<float> cols, ArrayView<float> y, ConvShape s, int rows)
+    {
+        CheckVersion(version);
+        long inImage = (long)s.C * s.H * s.W, outImage = (long)s.F * s.ColCols;
+        if (!Vector256.IsHardwareAccelerated || s.ColRows > MaxPanelRows || s.F > MaxTileRows)
+        {
+            for (int b = 0; b < rows; b++)   // the plain path: unfold the whole image into cols, then one matmul
+            {
+                Im2col(x.SubView(b * inImage, inImage), cols, s);
+                Matmul(version, weight, cols, y.SubView(b * outImage, outImage), s.F, s.ColCols, s.ColRows, s.ColRows, 1, s.ColCols, 1);
+            }
+            return;
+        }
+        var w = _im2col;
+        w.Backward = false;
+        w.S = s;
+        w.Rows = rows;
+        w.X = Ptr(x);
+        w.Weight = Ptr(weight);
+        w.Y = Ptr(y);
+        long work = (long)rows * s.F * s.ColRows * s.ColCols;
+        HostParallel.Run(w, work < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, rows));
+    }
+
+    public void Im2colBackward(MatmulVersion version, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> weight,
+        ArrayView<float> dweight, ArrayView<float> cols, ArrayView<float> dx, bool inputGradient, ConvShape s, int rows)
+    {
+        CheckVersion(version);
+        var w = _im2col;
+        w.Backward = true;
+        w.InputGradient = inputGradient;
+        w.S = s;
+        w.Weight = Ptr(weight);
+        w.DWeight = Ptr(dweight);
+        w.Cols = Ptr(cols);
+        long inImage = (long)s.C * s.H * s.W, outImage = (long)s.F * s.ColCols;
+        int blocks = inputGradient ? s.C : s.ColRows;
+        long work = (long)s.F * s.ColRows * s.ColCols * (inputGradient ? 2 : 1);
+        int parts = work < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, blocks);
+        for (int b = 0; b < rows; b++)
+        {
+            w.Accumulate = b > 0;   // image 0 writes dW, the others add to it
+            w.X = Ptr(x) + b * inImage;
+            w.Y = Ptr(dy) + b * outImage;
+            w.DX = inputGradient ? Ptr(dx) + b * inImage : null;
+            HostParallel.Run(w, parts);
+        }
     }
 
     public void ChannelBias(ArrayView<float> y, ArrayView<float> bias, int rows, int channels, int plane)
@@ -164,23 +296,6 @@ public sealed unsafe partial class HostBackend
                 Vector256.FusedMultiplyAdd(va, Vector256.Load(x + i), Vector256.Load(y + i)).Store(y + i);
         }
         for (; i < n; i++) y[i] += a * x[i];
-    }
-
-    /// <summary>sum of x[i] * y[i] for i in 0..n-1, in vectors of 8.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float Dot(float* x, float* y, int n)
-    {
-        int i = 0;
-        float sum = 0f;
-        if (Vector256.IsHardwareAccelerated && n >= 8)
-        {
-            var acc = Vector256<float>.Zero;
-            for (; i + 8 <= n; i += 8)
-                acc = Vector256.FusedMultiplyAdd(Vector256.Load(x + i), Vector256.Load(y + i), acc);
-            sum = Vector256.Sum(acc);
-        }
-        for (; i < n; i++) sum += x[i] * y[i];
-        return sum;
     }
 
     static void AddScalar(float* y, float a, int n)
@@ -276,14 +391,14 @@ public sealed unsafe partial class HostBackend
                 }
     }
 
-    /// <summary>Row r = (c k + ky) k + kx of cols: for each output row, zeros, a copy of the shifted image row, zeros.</summary>
+    /// <summary>Row r = (c k + ky) k + kx of cols, output rows oy0..oy1: for each, zeros, a copy of the shifted image row, zeros.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Im2colRow(float* image, float* cols, ConvShape s, int r)
+    static void Im2colRow(float* image, float* cols, ConvShape s, int r, int oy0, int oy1)
     {
         int k = s.KernelSize, kx = r % k, ky = r / k % k, c = r / (k * k);
         var (ox0, ox1) = Columns(s, kx);
-        float* dst = cols + (long)r * s.OutH * s.OutW;
-        for (int oy = 0; oy < s.OutH; oy++, dst += s.OutW)
+        float* dst = cols + (long)r * s.OutH * s.OutW + (long)oy0 * s.OutW;
+        for (int oy = oy0; oy < oy1; oy++, dst += s.OutW)
         {
             int iy = oy + ky - s.Pad;
             if (iy < 0 || iy >= s.H || ox1 <= ox0)

@@ -50,6 +50,43 @@ public interface IBackend
     /// <summary>dimage (C, H, W) = the column entries of dcols (C k k, OH OW) folded back onto one image.</summary>
     void Col2im(ArrayView<float> dcols, ArrayView<float> dimage, ConvShape s);
 
+    /// <summary>
+    /// The im2col conv forward (see Conv2d), no bias: for each image b of x (B, C, H, W),
+    /// cols (C k k, OH OW) = im2col(x_b), then y_b (F, OH OW) = weight (F, C k k) · cols. Here, those launches image
+    /// by image; the host backend gives each core its own images and unfolds 16 output pixels at a time (HostConv).
+    /// </summary>
+    void Im2colForward(MatmulVersion version, ArrayView<float> x, ArrayView<float> weight, ArrayView<float> cols, ArrayView<float> y, ConvShape s, int rows)
+    {
+        long inImage = (long)s.C * s.H * s.W, outImage = (long)s.F * s.ColCols;
+        for (int b = 0; b < rows; b++)
+        {
+            Im2col(x.SubView(b * inImage, inImage), cols, s);
+            Matmul(version, weight, cols, y.SubView(b * outImage, outImage), s.F, s.ColCols, s.ColRows, s.ColRows, 1, s.ColCols, 1);
+        }
+    }
+
+    /// <summary>
+    /// The im2col conv backward, no bias: for each image b, cols = im2col(x_b); dweight (F, C k k) += dy_b (F, OH OW) · cols^T
+    /// (image 0 writes); with inputGradient, cols = weight^T (C k k, F) · dy_b and dx_b (C, H, W) = col2im(cols).
+    /// Here, those launches image by image; the host backend splits each image's rows of cols between the cores.
+    /// </summary>
+    void Im2colBackward(MatmulVersion version, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> weight,
+        ArrayView<float> dweight, ArrayView<float> cols, ArrayView<float> dx, bool inputGradient, ConvShape s, int rows)
+    {
+        long inImage = (long)s.C * s.H * s.W, outImage = (long)s.F * s.ColCols;
+        for (int b = 0; b < rows; b++)
+        {
+            var dyb = dy.SubView(b * outImage, outImage);
+            Im2col(x.SubView(b * inImage, inImage), cols, s);
+            // dW (F, C k k) (+)= dy_b (F, OH OW) · cols^T: b[q, j] = cols[j, q] -> bRow = 1, bCol = OH OW.
+            Matmul(version, dyb, cols, dweight, s.F, s.ColRows, s.ColCols, s.ColCols, 1, 1, s.ColCols, accumulate: b > 0);
+            if (!inputGradient) continue;
+            // cols (C k k, OH OW) = W^T (C k k, F) · dy_b (F, OH OW): a[i, q] = W[q, i] -> aRow = 1, aCol = C k k.
+            Matmul(version, weight, dyb, cols, s.ColRows, s.ColCols, s.F, 1, s.ColRows, s.ColCols, 1);
+            Col2im(cols, dx.SubView(b * inImage, inImage), s);
+        }
+    }
+
     /// <summary>y (B, F, plane) += bias (F), in place.</summary>
     void ChannelBias(ArrayView<float> y, ArrayView<float> bias, int rows, int channels, int plane);
 

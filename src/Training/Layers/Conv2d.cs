@@ -16,6 +16,8 @@ namespace ScratchNet.Training;
 ///          backward:     cols = im2col(x_b) again;  dW (+)= dy_b (F, OH OW) · cols^T   (summed over the images)
 ///                        cols = W^T (C k k, F) · dy_b;  dx_b = col2im(cols)
 /// </code>
+/// Both run as one backend call (IBackend.Im2colForward / Im2colBackward), so that the host backend can split the
+/// work between the cores its own way.
 /// Buffers it creates for a batch of B:
 /// <code>
 /// Activation  NAME.out         (B, F, OH, OW)  y (a ReLU after it works in place: "conv1.relu.out")
@@ -61,15 +63,7 @@ public sealed class Conv2d : Layer
         }
         else
         {
-            var cols = io.Workspace!.View;
-            long inImage = In.Size, outImage = Out.Size;
-            for (int b = 0; b < rows; b++)
-            {
-                be.Im2col(io.Input.View.SubView(b * inImage, inImage), cols, s);
-                // y_b (F, OH OW) = W (F, C k k) · cols (C k k, OH OW), both row-major.
-                be.Matmul(ctx.Matmul, Weight(ctx.Parameters), cols, io.Output.View.SubView(b * outImage, outImage),
-                    s.F, s.ColCols, s.ColRows, s.ColRows, 1, s.ColCols, 1);
-            }
+            be.Im2colForward(ctx.Matmul, io.Input.View, Weight(ctx.Parameters), io.Workspace!.View, io.Output.View, s, rows);
         }
         be.ChannelBias(io.Output.View, Bias(ctx.Parameters), rows, s.F, s.ColCols);
     }
@@ -86,21 +80,9 @@ public sealed class Conv2d : Layer
             if (io.InputGradient is { } dx) be.ConvDirectBackwardInput(dy, Weight(ctx.Parameters), dx.View, s, rows);
             return;
         }
-        var cols = io.Workspace!.View;
-        long inImage = In.Size, outImage = Out.Size;
-        for (int b = 0; b < rows; b++)
-        {
-            var dyb = dy.SubView(b * outImage, outImage);
-            be.Im2col(io.Input.View.SubView(b * inImage, inImage), cols, s);
-            // dW (F, C k k) (+)= dy_b (F, OH OW) · cols^T: b[q, j] = cols[j, q] -> bRow = 1, bCol = OH OW. Image 0 writes, the rest add.
-            be.Matmul(ctx.Matmul, dyb, cols, Weight(ctx.Gradients), s.F, s.ColRows, s.ColCols, s.ColCols, 1, 1, s.ColCols, accumulate: b > 0);
-            if (io.InputGradient is { } dx)
-            {
-                // cols (C k k, OH OW) = W^T (C k k, F) · dy_b (F, OH OW): a[i, q] = W[q, i] -> aRow = 1, aCol = C k k.
-                be.Matmul(ctx.Matmul, Weight(ctx.Parameters), dyb, cols, s.ColRows, s.ColCols, s.F, 1, s.ColRows, s.ColCols, 1);
-                be.Col2im(cols, dx.View.SubView(b * inImage, inImage), s);
-            }
-        }
+        bool inputGradient = io.InputGradient is not null;   // not for the first layer
+        be.Im2colBackward(ctx.Matmul, io.Input.View, dy, Weight(ctx.Parameters), Weight(ctx.Gradients), io.Workspace!.View,
+            inputGradient ? io.InputGradient!.View : default, inputGradient, s, rows);
     }
 
     public override string Describe() => $"Conv2d({Shape.C} -> {Shape.F}, {Shape.KernelSize}x{Shape.KernelSize}, pad {Shape.Pad})";
