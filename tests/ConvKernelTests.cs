@@ -490,7 +490,7 @@ public sealed class ConvKernelTests
     static IEnumerable<TestCaseData> PoolCases()
     {
         (int Planes, int H, int W, int Size)[] shapes =
-            [(1, 2, 2, 2), (3, 7, 7, 2), (7, 7, 7, 3), (2, 5, 9, 3), (5, 28, 28, 2), (4, 6, 4, 2), (1, 3, 3, 3), (7, 9, 8, 3), (2, 3, 8, 2), (64, 14, 14, 2), (96, 28, 28, 2), (90, 27, 29, 3)];   // the last two: enough work for the host to use every core
+            [(1, 2, 2, 2), (3, 7, 7, 2), (7, 7, 7, 3), (2, 5, 9, 3), (5, 28, 28, 2), (4, 6, 4, 2), (1, 3, 3, 3), (7, 9, 8, 3), (2, 3, 8, 2), (64, 14, 14, 2), (3, 6, 40, 2), (2, 5, 35, 2), (96, 28, 28, 2), (90, 27, 29, 3)];   // 40 and 35 wide: rows of 8 + 8 + 4 and 8 + 8 + 1 windows; the last two: enough work for the host to use every core
         foreach (string backend in BothBackends)
             foreach (var (planes, h, w, size) in shapes)
                 foreach (PoolInput input in Enum.GetValues<PoolInput>())

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using ILGPU;
 
 namespace ScratchNet.Kernels;
@@ -450,7 +451,15 @@ public sealed unsafe partial class HostBackend
         float* xp = x + (long)p * h * w;
         long o = (long)p * oh * ow;
         for (int oy = 0; oy < oh; oy++)
-            for (int ox = 0; ox < ow; ox++, o++)
+        {
+            int ox = 0;
+            if (size == 2 && Avx2.IsSupported)
+                for (int count; ox < ow; ox += count, o += count)
+                {
+                    count = Math.Min(8, ow - ox);
+                    MaxPool2x2Vector(xp, y + o, indices + o, w, oy, ox, count);
+                }
+            for (; ox < ow; ox++, o++)
             {
                 int best = oy * size * w + ox * size;
                 float max = xp[best];
@@ -468,6 +477,123 @@ public sealed unsafe partial class HostBackend
                 y[o] = max;
                 indices[o] = best;
             }
+        }
+    }
+
+    /// <summary>
+    /// Up to eight 2 x 2 windows of one output row at once (outputs ox..ox+count-1), by the same rule as the scalar
+    /// loop: the window's values in order x00, x01, x10, x11, each taken when !(v &lt;= max) and max is not NaN.
+    /// The 16 input columns of a row are loaded as two vectors and split into even columns (dx = 0) and odd (dx = 1);
+    /// with count &lt; 8, masked loads and stores touch only the windows that exist.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void MaxPool2x2Vector(float* xp, float* y, int* indices, int w, int oy, int ox, int count)
+    {
+        var evensFirst = Vector256.Create(0, 2, 4, 6, 1, 3, 5, 7);
+        var lane = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7);
+        float* row0 = xp + (long)2 * oy * w + 2 * ox, row1 = row0 + w;
+        Vector256<float> a0, b0, a1, b1;
+        if (count == 8)
+        {
+            (a0, b0, a1, b1) = (Vector256.Load(row0), Vector256.Load(row0 + 8), Vector256.Load(row1), Vector256.Load(row1 + 8));
+        }
+        else
+        {
+            var loMask = Vector256.LessThan(lane, Vector256.Create(2 * count)).AsSingle();
+            var hiMask = Vector256.LessThan(lane + Vector256.Create(8), Vector256.Create(2 * count)).AsSingle();
+            (a0, b0) = (Avx.MaskLoad(row0, loMask), Avx.MaskLoad(row0 + 8, hiMask));
+            (a1, b1) = (Avx.MaskLoad(row1, loMask), Avx.MaskLoad(row1 + 8, hiMask));
+        }
+        var (x00, x01) = EvenOdd(a0, b0, evensFirst);
+        var (x10, x11) = EvenOdd(a1, b1, evensFirst);
+        var i00 = Vector256.Create(2 * oy * w + 2 * ox) + lane * Vector256.Create(2);   // x00's index in the plane
+        var max = x00;
+        var best = i00;
+        Take(ref max, ref best, x01, i00 + Vector256.Create(1));
+        Take(ref max, ref best, x10, i00 + Vector256.Create(w));
+        Take(ref max, ref best, x11, i00 + Vector256.Create(w + 1));
+        if (count == 8)
+        {
+            max.Store(y);
+            best.Store(indices);
+        }
+        else
+        {
+            var outMask = Vector256.LessThan(lane, Vector256.Create(count));
+            Avx.MaskStore(y, outMask.AsSingle(), max);
+            Avx2.MaskStore(indices, outMask, best);
+        }
+    }
+
+    /// <summary>
+    /// One plane of the 2 x 2 max-pool backward, each dx element written once (no clearing pass, no scattered stores):
+    /// for eight windows at a time, dx at window position (dy, dx) = (the window's index points there) ? dy : 0,
+    /// even and odd columns interleaved back into two rows of 16. Rows and columns no window covers get 0.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void MaxPool2x2BackwardPlane(float* dy, int* indices, float* dx, int h, int w)
+    {
+        int oh = h / 2, ow = w / 2;
+        var lane = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7);
+        for (int oy = 0; oy < oh; oy++)
+        {
+            float* row0 = dx + (long)2 * oy * w, row1 = row0 + w;
+            for (int ox = 0, count; ox < ow; ox += count)
+            {
+                count = Math.Min(8, ow - ox);
+                long o = (long)oy * ow + ox;
+                var outMask = Vector256.LessThan(lane, Vector256.Create(count));
+                var g = count == 8 ? Vector256.Load(dy + o) : Avx.MaskLoad(dy + o, outMask.AsSingle());
+                var at = count == 8 ? Vector256.Load(indices + o) : Avx2.MaskLoad(indices + o, outMask);
+                var i00 = Vector256.Create(2 * oy * w + 2 * ox) + lane * Vector256.Create(2);
+                // g where the maximum was, 0 elsewhere, for each of the four positions.
+                var v00 = Vector256.ConditionalSelect(Vector256.Equals(at, i00).AsSingle(), g, default);
+                var v01 = Vector256.ConditionalSelect(Vector256.Equals(at, i00 + Vector256.Create(1)).AsSingle(), g, default);
+                var v10 = Vector256.ConditionalSelect(Vector256.Equals(at, i00 + Vector256.Create(w)).AsSingle(), g, default);
+                var v11 = Vector256.ConditionalSelect(Vector256.Equals(at, i00 + Vector256.Create(w + 1)).AsSingle(), g, default);
+                StoreInterleaved(row0 + 2 * ox, v00, v01, count);
+                StoreInterleaved(row1 + 2 * ox, v10, v11, count);
+            }
+            for (int x = 2 * ow; x < w; x++) row0[x] = row1[x] = 0f;   // an odd last column
+        }
+        if (2 * oh < h) new Span<float>(dx + (long)2 * oh * w, w).Clear();   // an odd last row
+    }
+
+    /// <summary>dst[2 t] = even[t], dst[2 t + 1] = odd[t] for t &lt; count (up to 16 floats written).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void StoreInterleaved(float* dst, Vector256<float> even, Vector256<float> odd, int count)
+    {
+        var low = Avx.UnpackLow(even, odd);    // [e0 o0 e1 o1 | e4 o4 e5 o5]
+        var high = Avx.UnpackHigh(even, odd);  // [e2 o2 e3 o3 | e6 o6 e7 o7]
+        var first = Avx.Permute2x128(low, high, 0x20);    // [e0 o0 e1 o1 e2 o2 e3 o3]
+        var second = Avx.Permute2x128(low, high, 0x31);   // [e4 o4 e5 o5 e6 o6 e7 o7]
+        if (count == 8)
+        {
+            first.Store(dst);
+            second.Store(dst + 8);
+            return;
+        }
+        var lane = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7);
+        Avx.MaskStore(dst, Vector256.LessThan(lane, Vector256.Create(2 * count)).AsSingle(), first);
+        Avx.MaskStore(dst + 8, Vector256.LessThan(lane + Vector256.Create(8), Vector256.Create(2 * count)).AsSingle(), second);
+    }
+
+    /// <summary>(even lanes, odd lanes) of the 16 floats lo, hi.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static (Vector256<float> Even, Vector256<float> Odd) EvenOdd(Vector256<float> lo, Vector256<float> hi, Vector256<int> evensFirst)
+    {
+        var l = Avx2.PermuteVar8x32(lo, evensFirst);   // [e0 e1 e2 e3 o0 o1 o2 o3]
+        var h = Avx2.PermuteVar8x32(hi, evensFirst);   // [e4 e5 e6 e7 o4 o5 o6 o7]
+        return (Vector256.Create(l.GetLower(), h.GetLower()), Vector256.Create(l.GetUpper(), h.GetUpper()));
+    }
+
+    /// <summary>Where !(v &lt;= max) and max is not NaN: max = v, best = index (PyTorch's rule, lane by lane).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Take(ref Vector256<float> max, ref Vector256<int> best, Vector256<float> v, Vector256<int> index)
+    {
+        var take = Vector256.AndNot(Vector256.Equals(max, max), Vector256.LessThanOrEqual(v, max));
+        max = Vector256.ConditionalSelect(take, v, max);
+        best = Vector256.ConditionalSelect(take.AsInt32(), index, best);
     }
 
     /// <summary>Plane p of dx: zeros, then each window's gradient at the place of its maximum.</summary>
@@ -475,6 +601,11 @@ public sealed unsafe partial class HostBackend
     {
         int oh = h / size, ow = w / size;
         float* dxp = dx + (long)p * h * w;
+        if (size == 2 && Avx2.IsSupported)
+        {
+            MaxPool2x2BackwardPlane(dy + (long)p * oh * ow, indices + (long)p * oh * ow, dxp, h, w);
+            return;
+        }
         new Span<float>(dxp, h * w).Clear();
         long o = (long)p * oh * ow;
         for (int i = 0; i < oh * ow; i++, o++) dxp[indices[o]] = dy[o];
