@@ -43,6 +43,7 @@ public static class Cli
         string[] rest = args[1..];
         try
         {
+            if (Kernels.HostParallel.ThreadsError is { } threads) throw new UsageException(threads);
             return command switch
             {
                 "train" => TrainCommand.Run(rest, stdout, stderr),

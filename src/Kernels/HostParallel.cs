@@ -18,15 +18,38 @@ public static class HostParallel
         void Run(int part, int parts);
     }
 
-    /// <summary>The cores the host backend uses: all of them, or SCRATCHNET_THREADS (like OMP_NUM_THREADS for PyTorch).</summary>
-    public static readonly int Cores =
-        int.TryParse(Environment.GetEnvironmentVariable("SCRATCHNET_THREADS"), out int n) && n >= 1 ? Math.Min(n, 256) : Environment.ProcessorCount;
+    /// <summary>The environment variable that sets <see cref="Cores"/> (like OMP_NUM_THREADS for PyTorch).</summary>
+    public const string ThreadsVariable = "SCRATCHNET_THREADS";
+
+    /// <summary>The cores the host backend uses: all of them, or SCRATCHNET_THREADS when it is set.</summary>
+    public static readonly int Cores;
+
+    /// <summary>Why SCRATCHNET_THREADS could not be used (the CLI refuses to start with it), or null.</summary>
+    public static readonly string? ThreadsError;
+
+    static HostParallel()
+    {
+        Cores = ParseThreads(Environment.GetEnvironmentVariable(ThreadsVariable), Environment.ProcessorCount, out ThreadsError);
+        Workers = new Worker[Cores - 1];
+    }
+
+    /// <summary>The core count a SCRATCHNET_THREADS value asks for: unset or empty means all; a whole number 1..1024;
+    /// anything else gives all and an error message.</summary>
+    public static int ParseThreads(string? value, int processors, out string? error)
+    {
+        error = null;
+        if (string.IsNullOrEmpty(value)) return processors;
+        if (int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n) && n is >= 1 and <= 1024)
+            return n;
+        error = $"{ThreadsVariable} must be a whole number of cores from 1 to 1024, not '{value}'";
+        return processors;
+    }
 
     /// <summary>How long an idle worker spins, waiting for the next call, before it sleeps.</summary>
     public const int SpinMicroseconds = 500;
 
     static readonly object Gate = new();
-    static readonly Worker[] Workers = new Worker[Math.Max(0, Cores - 1)];
+    static readonly Worker[] Workers;
     static IWork? _work;
     static int _parts;
     static long _generation;   // incremented by every call that uses the workers; a worker runs each generation once
