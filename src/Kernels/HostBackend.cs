@@ -82,7 +82,7 @@ public sealed unsafe partial class HostBackend : IBackend
     /// </summary>
     static void MatmulRows(float* a, float* b, float* c, int i0, int i1, int n, int k, int aRow, int aCol, int bRow, int bCol, int cRow, bool acc)
     {
-        if (Vector256.IsHardwareAccelerated && bCol == 1)
+        if (Avx.IsSupported && Vector256.IsHardwareAccelerated && bCol == 1)
             MatmulRowsB(a, b, c, i0, i1, n, k, aRow, aCol, bRow, cRow, acc);
         else if (Avx.IsSupported && Vector256.IsHardwareAccelerated && aCol == 1 && bRow == 1)
             MatmulDots(a, b, c, i0, i1, n, k, aRow, bCol, cRow, acc);
@@ -131,13 +131,15 @@ public sealed unsafe partial class HostBackend : IBackend
                 c20.Store(ci + 2 * cRow); c21.Store(ci + 2 * cRow + 8);
                 c30.Store(ci + 3 * cRow); c31.Store(ci + 3 * cRow + 8);
             }
-            // The last n % 16 columns: 8 and then 4 at a time (with the scalar loop, 4 columns of 196 took a third of the time).
-            for (; j + 8 <= n; j += 8)
+            // The last n % 16 columns, 8 at a time; masked loads and stores cover a last group of 1-7 (with a scalar
+            // loop, the last 4 columns of 196 took a third of the time).
+            for (; j < n; j += 8)
             {
+                var mask = TailMask(Math.Min(8, n - j));
                 Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
                 for (int q = 0; q < k; q++)
                 {
-                    var bq = Vector256.Load(b + (long)q * bRow + j);
+                    var bq = Avx.MaskLoad(b + (long)q * bRow + j, mask);
                     long qa = (long)q * aCol;
                     c0 = Vector256.FusedMultiplyAdd(Vector256.Create(a0[qa]), bq, c0);
                     c1 = Vector256.FusedMultiplyAdd(Vector256.Create(a1[qa]), bq, c1);
@@ -145,26 +147,14 @@ public sealed unsafe partial class HostBackend : IBackend
                     c3 = Vector256.FusedMultiplyAdd(Vector256.Create(a3[qa]), bq, c3);
                 }
                 float* ci = c + (long)i * cRow + j;
-                if (acc) { c0 += Vector256.Load(ci); c1 += Vector256.Load(ci + cRow); c2 += Vector256.Load(ci + 2 * cRow); c3 += Vector256.Load(ci + 3 * cRow); }
-                c0.Store(ci); c1.Store(ci + cRow); c2.Store(ci + 2 * cRow); c3.Store(ci + 3 * cRow);
-            }
-            for (; j + 4 <= n; j += 4)
-            {
-                Vector128<float> c0 = default, c1 = default, c2 = default, c3 = default;
-                for (int q = 0; q < k; q++)
+                if (acc)
                 {
-                    var bq = Vector128.Load(b + (long)q * bRow + j);
-                    long qa = (long)q * aCol;
-                    c0 = Vector128.FusedMultiplyAdd(Vector128.Create(a0[qa]), bq, c0);
-                    c1 = Vector128.FusedMultiplyAdd(Vector128.Create(a1[qa]), bq, c1);
-                    c2 = Vector128.FusedMultiplyAdd(Vector128.Create(a2[qa]), bq, c2);
-                    c3 = Vector128.FusedMultiplyAdd(Vector128.Create(a3[qa]), bq, c3);
+                    c0 += Avx.MaskLoad(ci, mask); c1 += Avx.MaskLoad(ci + cRow, mask);
+                    c2 += Avx.MaskLoad(ci + 2 * cRow, mask); c3 += Avx.MaskLoad(ci + 3 * cRow, mask);
                 }
-                float* ci = c + (long)i * cRow + j;
-                if (acc) { c0 += Vector128.Load(ci); c1 += Vector128.Load(ci + cRow); c2 += Vector128.Load(ci + 2 * cRow); c3 += Vector128.Load(ci + 3 * cRow); }
-                c0.Store(ci); c1.Store(ci + cRow); c2.Store(ci + 2 * cRow); c3.Store(ci + 3 * cRow);
+                Avx.MaskStore(ci, mask, c0); Avx.MaskStore(ci + cRow, mask, c1);
+                Avx.MaskStore(ci + 2 * cRow, mask, c2); Avx.MaskStore(ci + 3 * cRow, mask, c3);
             }
-            if (j < n) MatmulPlain(a, b, c, i, i + 4, n, k, aRow, aCol, bRow, 1, cRow, acc, j);
         }
         if (i < i1) MatmulPlain(a, b, c, i, i1, n, k, aRow, aCol, bRow, 1, cRow, acc);
     }

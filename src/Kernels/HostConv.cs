@@ -199,7 +199,7 @@ public sealed unsafe partial class HostBackend
     {
         CheckVersion(version);
         long inImage = (long)s.C * s.H * s.W, outImage = (long)s.F * s.ColCols;
-        if (!Vector256.IsHardwareAccelerated || s.ColRows > MaxPanelRows || s.F > MaxTileRows)
+        if (!Avx.IsSupported || !Vector256.IsHardwareAccelerated || s.ColRows > MaxPanelRows || s.F > MaxTileRows)
         {
             for (int b = 0; b < rows; b++)   // the plain path: unfold the whole image into cols, then one matmul
             {
