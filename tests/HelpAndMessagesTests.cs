@@ -146,7 +146,7 @@ public sealed class HelpAndMessagesTests
     [TestCase("--data= x", "--data needs a value")]
     [TestCase("--lr 1 --lr", "--lr is given more than once")]
     [TestCase("--lr 1e-50", "--lr: 1e-50 rounds to 0 in float32")]
-    [TestCase("--matmul hostsimd", "--matmul: unknown version 'hostsimd'; choose one of: auto, naive, blocked, tiled")]
+    [TestCase("--matmul hostsimd", "--matmul: unknown version 'hostsimd'; choose one of: auto, naive, blocked, tiled, vector")]
     public void Parser_MistakesAreOneLineUsageErrors(string args, string message)
     {
         var r = CliRunner.Run(["train", .. args.Split(' ')]);

@@ -42,6 +42,7 @@ public sealed class KernelTests
 
     static IEnumerable<TestCaseData> NaiveCases() => MatmulCases(MatmulVersion.Naive);
     static IEnumerable<TestCaseData> BlockedCases() => MatmulCases(MatmulVersion.Blocked);
+    static IEnumerable<TestCaseData> VectorCases() => MatmulCases(MatmulVersion.Vector);
     static IEnumerable<TestCaseData> HostCases() => MatmulCases(MatmulVersion.HostSimd);
 
     /// <summary>The host backend's SIMD matmul (--device host), on the same cases.</summary>
@@ -70,6 +71,7 @@ public sealed class KernelTests
 
     [TestCaseSource(nameof(NaiveCases))]
     [TestCaseSource(nameof(BlockedCases))]
+    [TestCaseSource(nameof(VectorCases))]
     public void Matmul_MatchesReference(MatmulVersion version, Layout layout, int m, int n, int p) =>
         CheckMatmul(Shared.Kernels, Shared.Cpu.Accelerator, version, layout, m, n, p);
 

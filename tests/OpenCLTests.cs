@@ -103,7 +103,7 @@ public sealed class OpenCLTests
     {
         var r = CliRunner.Run("train", "--device", "opencl", "--data", TestData.EmbeddedFolder());
         Assert.That(r.ExitCode, Is.Zero, r.Stderr);
-        Assert.That(r.Stdout, Does.Match(@"matmul auto: (naive|blocked|tiled) \(naive [\d.]+ ms, blocked [\d.]+ ms, tiled [\d.]+ ms for one step's matmuls\)"));
+        Assert.That(r.Stdout, Does.Match(@"matmul auto: (naive|blocked|tiled|vector) \(naive [\d.]+ ms, blocked [\d.]+ ms, tiled [\d.]+ ms, vector [\d.]+ ms for one step's matmuls\)"));
     }
 
     [Test]

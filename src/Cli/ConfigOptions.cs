@@ -24,7 +24,7 @@ public static class ConfigOptions
         new("--epochs", "N", "passes over the training set (default 1)"),
         new("--seed", "N", "seed for initialisation and shuffling (default 42)"),
         new("--device", "NAME", ComputeDevice.ChoiceHelp),
-        new("--matmul", "VERSION", "the ILGPU matmul kernel: auto, naive, blocked or tiled (default: auto on GPUs and\nOpenCL: each is timed on the model's shapes and the fastest used; blocked on the\nCPU accelerator); the host backend has one matmul of its own"),
+        new("--matmul", "VERSION", "the ILGPU matmul kernel: auto, naive, blocked, tiled or vector (default: auto on GPUs and\nOpenCL: each is timed on the model's shapes and the fastest used; blocked on the\nCPU accelerator); the host backend has one matmul of its own"),
         new("--memory-limit", "SIZE", "make the device behave like a card of SIZE (e.g. 8MiB, 6.4MiB, 4GiB, 1TiB)"),
         new("--max-buffer", "SIZE", "and like one whose largest single buffer is SIZE (OpenCL devices advertise\ntheirs, CL_DEVICE_MAX_MEM_ALLOC_SIZE, and it is enforced anyway)"),
         new("--dataset-on-device", null, "keep the dataset on the device as bytes; gather and normalise batches there\n(its bytes then show in the Input category)"),
@@ -48,7 +48,7 @@ public static class ConfigOptions
                 throw new UsageException($"--matmul: unknown version '{matmul}'; choose one of: auto, {string.Join(", ", MatmulVersions.Kernels.Select(MatmulVersions.Label))}");
             MatmulVersion v = MatmulVersions.Kernels.First(k => MatmulVersions.Label(k) == wanted);
             if (device == "host")
-                throw new UsageException($"--matmul {matmul}: the host backend has one matmul (SIMD C#); naive, blocked and tiled are the ILGPU kernels of --device cpu, opencl and cuda");
+                throw new UsageException($"--matmul {matmul}: the host backend has one matmul (SIMD C#); naive, blocked, tiled and vector are the ILGPU kernels of --device cpu, opencl and cuda");
             version = v;
         }
         string? dataDir = o.String("--data");

@@ -24,7 +24,7 @@ public sealed class IlgpuBackend : IBackend
 
     readonly Accelerator _acc;
     readonly bool _isCpu;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int, int> _matmulNaive, _matmulBlocked, _matmulTiled;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int, int> _matmulNaive, _matmulBlocked, _matmulTiled, _matmulVector;
     readonly Action<KernelConfig, ArrayView<float>, int> _relu;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> _convForward, _convBackwardInput, _convBackwardWeight;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ConvShape> _im2col, _col2im;
@@ -41,13 +41,17 @@ public sealed class IlgpuBackend : IBackend
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float> _sgdMomentum;
     readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int> _gatherNormalize;
 
+    readonly bool _isOpenCLCpu;   // PoCL or another OpenCL runtime on a CPU
+
     IlgpuBackend(Accelerator accelerator)
     {
         _acc = accelerator;
         _isCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
+        _isOpenCLCpu = accelerator is ILGPU.Runtime.OpenCL.CLAccelerator cl && cl.DeviceType == ILGPU.Runtime.OpenCL.CLDeviceType.CL_DEVICE_TYPE_CPU;
         _matmulNaive = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int, int>(MatmulKernels.Naive);
         _matmulBlocked = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int, int>(MatmulKernels.Blocked);
         _matmulTiled = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int, int>(MatmulKernels.Tiled);
+        _matmulVector = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int, int>(MatmulKernels.Vector);
         _relu = _acc.LoadStreamKernel<ArrayView<float>, int>(LayerKernels.Relu);
         _convForward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(ConvKernels.DirectForward);
         _convBackwardInput = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(ConvKernels.DirectBackwardInput);
@@ -69,8 +73,8 @@ public sealed class IlgpuBackend : IBackend
         _gatherNormalize = _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int>(DataKernels.GatherNormalize);
         // The tiled matmul's barriers need a whole 16x16 tile in one group; the CPU accelerator's groups are smaller.
         MatmulVersions = _acc.MaxNumThreadsPerGroup >= TiledGroupSize
-            ? [MatmulVersion.Naive, MatmulVersion.Blocked, MatmulVersion.Tiled]
-            : [MatmulVersion.Naive, MatmulVersion.Blocked];
+            ? [MatmulVersion.Naive, MatmulVersion.Blocked, MatmulVersion.Tiled, MatmulVersion.Vector]
+            : [MatmulVersion.Naive, MatmulVersion.Blocked, MatmulVersion.Vector];
         DefaultMatmul = _isCpu ? MatmulVersion.Blocked : MatmulVersion.Tiled;
     }
 
@@ -108,6 +112,13 @@ public sealed class IlgpuBackend : IBackend
                 break;
             case MatmulVersion.Blocked:
                 _matmulBlocked(Geometry((long)((m + 3) / 4) * ((n + 3) / 4)), a, b, c, m, n, k, aRow, aCol, bRow, bCol, acc);
+                break;
+            case MatmulVersion.Vector:
+                long tiles8 = (long)((m + 7) / 8) * ((n + 7) / 8);
+                // On an OpenCL CPU device (PoCL) a group runs on one core: small groups spread the few 8x8 tiles of a
+                // batch-64 product over every core (groups of 256 made 7 groups for 2 cores, and half the speed).
+                var config = _isOpenCLCpu ? new KernelConfig((int)Math.Clamp((tiles8 + 15) / 16, 1, int.MaxValue), 16) : Geometry(tiles8);
+                _matmulVector(config, a, b, c, m, n, k, aRow, aCol, bRow, bCol, acc);
                 break;
             case MatmulVersion.Tiled when MatmulVersions.Contains(MatmulVersion.Tiled):
                 long tiles = (long)((m + MatmulKernels.Tile - 1) / MatmulKernels.Tile) * ((n + MatmulKernels.Tile - 1) / MatmulKernels.Tile);

@@ -12,6 +12,8 @@ public enum MatmulVersion
     Blocked,
     /// <summary>ILGPU kernel: 16x16 shared-memory tiles with barriers; the GPUs' default. Needs 256-thread groups.</summary>
     Tiled,
+    /// <summary>ILGPU kernel: 8x8 register tiles read along b's rows, for drivers that vectorise work-items (PoCL).</summary>
+    Vector,
     /// <summary>The host backend's matmul: SIMD C# on every core (<see cref="HostBackend"/>); not an ILGPU kernel.</summary>
     HostSimd,
 }
@@ -19,8 +21,8 @@ public enum MatmulVersion
 public static class MatmulVersions
 {
     /// <summary>The versions --matmul accepts: the ILGPU kernels.</summary>
-    public static readonly MatmulVersion[] Kernels = [MatmulVersion.Naive, MatmulVersion.Blocked, MatmulVersion.Tiled];
+    public static readonly MatmulVersion[] Kernels = [MatmulVersion.Naive, MatmulVersion.Blocked, MatmulVersion.Tiled, MatmulVersion.Vector];
 
-    /// <summary>The name in reports: "naive", "blocked", "tiled" (also --matmul's names) or "host SIMD".</summary>
+    /// <summary>The name in reports: "naive", "blocked", "tiled", "vector" (also --matmul's names) or "host SIMD".</summary>
     public static string Label(MatmulVersion v) => v == MatmulVersion.HostSimd ? "host SIMD" : v.ToString().ToLowerInvariant();
 }
