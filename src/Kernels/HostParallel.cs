@@ -83,7 +83,10 @@ public static class HostParallel
     sealed class Worker
     {
         readonly int _index;
-        readonly ManualResetEventSlim _wake = new(false);
+        // Sleeping is told through a flag and an AutoResetEvent, not a ManualResetEventSlim: that one takes a lock,
+        // and a lock contended for the first time allocates, which a training step must not do.
+        readonly AutoResetEvent _wake = new(false);
+        int _sleeping;   // 1 while the worker is (about to be) waiting on _wake
 
         public Worker(int index)
         {
@@ -91,7 +94,11 @@ public static class HostParallel
             new Thread(Loop) { IsBackground = true, Name = $"ScratchNet host worker {index}" }.Start();
         }
 
-        public void Wake() => _wake.Set();
+        /// <summary>Called after the generation moved: wakes the worker if it went to sleep.</summary>
+        public void Wake()
+        {
+            if (Interlocked.Exchange(ref _sleeping, 0) == 1) _wake.Set();
+        }
 
         void Loop()
         {
@@ -127,11 +134,11 @@ public static class HostParallel
                     Thread.SpinWait(20);
                     continue;
                 }
-                // Sleep: clear the flag, look once more (a call may have come in between), then wait for Wake.
-                _wake.Reset();
-                g = Volatile.Read(ref _generation);
-                if (g != seen) return g;
-                _wake.Wait();
+                // Sleep: raise the flag, then look once more. Run moves the generation before it reads the flag, and
+                // both are full fences, so either we see the new generation here or Run sees the flag and sets _wake.
+                Interlocked.Exchange(ref _sleeping, 1);
+                if (Volatile.Read(ref _generation) == seen) _wake.WaitOne();
+                Interlocked.Exchange(ref _sleeping, 0);
                 start = System.Diagnostics.Stopwatch.GetTimestamp();
             }
         }
