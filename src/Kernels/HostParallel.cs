@@ -8,7 +8,8 @@ namespace ScratchNet.Kernels;
 /// Between two calls a worker first spins for <see cref="SpinMicroseconds"/> and only then sleeps, as OpenMP's
 /// threads do (PyTorch's CPU kernels run on them): a conv layer makes hundreds of calls of 20-100 µs each per
 /// step, and waking a sleeping thread (what the .NET thread pool did here) cost more than the work it was given.
-/// The price is a core kept busy for that long after the last call.
+/// The price is a core kept busy for that long after the last call. Parts go to whoever claims them first, so a
+/// call never waits for a sleeping worker.
 /// </summary>
 public static class HostParallel
 {
@@ -52,8 +53,12 @@ public static class HostParallel
     static readonly Worker[] Workers;
     static IWork? _work;
     static int _parts;
-    static long _generation;   // incremented by every call that uses the workers; a worker runs each generation once
-    static int _pending;       // workers that have not finished the current generation (all take part; the ones past parts run nothing)
+    static long _generation;
+    // The parts of the current call are handed out by one counter, _ticket = (generation << 16) | next part, that
+    // the workers and the caller both take from: a part runs exactly once, on whoever claims it first. So the caller
+    // never waits for a worker that is asleep: it runs the unclaimed parts itself.
+    static long _ticket;
+    static int _completed;     // parts 1..parts-1 finished in the current call
 
     /// <summary>Runs work.Run(part, parts) for every part in 0..parts-1 and returns when all are done.</summary>
     public static void Run(IWork work, int parts)
@@ -66,80 +71,72 @@ public static class HostParallel
         }
         lock (Gate)
         {
+            for (int i = 0; i < Workers.Length; i++) Workers[i] ??= new Worker();
             _work = work;
             _parts = parts;
-            for (int i = 0; i < Workers.Length; i++) Workers[i] ??= new Worker(i + 1);
-            Volatile.Write(ref _pending, Workers.Length);
-            Interlocked.Increment(ref _generation);
-            foreach (var w in Workers) w.Wake();
+            Volatile.Write(ref _completed, 0);
+            long generation = ++_generation;
+            Interlocked.Exchange(ref _ticket, (generation << 16) | 1);   // publishes the above; part 1 is the next to claim
             work.Run(0, parts);
+            while (Claim(generation, parts) is int p)
+            {
+                work.Run(p, parts);
+                Interlocked.Increment(ref _completed);
+            }
             var spin = new SpinWait();
-            while (Volatile.Read(ref _pending) != 0) spin.SpinOnce(sleep1Threshold: -1);
+            while (Volatile.Read(ref _completed) != parts - 1) spin.SpinOnce(sleep1Threshold: -1);
             _work = null;
         }
     }
 
-    /// <summary>A background thread that runs part `index` of every call with more than `index` parts.</summary>
+    /// <summary>The next unclaimed part of call `generation`, or null when that call has none left (or is over).</summary>
+    static int? Claim(long generation, int parts)
+    {
+        while (true)
+        {
+            long t = Volatile.Read(ref _ticket);
+            int part = (int)(t & 0xFFFF);
+            if (t >> 16 != generation || part >= parts) return null;
+            if (Interlocked.CompareExchange(ref _ticket, t + 1, t) == t) return part;
+        }
+    }
+
+    /// <summary>
+    /// A background thread that claims parts of every call. Between calls it spins, then polls every millisecond:
+    /// nobody has to wake it (a wake-up through an event or a lock allocated on the caller's thread the first time,
+    /// which a training step must not do), and a call never waits for it.
+    /// </summary>
     sealed class Worker
     {
-        readonly int _index;
-        // Sleeping is told through a flag and an AutoResetEvent, not a ManualResetEventSlim: that one takes a lock,
-        // and a lock contended for the first time allocates, which a training step must not do.
-        readonly AutoResetEvent _wake = new(false);
-        int _sleeping;   // 1 while the worker is (about to be) waiting on _wake
+        public Worker() => new Thread(Loop) { IsBackground = true, Name = "ScratchNet host worker" }.Start();
 
-        public Worker(int index)
-        {
-            _index = index;
-            new Thread(Loop) { IsBackground = true, Name = $"ScratchNet host worker {index}" }.Start();
-        }
-
-        /// <summary>Called after the generation moved: wakes the worker if it went to sleep.</summary>
-        public void Wake()
-        {
-            if (Interlocked.Exchange(ref _sleeping, 0) == 1) _wake.Set();
-        }
-
-        void Loop()
+        static void Loop()
         {
             long seen = 0;
             while (true)
             {
-                seen = WaitForCall(seen);
-                if (_index < _parts)
+                long generation = WaitForCall(seen);
+                seen = generation;
+                int parts = Volatile.Read(ref _parts);
+                while (Claim(generation, parts) is int p)
                 {
-                    try
-                    {
-                        _work!.Run(_index, _parts);
-                    }
-                    finally
-                    {
-                        Interlocked.Decrement(ref _pending);
-                    }
+                    _work!.Run(p, parts);
+                    Interlocked.Increment(ref _completed);
                 }
             }
         }
 
-        /// <summary>Spins, then sleeps, until the generation moves past `seen`; returns the new one.</summary>
-        long WaitForCall(long seen)
+        /// <summary>Spins, then polls every millisecond, until a call newer than `seen` is published; returns its generation.</summary>
+        static long WaitForCall(long seen)
         {
             long start = System.Diagnostics.Stopwatch.GetTimestamp();
             long budget = System.Diagnostics.Stopwatch.Frequency * SpinMicroseconds / 1_000_000;
             while (true)
             {
-                long g = Volatile.Read(ref _generation);
+                long g = Volatile.Read(ref _ticket) >> 16;
                 if (g != seen) return g;
-                if (System.Diagnostics.Stopwatch.GetTimestamp() - start < budget)
-                {
-                    Thread.SpinWait(20);
-                    continue;
-                }
-                // Sleep: raise the flag, then look once more. Run moves the generation before it reads the flag, and
-                // both are full fences, so either we see the new generation here or Run sees the flag and sets _wake.
-                Interlocked.Exchange(ref _sleeping, 1);
-                if (Volatile.Read(ref _generation) == seen) _wake.WaitOne();
-                Interlocked.Exchange(ref _sleeping, 0);
-                start = System.Diagnostics.Stopwatch.GetTimestamp();
+                if (System.Diagnostics.Stopwatch.GetTimestamp() - start < budget) Thread.SpinWait(20);
+                else Thread.Sleep(1);
             }
         }
     }
