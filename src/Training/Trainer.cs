@@ -58,12 +58,13 @@ public sealed class Trainer
     }
 
     /// <summary>
-    /// Fills the next batch on a thread-pool thread. One reusable work item and one event: starting and
-    /// waiting allocate nothing (Task.Run would allocate a task and a closure every step).
+    /// Fills the next batch on a thread-pool thread. One reusable work item and one flag: starting and
+    /// waiting allocate nothing (Task.Run would allocate a task and a closure every step, and a
+    /// ManualResetEventSlim allocates its lock object on the waiting thread the first time a wait blocks).
     /// </summary>
     sealed class Prefetch(BatchLoader loader) : IThreadPoolWorkItem
     {
-        readonly ManualResetEventSlim _done = new(true);
+        volatile bool _done = true;
         int _batch, _rows;
         float[] _images = [];
         int[] _labels = [];
@@ -72,7 +73,7 @@ public sealed class Trainer
         public void Start(int batch, float[] images, int[] labels)
         {
             (_batch, _images, _labels, _error) = (batch, images, labels, null);
-            _done.Reset();
+            _done = false;
             ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
         }
 
@@ -88,14 +89,17 @@ public sealed class Trainer
             }
             finally
             {
-                _done.Set();
+                _done = true;
             }
         }
 
         /// <summary>Waits for the batch and returns its number of rows.</summary>
         public int Wait()
         {
-            _done.Wait();
+            // Filling a batch takes microseconds, so spin; SpinWait yields the core (never sleeps a whole
+            // millisecond) in case the filling thread waits for it.
+            var spin = new SpinWait();
+            while (!_done) spin.SpinOnce(sleep1Threshold: -1);
             if (_error is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(_error);
             return _rows;
         }
