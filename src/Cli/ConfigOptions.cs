@@ -27,6 +27,7 @@ public static class ConfigOptions
         new("--matmul", "VERSION", "the ILGPU matmul kernel: auto, naive, blocked, tiled or vector (default: auto on GPUs and\nOpenCL: each is timed on the model's shapes and the fastest used; blocked on the\nCPU accelerator); the host backend has one matmul of its own"),
         new("--memory-limit", "SIZE", "make the device behave like a card of SIZE (e.g. 8MiB, 6.4MiB, 4GiB, 1TiB)"),
         new("--max-buffer", "SIZE", "and like one whose largest single buffer is SIZE (OpenCL devices advertise\ntheirs, CL_DEVICE_MAX_MEM_ALLOC_SIZE, and it is enforced anyway)"),
+        new("--allocator", "NAME", "exact (default: each tensor its own device buffer of exactly its size) or caching\n(PyTorch's caching allocator: 512 B blocks in 2 MiB and 20 MiB segments, kept for reuse)"),
         new("--dataset-on-device", null, "keep the dataset on the device as bytes; gather and normalise batches there\n(its bytes then show in the Input category)"),
     ];
 
@@ -78,6 +79,7 @@ public static class ConfigOptions
             MemoryLimit = o.Size("--memory-limit"),
             MaxBuffer = o.Size("--max-buffer"),
             DatasetOnDevice = o.Flag("--dataset-on-device"),
+            Allocator = o.Choice("--allocator", "exact", ["exact", "caching"]) == "caching" ? AllocatorKind.Caching : AllocatorKind.Exact,
         };
         // A stack that does not fit the dataset's images is refused now, before anything is loaded or allocated.
         DatasetInfo info = DatasetInfo.Get(dataset);

@@ -8,8 +8,13 @@ namespace ScratchNet.Tensor;
 /// category and exact size (elements x element size), and keeps per category: live bytes, peak bytes,
 /// the number of allocations and frees, plus an event log of every allocation and free.
 /// With a <see cref="Limit"/> any accelerator behaves like a card of that size.
+///
+/// Three figures per category (see <see cref="CachingAllocator"/>'s glossary): requested (exact bytes),
+/// allocated (the blocks that hold them) and, in total, reserved (the device buffers held). With the exact
+/// allocator (the default) each tensor is its own device buffer of exactly its size, so the three are equal;
+/// with the caching allocator tensors are 512 B-aligned blocks of cached segments, as in PyTorch.
 /// </summary>
-public sealed class MemoryTracker
+public sealed class MemoryTracker : IDisposable
 {
     static readonly MemoryCategory[] Categories = Enum.GetValues<MemoryCategory>();
 
@@ -19,15 +24,39 @@ public sealed class MemoryTracker
     readonly List<MemoryEvent> _events = [];
     readonly List<ITensor> _live = [];
 
-    public MemoryTracker(Accelerator accelerator, long? limit = null, long? maxBufferBytes = null)
+    public MemoryTracker(Accelerator accelerator, long? limit = null, long? maxBufferBytes = null, AllocatorKind allocator = AllocatorKind.Exact)
     {
         _accelerator = accelerator;
-        Limit = limit;
         MaxBufferBytes = maxBufferBytes;
+        if (allocator == AllocatorKind.Caching)
+        {
+            Caching = new CachingAllocator(accelerator) { MaxBufferBytes = maxBufferBytes };
+            Caching.OnSegment = (segment, obtained) => _events.Add(new MemoryEvent(_clock.Elapsed.TotalMilliseconds, Step, Phase,
+                obtained ? MemoryEventKind.SegmentAlloc : MemoryEventKind.SegmentFree, $"segment {segment.Id}", [], MemoryCategory.Other,
+                segment.Size, LiveBytes) { AllocatedAfter = AllocatedBytes, ReservedAfter = Caching.Reserved });
+        }
+        Limit = limit;
     }
 
-    /// <summary>Budget in bytes for all live buffers together; null means no limit but the device's own.</summary>
-    public long? Limit { get; set; }
+    /// <summary>The caching allocator that serves every tensor, or null with the exact allocator (one device buffer per tensor).</summary>
+    public CachingAllocator? Caching { get; }
+    public AllocatorKind Allocator => Caching is null ? AllocatorKind.Exact : AllocatorKind.Caching;
+
+    /// <summary>
+    /// Budget in bytes for the device: with the exact allocator, for all live buffers together; with the caching
+    /// allocator, for the segments it reserves (what a card of that size would run out of). Null: the device's own.
+    /// </summary>
+    public long? Limit
+    {
+        get => _limit;
+        set
+        {
+            _limit = value;
+            if (Caching is not null) Caching.Limit = value;
+        }
+    }
+
+    long? _limit;
 
     /// <summary>
     /// The largest single buffer the device advertises (OpenCL's CL_DEVICE_MAX_MEM_ALLOC_SIZE), enforced here
@@ -58,9 +87,16 @@ public sealed class MemoryTracker
     /// </summary>
     public bool LogPhases { get; set; }
 
+    /// <summary>Requested bytes of the live tensors.</summary>
     public long LiveBytes => _stats.Values.Sum(s => s.Live);
     /// <summary>The highest total of live bytes seen at any moment (not the sum of category peaks).</summary>
     public long PeakBytes { get; private set; }
+    /// <summary>Bytes of the blocks that hold the live tensors (= <see cref="LiveBytes"/> with the exact allocator).</summary>
+    public long AllocatedBytes => Caching?.Allocated ?? LiveBytes;
+    public long PeakAllocatedBytes => Caching?.PeakAllocated ?? PeakBytes;
+    /// <summary>Bytes of device buffers held (= <see cref="LiveBytes"/> with the exact allocator).</summary>
+    public long ReservedBytes => Caching?.Reserved ?? LiveBytes;
+    public long PeakReservedBytes => Caching?.PeakReserved ?? PeakBytes;
     public long AllocationCount => _stats.Values.Sum(s => s.Allocations);
     public long FreeCount => _stats.Values.Sum(s => s.Frees);
     public IReadOnlyList<MemoryEvent> Events => _events;
@@ -82,6 +118,24 @@ public sealed class MemoryTracker
         if (MaxBufferBytes is long cap && bytes > cap)
             throw OutOfMemory(name, shape, category, bytes, $"larger than the largest single buffer allowed ({Bytes.Exact(cap)}: the device's CL_DEVICE_MAX_MEM_ALLOC_SIZE " +
                 "or --max-buffer, checked by ScratchNet before asking the driver)", null, bufferCap: cap);
+        Tensor<T> tensor = Caching is null
+            ? AllocateExact<T>(name, shape, category, layer, elements, bytes)
+            : AllocateCached<T>(name, shape, category, layer, bytes);
+        var s = _stats[category];
+        s.Live += bytes;
+        s.Peak = Math.Max(s.Peak, s.Live);
+        s.AllocatedLive += tensor.Block?.Size ?? bytes;
+        s.AllocatedPeak = Math.Max(s.AllocatedPeak, s.AllocatedLive);
+        s.Allocations++;
+        PeakBytes = Math.Max(PeakBytes, LiveBytes);
+        _live.Add(tensor);
+        Record(MemoryEventKind.Alloc, tensor, tensor.Block?.Size ?? bytes);
+        return tensor;
+    }
+
+    /// <summary>The exact allocator: a device buffer of its own, exactly `bytes` long.</summary>
+    Tensor<T> AllocateExact<T>(string name, int[] shape, MemoryCategory category, string layer, long elements, long bytes) where T : unmanaged
+    {
         if (Limit is long limit && LiveBytes + bytes > limit)
             throw OutOfMemory(name, shape, category, bytes, $"over the memory limit of {Bytes.Exact(limit)} ({Bytes.Format(limit)})", null);
         MemoryBuffer1D<T, Stride1D.Dense> buffer;
@@ -96,15 +150,21 @@ public sealed class MemoryTracker
             string who = _accelerator.AcceleratorType == AcceleratorType.CPU ? "host memory (where the CPU accelerator and the host backend keep buffers)" : "the device";
             throw OutOfMemory(name, shape, category, bytes, $"{who} refused it ({e.GetType().Name}: {e.Message.Trim()})", e);
         }
-        var tensor = new Tensor<T>(this, buffer, name, shape, category, bytes, layer);
-        var s = _stats[category];
-        s.Live += bytes;
-        s.Peak = Math.Max(s.Peak, s.Live);
-        s.Allocations++;
-        PeakBytes = Math.Max(PeakBytes, LiveBytes);
-        _live.Add(tensor);
-        Record(MemoryEventKind.Alloc, tensor);
-        return tensor;
+        return new Tensor<T>(this, buffer, buffer.View, null, name, shape, category, bytes, layer);
+    }
+
+    /// <summary>The caching allocator: a block of a segment, seen by kernels as an ordinary view.</summary>
+    Tensor<T> AllocateCached<T>(string name, int[] shape, MemoryCategory category, string layer, long bytes) where T : unmanaged
+    {
+        CachingAllocator.Block block = Caching!.Allocate(bytes)
+            ?? throw OutOfMemory(name, shape, category, bytes, $"the caching allocator found no cached block and {Caching.LastRefusal} (its cached segments were released and the request retried, as PyTorch does)", null);
+        block.Owner = name;
+        block.Category = category;
+        // ILGPU's Cast does not check alignment: a float view at an offset that is not a multiple of 4 B would
+        // silently shift. Blocks start at multiples of 512 B (CachingAllocator.Allocate asserts it).
+        var view = block.Segment.Buffer.View.AsContiguous().SubView(block.Offset, bytes).Cast<T>();
+        view.MemSetToZero();
+        return new Tensor<T>(this, block.Segment.Buffer, view, block, name, shape, category, bytes, layer);
     }
 
     /// <summary>Live bytes per category after each event, in event order (for timelines and charts).</summary>
@@ -129,17 +189,28 @@ public sealed class MemoryTracker
         return tensor;
     }
 
-    internal void Release(ITensor tensor)
+    internal void Release(ITensor tensor, CachingAllocator.Block? block)
     {
         if (!_live.Remove(tensor)) return;
         var s = _stats[tensor.Category];
         s.Live -= tensor.Bytes;
+        s.AllocatedLive -= block?.Size ?? tensor.Bytes;
         s.Frees++;
-        Record(MemoryEventKind.Free, tensor);
+        if (block is not null) Caching!.Free(block);
+        Record(MemoryEventKind.Free, tensor, block?.Size ?? tensor.Bytes);
     }
 
-    void Record(MemoryEventKind kind, ITensor t) =>
-        _events.Add(new MemoryEvent(_clock.Elapsed.TotalMilliseconds, Step, Phase, kind, t.Name, t.Shape, t.Category, t.Bytes, LiveBytes));
+    /// <summary>Gives the cached segments that are wholly free back to the device (torch.cuda.empty_cache); returns the bytes released.</summary>
+    public long ReleaseCache() => Caching?.ReleaseCache() ?? 0;
+
+    /// <summary>Frees the caching allocator's segments (the tensors must have been disposed; the exact allocator holds nothing).</summary>
+    public void Dispose() => Caching?.Dispose();
+
+    void Record(MemoryEventKind kind, ITensor t, long allocated) =>
+        _events.Add(new MemoryEvent(_clock.Elapsed.TotalMilliseconds, Step, Phase, kind, t.Name, t.Shape, t.Category, t.Bytes, LiveBytes)
+        {
+            AllocatedAfter = AllocatedBytes, ReservedAfter = ReservedBytes, Allocated = allocated,
+        });
 
     DeviceMemoryException OutOfMemory(string name, int[] shape, MemoryCategory category, long bytes, string why, Exception? inner, long? bufferCap = null)
     {
@@ -156,15 +227,34 @@ public sealed class MemoryTracker
 /// <summary>Live and peak bytes and counts for one category.</summary>
 public sealed class CategoryStats
 {
+    /// <summary>Requested bytes of the live tensors of the category.</summary>
     public long Live { get; internal set; }
     public long Peak { get; internal set; }
+    /// <summary>Bytes of the blocks that hold them (rounded by the caching allocator; = Live with the exact one).</summary>
+    public long AllocatedLive { get; internal set; }
+    public long AllocatedPeak { get; internal set; }
     public long Allocations { get; internal set; }
     public long Frees { get; internal set; }
 }
 
-/// <summary>Alloc and Free change live bytes; Phase marks the start of a phase (no bytes).</summary>
-public enum MemoryEventKind { Alloc, Free, Phase }
+/// <summary>
+/// Alloc and Free change live bytes; Phase marks the start of a phase (no bytes); SegmentAlloc and SegmentFree are
+/// the caching allocator obtaining a device buffer or giving one back (Bytes = the segment's size).
+/// </summary>
+public enum MemoryEventKind { Alloc, Free, Phase, SegmentAlloc, SegmentFree }
 
-/// <summary>One allocation or free: when (ms since the tracker started), in which step and phase, what, and the live total after it.</summary>
+/// <summary>
+/// One allocation or free: when (ms since the tracker started), in which step and phase, what, its requested bytes,
+/// and the requested total after it; also the block's allocated bytes and the allocated and reserved totals after it.
+/// </summary>
 public sealed record MemoryEvent(double TimeMs, int Step, string Phase, MemoryEventKind Kind, string Name, int[] Shape,
-    MemoryCategory Category, long Bytes, long LiveAfter);
+    MemoryCategory Category, long Bytes, long LiveAfter)
+{
+    /// <summary>The bytes of the block that held the tensor (the caching allocator rounds; = Bytes with the exact one).</summary>
+    public long Allocated { get; init; }
+    public long AllocatedAfter { get; init; }
+    public long ReservedAfter { get; init; }
+}
+
+/// <summary>--allocator: exact (each tensor its own device buffer of exactly its size) or caching (PyTorch's rules).</summary>
+public enum AllocatorKind { Exact, Caching }

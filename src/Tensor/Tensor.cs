@@ -22,25 +22,35 @@ public sealed class Tensor<T> : ITensor, IDisposable where T : unmanaged
 {
     readonly MemoryTracker _tracker;
 
-    internal Tensor(MemoryTracker tracker, MemoryBuffer1D<T, Stride1D.Dense> buffer, string name, int[] shape, MemoryCategory category, long bytes, string layer)
+    readonly MemoryBuffer _storage;
+
+    internal Tensor(MemoryTracker tracker, MemoryBuffer storage, ArrayView<T> view, CachingAllocator.Block? block, string name, int[] shape,
+        MemoryCategory category, long bytes, string layer)
     {
         Layer = layer;
         _tracker = tracker;
-        Buffer = buffer;
+        _storage = storage;
+        View = view;
+        _offsetInBytes = OffsetInBytes(view);
+        Block = block;
         Name = name;
         Shape = shape;
         Category = category;
         Bytes = bytes;
     }
 
-    public MemoryBuffer1D<T, Stride1D.Dense> Buffer { get; }
-    /// <summary>The whole buffer as a plain 1D view: what kernels take.</summary>
-    public ArrayView<T> View => Buffer.View;
+    /// <summary>
+    /// The tensor's elements as a plain 1D view: what kernels take. With the exact allocator the view is the whole
+    /// of a device buffer of its own; with the caching allocator, a range of a segment (see <see cref="Block"/>).
+    /// </summary>
+    public ArrayView<T> View { get; }
+    /// <summary>The caching allocator's block that holds the tensor, or null with the exact allocator.</summary>
+    public CachingAllocator.Block? Block { get; }
     public string Name { get; }
     public int[] Shape { get; }
     public MemoryCategory Category { get; }
     public long Bytes { get; }
-    public long Length => Buffer.Length;
+    public long Length => View.Length;
     public string Layer { get; }
 
     /// <summary>
@@ -50,9 +60,9 @@ public sealed class Tensor<T> : ITensor, IDisposable where T : unmanaged
     /// </summary>
     public void CopyFrom(ReadOnlySpan<T> source)
     {
-        if (Buffer.AcceleratorType == AcceleratorType.CPU)
+        if (_storage.AcceleratorType == AcceleratorType.CPU)
         {
-            Buffer.Accelerator.Synchronize();
+            _storage.Accelerator.Synchronize();
             source.CopyTo(HostSpan());
             return;
         }
@@ -62,9 +72,9 @@ public sealed class Tensor<T> : ITensor, IDisposable where T : unmanaged
     /// <summary>Copies the start of the buffer into host memory (directly for CPU-accelerator buffers).</summary>
     public void CopyTo(Span<T> destination)
     {
-        if (Buffer.AcceleratorType == AcceleratorType.CPU)
+        if (_storage.AcceleratorType == AcceleratorType.CPU)
         {
-            Buffer.Accelerator.Synchronize();
+            _storage.Accelerator.Synchronize();
             HostSpan()[..destination.Length].CopyTo(destination);
             return;
         }
@@ -74,24 +84,38 @@ public sealed class Tensor<T> : ITensor, IDisposable where T : unmanaged
     /// <summary>Copies destination.Length elements starting at element `offset` into host memory (for streaming large buffers).</summary>
     public void CopyTo(long offset, Span<T> destination)
     {
-        if (Buffer.AcceleratorType == AcceleratorType.CPU)
+        if (_storage.AcceleratorType == AcceleratorType.CPU)
         {
-            Buffer.Accelerator.Synchronize();
+            _storage.Accelerator.Synchronize();
             HostSpan().Slice(checked((int)offset), destination.Length).CopyTo(destination);
             return;
         }
         View.SubView(offset, destination.Length).CopyToCPU(destination);
     }
 
-    unsafe Span<T> HostSpan() => new((void*)Buffer.NativePtr, checked((int)Length));
-    public T[] ToArray() => Buffer.GetAsArray1D();
+    readonly long _offsetInBytes;
+
+    // Where the view starts in its buffer (a generic constraint reads the interface's property without boxing).
+    static long OffsetInBytes<TView>(TView view) where TView : IContiguousArrayView => view.IndexInBytes;
+
+    unsafe Span<T> HostSpan() => new((byte*)_storage.NativePtr + _offsetInBytes, checked((int)Length));
+
+    public T[] ToArray()
+    {
+        var result = new T[Length];
+        CopyTo(result);
+        return result;
+    }
 
     public override string ToString() => $"{Name} [{string.Join(", ", Shape)}] {Category} {Bytes} B";
 
+    bool _disposed;
+
     public void Dispose()
     {
-        if (Buffer.IsDisposed) return;
-        Buffer.Dispose();
-        _tracker.Release(this);
+        if (_disposed) return;
+        _disposed = true;
+        if (Block is null) _storage.Dispose();
+        _tracker.Release(this, Block);
     }
 }

@@ -20,12 +20,13 @@ public sealed class InferenceSession : IDisposable
     readonly StepContext _ctx;
     readonly int[] _predictions;
 
-    public InferenceSession(ComputeDevice device, Network net, int batchSize, MatmulVersion? matmul = null, long? memoryLimit = null)
+    public InferenceSession(ComputeDevice device, Network net, int batchSize, MatmulVersion? matmul = null, long? memoryLimit = null,
+        AllocatorKind allocator = AllocatorKind.Exact)
     {
         Network = net;
         BatchSize = batchSize;
         Backend = Backends.For(device);
-        Tracker = new MemoryTracker(device.Accelerator, memoryLimit) { LogPhases = false };
+        Tracker = new MemoryTracker(device.Accelerator, memoryLimit, allocator: allocator) { LogPhases = false };
         Model = new Model(Tracker, net.Spec, net.Input, net.Classes, gradients: false);
         Images = Tracker.Allocate<float>("input.images", net.Input.Batch(batchSize), MemoryCategory.Input);
         _ctx = new StepContext(Backend, matmul ?? Backend.DefaultMatmul, net.Conv, Model.Parameters.View, default);
@@ -92,6 +93,7 @@ public sealed class InferenceSession : IDisposable
     {
         Images.Dispose();
         Model.Dispose();
+        Tracker.Dispose();
     }
 }
 

@@ -120,7 +120,7 @@ public static class MemoryProbe
         DatasetInfo info = data.Train.Info;
         Network net = config.Network(info);
         int batch = config.BatchSize;
-        using var session = new InferenceSession(device, net, batch, config.Matmul);
+        using var session = new InferenceSession(device, net, batch, config.Matmul, allocator: config.Allocator);
         var images = new float[(long)batch * info.ImageSize];
         var normalizer = new Normalizer(info);
         for (int i = 0; i < batch; i++)

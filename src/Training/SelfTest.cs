@@ -92,7 +92,7 @@ public static class SelfTest
                         using var da = mTracker.AllocateFrom("selftest.da", a, MemoryCategory.Other);
                         using var db = mTracker.AllocateFrom("selftest.db", b, MemoryCategory.Other);
                         using var dc = mTracker.Allocate<float>("selftest.dc", [m * n], MemoryCategory.Other);
-                        dc.Buffer.MemSet(0xFF);
+                        dc.View.MemSet(0xFF);
                         mk.Matmul(version, da.View, db.View, dc.View, m, n, k, aRow, aCol, bRow, bCol);
                         var (_, excess, err) = Reference.Compare(dc.ToArray(), reference.Matmul(a, b, m, n, k, aRow, aCol, bRow, bCol), 1e-5 * Math.Sqrt(k) + 1e-6, 1e-5);
                         maxError = Math.Max(maxError, err);
@@ -220,7 +220,7 @@ public static class SelfTest
         Tensor<float> Garbage(string name, int count)
         {
             var t = tracker.Allocate<float>(name, [count], MemoryCategory.Other);
-            t.Buffer.MemSet(0xFF);
+            t.View.MemSet(0xFF);
             return t;
         }
         foreach (var version in new[] { ConvVersion.Direct, ConvVersion.Im2col })

@@ -1,4 +1,5 @@
 using ScratchNet.Kernels;
+using ScratchNet.Tensor;
 
 namespace ScratchNet.Training;
 
@@ -36,6 +37,8 @@ public sealed record TrainConfig
     public bool DatasetOnDevice { get; init; }
     /// <summary>Budget for all device buffers together (bytes); null means no budget.</summary>
     public long? MemoryLimit { get; init; }
+    /// <summary>--allocator: exact (each tensor its own device buffer) or caching (segments and blocks, PyTorch's rules).</summary>
+    public AllocatorKind Allocator { get; init; } = AllocatorKind.Exact;
     /// <summary>The largest single buffer allowed (bytes), like an OpenCL device's CL_DEVICE_MAX_MEM_ALLOC_SIZE; null: the device's own.</summary>
     public long? MaxBuffer { get; init; }
 

@@ -47,7 +47,7 @@ public sealed class TrainingSession : IDisposable
         if (config.BatchSize > Network.MaxBatch)
             throw new ArgumentException($"--batch-size {config.BatchSize}: a batch of {config.BatchSize:N0} samples of {Network.WidestPerSample:N0} values is {(long)config.BatchSize * Network.WidestPerSample:N0} " +
                 $"floats, more than one buffer can index ({Array.MaxLength:N0}); the largest batch for this model is {Network.MaxBatch:N0}");
-        Tracker = new MemoryTracker(device.Accelerator, config.MemoryLimit, config.BufferCap(device.MaxBufferBytes)) { LogPhases = logPhases };
+        Tracker = new MemoryTracker(device.Accelerator, config.MemoryLimit, config.BufferCap(device.MaxBufferBytes), config.Allocator) { LogPhases = logPhases };
         try
         {
             Model = new Model(Tracker, Network.Spec, Network.Input, Network.Classes);
@@ -160,5 +160,6 @@ public sealed class TrainingSession : IDisposable
         Buffers?.Dispose();
         Optimizer?.Dispose();
         Model?.Dispose();
+        Tracker.Dispose();
     }
 }
