@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using NUnit.Framework;
@@ -125,13 +124,13 @@ public sealed class MemoryCommandTests
         Assert.That(r.ExitCode, Is.Zero, r.Stderr);
         Assert.That(File.ReadAllText(html), Does.Not.Contain("http://").And.Not.Contain("https://").And.Not.Contain("<script"), "self-contained");
 
-        string dom = RunChromium(chromium, dir, "--dump-dom", "file://" + html);
+        string dom = Headless.RunChromium(chromium, dir, "--dump-dom", "file://" + html);
         foreach (var c in Enum.GetValues<MemoryCategory>()) Assert.That(dom, Does.Contain(c.ToString()));
         Assert.That(dom, Does.Contain("peak 1,900,448 B"));
         Assert.That(Regex.Matches(dom, "<polygon class=\"area\""), Has.Count.EqualTo(6), "one band per non-empty category");
 
         string png = Path.Combine(dir, "shot.png");
-        RunChromium(chromium, dir, "--window-size=1100,1100", "--screenshot=" + png, "file://" + html);
+        Headless.RunChromium(chromium, dir, "--window-size=1100,1100", "--screenshot=" + png, "file://" + html);
         using var image = Image.Load<Rgba32>(png);
         // The chart was drawn: the Parameter, Gradient and OptimizerState bands cover many pixels.
         foreach (var c in new[] { MemoryCategory.Parameter, MemoryCategory.Gradient, MemoryCategory.OptimizerState })
@@ -148,25 +147,6 @@ public sealed class MemoryCommandTests
                 }
             Assert.That(count, Is.GreaterThan(5000), $"{c} band in the screenshot");
         }
-    }
-
-    static string RunChromium(string chromium, string dir, params string[] args)
-    {
-        var psi = new ProcessStartInfo(chromium)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (string a in new[] { "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--user-data-dir=" + Path.Combine(dir, "chromium-profile") })
-            psi.ArgumentList.Add(a);
-        foreach (string a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        Assert.That(p.WaitForExit(90_000), "chromium finished within 90 s");
-        Assert.That(p.ExitCode, Is.Zero, stderr.Result);
-        return stdout.Result;
     }
 
     [Test]

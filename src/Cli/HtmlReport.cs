@@ -28,6 +28,49 @@ public static class HtmlReport
     static string F(double v) => v.ToString("0.##", CultureInfo.InvariantCulture);
     static string E(string s) => WebUtility.HtmlEncode(s);
 
+    /// <summary>The colour of free (cached) space in the segment view.</summary>
+    public const string FreeColor = "#f2f2f2";
+
+    /// <summary>
+    /// Requested, allocated and reserved; with the caching allocator also one bar per segment, full width, its blocks
+    /// in address order coloured by the category of the tensor that holds them and free (cached) blocks in light grey.
+    /// </summary>
+    static string SegmentView(AllocatorSummary a)
+    {
+        string figures = $"<p id=\"allocator\">Allocator: {E(a.Allocator)}. Requested {E(Bytes.Exact(a.Requested))}, allocated {E(Bytes.Exact(a.Allocated))}, " +
+            $"reserved {E(Bytes.Exact(a.Reserved))} (peaks {E(Bytes.Exact(a.PeakRequested))}, {E(Bytes.Exact(a.PeakAllocated))}, {E(Bytes.Exact(a.PeakReserved))}).</p>";
+        if (a.Allocator == "exact")
+            return "<h2>Allocated and reserved</h2>\n" + figures + "\n<p>Each tensor is its own device buffer of exactly its size, so the three are equal. " +
+                "Run with --allocator caching to see PyTorch's blocks and segments.</p>";
+        const double width = 900, barH = 26, gap = 30, left = 10;
+        var svg = new StringBuilder();
+        double height = a.Segments.Count * (barH + gap) + 10;
+        svg.AppendLine($"<svg id=\"segments\" width=\"{F(width + 2 * left)}\" height=\"{F(height)}\" viewBox=\"0 0 {F(width + 2 * left)} {F(height)}\" role=\"img\" aria-label=\"segments and their blocks\">");
+        for (int i = 0; i < a.Segments.Count; i++)
+        {
+            var s = a.Segments[i];
+            double y = i * (barH + gap) + 18;
+            long used = s.Blocks.Where(b => b.InUse).Sum(b => b.Size);
+            svg.AppendLine($"<g class=\"segment\" data-segment=\"{s.Id}\" data-size=\"{s.Size}\">");
+            svg.AppendLine($"<text x=\"{F(left)}\" y=\"{F(y - 4)}\" font-size=\"12\">segment {s.Id} ({E(s.Pool)} pool): {E(Bytes.Exact(s.Size))}, {E(Bytes.Exact(used))} in blocks in use</text>");
+            foreach (var b in s.Blocks)
+            {
+                double x = left + width * b.Offset / s.Size, w = Math.Max(0.5, width * b.Size / s.Size);
+                string fill = b.InUse && b.Category is not null ? Colors[Enum.Parse<MemoryCategory>(b.Category)] : FreeColor;
+                string tip = b.InUse ? $"{b.Owner} ({b.Category}): {Bytes.Exact(b.Requested)} requested, {Bytes.Exact(b.Size)} allocated at offset {b.Offset:N0}"
+                    : $"free (cached): {Bytes.Exact(b.Size)} at offset {b.Offset:N0}";
+                svg.AppendLine($"<rect class=\"{(b.InUse ? "block" : "free")}\" data-category=\"{E(b.Category ?? "")}\" x=\"{F(x)}\" y=\"{F(y)}\" width=\"{F(w)}\" height=\"{F(barH)}\" fill=\"{fill}\" stroke=\"#ffffff\" stroke-width=\"0.5\"><title>{E(tip)}</title></rect>");
+            }
+            svg.AppendLine($"<rect x=\"{F(left)}\" y=\"{F(y)}\" width=\"{F(width)}\" height=\"{F(barH)}\" fill=\"none\" stroke=\"#000000\"/>");
+            svg.AppendLine("</g>");
+        }
+        svg.AppendLine("</svg>");
+        return "<h2>Segments: allocated and reserved</h2>\n" + figures + "\n" +
+            $"<p>{E(AllocatorSummary.CachingRules)}. Each bar is one segment (a device buffer), drawn full width whatever its size; " +
+            $"coloured blocks are tensors, by category; light grey is free space the allocator keeps cached. Allocated / reserved = {a.Utilisation:0.0}%; " +
+            $"largest free block {E(Bytes.Exact(a.LargestFreeBlock))}.</p>\n" + svg;
+    }
+
     public static string Build(ProbeResult probe, string title, string modelLine)
     {
         var cats = Enum.GetValues<MemoryCategory>();
@@ -39,6 +82,8 @@ public static class HtmlReport
         {
             MemoryEventKind.Alloc => $"alloc {e.Name}",
             MemoryEventKind.Free => $"free {e.Name}",
+            MemoryEventKind.SegmentAlloc => $"new {e.Name} ({Bytes.Format(e.Bytes)})",
+            MemoryEventKind.SegmentFree => $"release {e.Name}",
             _ => e.Phase switch { "ready" => "setup done", "done" => $"after step {e.Step}", _ => $"step {e.Step + 1} {e.Phase}" },
         }));
         long peak = Math.Max(1, points.Max(p => p.Values.Sum()));
@@ -102,6 +147,7 @@ public static class HtmlReport
             $"<tr data-layer=\"{E(r.Layer)}\"><td>{E(r.Layer)}</td><td>{E(r.OutputShape)}</td><td>{r.Parameters:N0}</td>" +
             string.Concat(MemoryProbe.LayerColumns.Select(c => $"<td>{Bytes.Exact(r.Measured[c.ToString()])}</td>")) +
             $"<td>{Bytes.Exact(r.MeasuredTotal)}</td><td>{Bytes.Exact(r.EstimateTotal)}</td><td>{E(r.Kind + (r.Note.Length > 0 ? " (" + r.Note + ")" : ""))}</td></tr>"));
+        string segments = SegmentView(probe.Allocation);
         return $$"""
             <!DOCTYPE html>
             <html lang="en"><head><meta charset="utf-8"><title>{{E(title)}}</title>
@@ -137,6 +183,7 @@ public static class HtmlReport
             {{layerHead}}
             {{layerRows}}
             </table>
+            {{segments}}
             </body></html>
             """;
     }

@@ -45,6 +45,8 @@ public static class MemoryCommand
         float? budgetFraction = o.Float("--budget", positiveOnly: true);
         if (budgetFraction > 1) throw new UsageException($"--budget: {budgetFraction} must be a fraction in (0, 1]");
         bool plan = config.MemoryLimit is not null || budgetFraction is not null;
+        if (plan && config.Allocator == AllocatorKind.Caching)
+            throw new UsageException("--allocator caching with --memory-limit or --budget: the planner's closed form counts requested bytes; plan with the exact allocator (the default)");
         double fraction = budgetFraction ?? 0.8;
         bool json = o.Flag("--json");
         TextWriter text = json ? TextWriter.Null : stdout;
@@ -66,6 +68,8 @@ public static class MemoryCommand
         ProbeResult probe = MemoryProbe.Run(device, unlimited, data);
         text.WriteLine();
         WriteProbe(text, probe);
+        text.WriteLine();
+        WriteAllocator(text, probe);
         text.WriteLine();
         WriteLayers(text, probe);
         InferenceResult inference = MemoryProbe.RunInference(device, unlimited, data);
@@ -152,8 +156,29 @@ public static class MemoryCommand
     static object Strip(ProbeResult p) => new
     {
         p.BatchSize, p.Optimizer, p.Parameters, p.Categories, p.TotalEstimate, p.TotalLive, p.PeakTotal,
-        p.BytesPerSample, p.FixedBytes, p.AllocationsDuringSteps,
+        p.BytesPerSample, p.FixedBytes, p.AllocationsDuringSteps, p.Allocation, p.ParameterRounding,
     };
+
+    /// <summary>Requested, allocated and reserved: equal with the exact allocator; with the caching one, per category and the segments.</summary>
+    static void WriteAllocator(TextWriter w, ProbeResult p)
+    {
+        var a = p.Allocation;
+        if (a.Allocator == "exact")
+        {
+            w.WriteLine($"allocator: exact (each tensor is its own device buffer of exactly its size): requested = allocated = reserved = {Bytes.Exact(a.Requested)}; --allocator caching shows PyTorch's figures");
+            return;
+        }
+        w.WriteLine($"allocator: caching ({AllocatorSummary.CachingRules})");
+        w.WriteLine($"  {"category",-15} {"requested live",15} {"allocated live",15} {"allocated peak",15}");
+        foreach (var c in p.Categories)
+            w.WriteLine($"  {c.Category,-15} {Bytes.Exact(c.Live),15} {Bytes.Exact(c.Allocated),15} {Bytes.Exact(c.AllocatedPeak),15}");
+        w.WriteLine($"  {"total",-15} {Bytes.Exact(a.Requested),15} {Bytes.Exact(a.Allocated),15} {Bytes.Exact(a.PeakAllocated),15}");
+        int small = a.Segments.Count(s => s.Pool == "small");
+        w.WriteLine($"  reserved: {Bytes.Exact(a.Reserved)} (peak {Bytes.Exact(a.PeakReserved)}) in {a.Segments.Count} segment{(a.Segments.Count == 1 ? "" : "s")} ({small} small, {a.Segments.Count - small} large); " +
+            $"allocated / reserved = {a.Utilisation:0.0}%; largest free block {Bytes.Exact(a.LargestFreeBlock)}");
+        w.WriteLine($"  as torch.cuda.memory_allocated / memory_reserved would print them: {Bytes.Exact(a.Allocated)} / {Bytes.Exact(a.Reserved)}");
+        w.WriteLine($"  {p.ParameterRounding}");
+    }
 
     static void WriteProbe(TextWriter w, ProbeResult p)
     {

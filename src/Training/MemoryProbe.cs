@@ -4,11 +4,22 @@ using ScratchNet.Tensor;
 namespace ScratchNet.Training;
 
 /// <summary>What one probe measured: per category, the estimate, the live bytes after the steps and the peak during them.</summary>
-public sealed record ProbeCategory(string Category, long Estimate, long Live, long Peak, long Difference, string Formula);
+public sealed record ProbeCategory(string Category, long Estimate, long Live, long Peak, long Difference, string Formula)
+{
+    /// <summary>The blocks that hold the category's tensors, live after the steps and at their peak (= Live and Peak with the exact allocator).</summary>
+    public long Allocated { get; init; }
+    public long AllocatedPeak { get; init; }
+}
 
 public sealed record ProbeResult(int BatchSize, string Optimizer, long Parameters, List<ProbeCategory> Categories,
     long TotalEstimate, long TotalLive, long PeakTotal, long BytesPerSample, long FixedBytes, long AllocationsDuringSteps,
-    IReadOnlyList<MemoryEvent> Events, List<Dictionary<MemoryCategory, long>> Timeline, List<LayerMemoryRow> Layers);
+    IReadOnlyList<MemoryEvent> Events, List<Dictionary<MemoryCategory, long>> Timeline, List<LayerMemoryRow> Layers)
+{
+    /// <summary>Requested, allocated and reserved in total, and the caching allocator's segments.</summary>
+    public AllocatorSummary Allocation { get; init; } = null!;
+    /// <summary>Which rounding turns the parameters' requested bytes into their allocated bytes (caching allocator only).</summary>
+    public string ParameterRounding { get; init; } = "";
+}
 
 /// <summary>
 /// One row of the per-layer table: the bytes a layer holds by category, measured (its tracked buffers, and its
@@ -65,11 +76,18 @@ public static class MemoryProbe
         var estimate = session.Estimate();
         var tracker = session.Tracker;
         var categories = Enum.GetValues<MemoryCategory>().Select(c => new ProbeCategory(c.ToString(), estimate[c],
-            tracker.Stats(c).Live, tracker.Stats(c).Peak, tracker.Stats(c).Live - estimate[c], estimate.Formula(c))).ToList();
+            tracker.Stats(c).Live, tracker.Stats(c).Peak, tracker.Stats(c).Live - estimate[c], estimate.Formula(c))
+        {
+            Allocated = tracker.Stats(c).AllocatedLive, AllocatedPeak = tracker.Stats(c).AllocatedPeak,
+        }).ToList();
         return new ProbeResult(batch, session.Optimizer.Name, session.Model.ParameterCount, categories, estimate.Total,
             tracker.LiveBytes, tracker.PeakBytes, MemoryEstimator.BytesPerSample(session.Network, session.Dataset?.Sizes),
             MemoryEstimator.FixedBytes(session.Network, session.Optimizer.Name, session.Dataset?.Sizes), tracker.AllocationCount - allocationsBefore,
-            tracker.Events.ToList(), tracker.LiveByCategoryOverEvents(), LayerRows(session, estimate));
+            tracker.Events.ToList(), tracker.LiveByCategoryOverEvents(), LayerRows(session, estimate))
+        {
+            Allocation = AllocatorSummary.Of(tracker),
+            ParameterRounding = tracker.Caching is null ? "" : AllocatorSummary.ParameterRounding(session.Model),
+        };
     }
 
     /// <summary>The categories of the per-layer table, in its column order.</summary>
