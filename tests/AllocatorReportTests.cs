@@ -80,6 +80,29 @@ public sealed class AllocatorReportTests
     }
 
     [Test]
+    public void Train_WithTheCachingAllocator_ReportsTheThreeFigures_InTextAndJson()
+    {
+        var r = CliRunner.Run("train", "--device", "host", "--data", Embedded(), "--allocator", "caching", "--json");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var a = doc.RootElement.GetProperty("memory").GetProperty("allocation");
+        Assert.That((a.GetProperty("allocator").GetString(), a.GetProperty("requested").GetInt64(), a.GetProperty("allocated").GetInt64(), a.GetProperty("reserved").GetInt64()),
+            Is.EqualTo(("caching", 1_900_448L, 1_903_104L, 2_097_152L)));
+        var text = CliRunner.Run("train", "--device", "host", "--data", Embedded(), "--allocator", "caching");
+        Assert.That(text.Stdout, Does.Contain("allocator: caching: allocated 1,903,104 B (peak 1,903,104 B), reserved 2,097,152 B (peak 2,097,152 B) in 1 segment"));
+        Assert.That(text.Stdout, Does.Contain("allocations after the first training step: 0"));
+    }
+
+    [Test]
+    public void AnUnknownAllocator_IsAOneLineError()
+    {
+        var r = CliRunner.Run("train", "--allocator", "pooled");
+        Assert.That(r.ExitCode, Is.EqualTo(2));
+        Assert.That(r.Stderr.Trim().Split('\n'), Has.Length.EqualTo(1));
+        Assert.That(r.Stderr, Does.Contain("--allocator"));
+    }
+
+    [Test]
     public void Memory_RefusesToPlanWithTheCachingAllocator()
     {
         var r = CliRunner.Run("memory", "--device", "host", "--data", Embedded(), "--allocator", "caching", "--budget", "0.5");
