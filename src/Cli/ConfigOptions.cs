@@ -28,6 +28,7 @@ public static class ConfigOptions
         new("--memory-limit", "SIZE", "make the device behave like a card of SIZE (e.g. 8MiB, 6.4MiB, 4GiB, 1TiB)"),
         new("--max-buffer", "SIZE", "and like one whose largest single buffer is SIZE (OpenCL devices advertise\ntheirs, CL_DEVICE_MAX_MEM_ALLOC_SIZE, and it is enforced anyway)"),
         new("--allocator", "NAME", "exact (default: each tensor its own device buffer of exactly its size) or caching\n(PyTorch's caching allocator: 512 B blocks in 2 MiB and 20 MiB segments, kept for reuse)"),
+        new("--lifetime", "MODE", "planned (default: every buffer made once and reused by every step) or eager (as under\nPyTorch's autograd: activations freed as backward consumes them, gradients made in\nbackward and freed after the optimizer step, temporaries per operation)"),
         new("--dataset-on-device", null, "keep the dataset on the device as bytes; gather and normalise batches there\n(its bytes then show in the Input category)"),
     ];
 
@@ -79,6 +80,7 @@ public static class ConfigOptions
             MemoryLimit = o.Size("--memory-limit"),
             MaxBuffer = o.Size("--max-buffer"),
             DatasetOnDevice = o.Flag("--dataset-on-device"),
+            Lifetime = o.Choice("--lifetime", "planned", ["planned", "eager"]) == "eager" ? LifetimeKind.Eager : LifetimeKind.Planned,
             Allocator = o.Choice("--allocator", "exact", ["exact", "caching"]) == "caching" ? AllocatorKind.Caching : AllocatorKind.Exact,
         };
         // A stack that does not fit the dataset's images is refused now, before anything is loaded or allocated.

@@ -157,6 +157,7 @@ public static class MemoryCommand
     {
         p.BatchSize, p.Optimizer, p.Parameters, p.Categories, p.TotalEstimate, p.TotalLive, p.PeakTotal,
         p.BytesPerSample, p.FixedBytes, p.AllocationsDuringSteps, p.Allocation, p.ParameterRounding,
+        p.Lifetime, p.EagerEstimate, p.PeakPhase, p.PeakName, p.PlannedTotal,
     };
 
     /// <summary>Requested, allocated and reserved: equal with the exact allocator; with the caching one, per category and the segments.</summary>
@@ -182,6 +183,11 @@ public static class MemoryCommand
 
     static void WriteProbe(TextWriter w, ProbeResult p)
     {
+        if (p.EagerEstimate is not null)
+        {
+            WriteEagerProbe(w, p, p.EagerEstimate);
+            return;
+        }
         w.WriteLine($"batch {p.BatchSize}: {MemoryProbe.Steps} training steps measured");
         w.WriteLine($"  {"category",-15} {"estimate",13} {"requested live",15} {"requested peak",15}  difference");
         foreach (var c in p.Categories)
@@ -191,6 +197,26 @@ public static class MemoryCommand
         w.WriteLine("  peak = live: every buffer is created before the first step and reused, so nothing comes and goes inside a step;");
         w.WriteLine($"  allocations during the {MemoryProbe.Steps} steps: {p.AllocationsDuringSteps}.");
         w.WriteLine($"  bytes per sample: {Bytes.Exact(p.BytesPerSample)} (input, activations, temporaries); fixed: {Bytes.Exact(p.FixedBytes)} (parameters, gradients, optimizer state{(Live(p, MemoryCategory.Workspace) > 0 ? ", workspace" : "")})");
+    }
+
+    /// <summary>Eager lifetimes: what stays after a step, each category's peak, and the peak of the total with where it happens.</summary>
+    static void WriteEagerProbe(TextWriter w, ProbeResult p, EagerEstimate.Result e)
+    {
+        w.WriteLine($"batch {p.BatchSize}: {MemoryProbe.Steps} training steps measured with eager lifetimes (buffers made and freed as under PyTorch's autograd)");
+        w.WriteLine($"  {"category",-15} {"after a step:",15} {"",13}  {"peak:",13} {"",13}");
+        w.WriteLine($"  {"",-15} {"estimate",15} {"requested",13}  {"estimate",13} {"requested",13}");
+        foreach (var c in p.Categories)
+            w.WriteLine($"  {c.Category,-15} {Bytes.Exact(c.Estimate),15} {Bytes.Exact(c.Live),13}  {Bytes.Exact(c.PeakEstimate),13} {Bytes.Exact(c.Peak),13}  {(c.Difference == 0 && c.Peak == c.PeakEstimate ? "=" : "DIFF")}");
+        w.WriteLine($"  {"total",-15} {Bytes.Exact(p.TotalEstimate),15} {Bytes.Exact(p.TotalLive),13}  {Bytes.Exact(e.Peak),13} {Bytes.Exact(p.PeakTotal),13}  {(p.TotalLive == p.TotalEstimate && p.PeakTotal == e.Peak ? "=" : "DIFF")}");
+        w.WriteLine("  the categories peak at different moments; the total's peak is the highest sum at any one moment.");
+        bool same = p.PeakTotal == e.Peak && p.PeakPhase == e.Phase && p.PeakName == e.Name;
+        w.WriteLine($"  peak: estimate {Bytes.Exact(e.Peak)} in {e.Phase}, when '{e.Name}' is made; measured {Bytes.Exact(p.PeakTotal)} in {p.PeakPhase}, when '{p.PeakName}' was made: " +
+            (same ? "exact" : "UNEXPLAINED"));
+        if (p.Allocation.Allocator == "caching")
+            w.WriteLine($"  with the caching allocator: allocated peak {Bytes.Exact(p.Allocation.PeakAllocated)}, reserved peak {Bytes.Exact(p.Allocation.PeakReserved)}");
+        long saved = p.PlannedTotal - p.PeakTotal;
+        w.WriteLine($"  planned lifetimes hold {Bytes.Exact(p.PlannedTotal)} for the whole run: eager's peak is {Bytes.Exact(saved)} less ({100.0 * saved / p.PlannedTotal:0.0}%) at this batch");
+        w.WriteLine($"  allocations during the {MemoryProbe.Steps} steps: {p.AllocationsDuringSteps} (every step makes and frees its buffers again).");
     }
 
     static long Live(ProbeResult p, MemoryCategory c) => p.Categories.Single(x => x.Category == c.ToString()).Live;
@@ -203,6 +229,11 @@ public static class MemoryCommand
 
     static void WriteLayers(TextWriter w, ProbeResult p)
     {
+        if (p.Lifetime == "eager")
+        {
+            w.WriteLine("Per layer: with eager lifetimes a layer's buffers exist only while a step runs; see the table of --lifetime planned.");
+            return;
+        }
         w.WriteLine($"Per layer at batch {p.BatchSize} (measured: the layer's own buffers and its views into the flat parameter, gradient and state buffers; = means it equals the estimate)");
         w.Write($"  {"layer",-9} {"output",-14} {"parameters",11}");
         foreach (var h in LayerHeads) w.Write($" {h,13}");
@@ -259,6 +290,15 @@ public static class MemoryCommand
         w.Write($"  {"total",-15}");
         foreach (var p in probes) w.Write($" {Bytes.Exact(p.TotalLive) + (p.TotalLive == p.TotalEstimate ? "=" : "!"),15}");
         w.WriteLine();
+        if (probes[0].EagerEstimate is not null)
+        {
+            w.Write($"  {"eager peak",-15}");
+            foreach (var p in probes) w.Write($" {Bytes.Exact(p.PeakTotal) + (p.PeakTotal == p.EagerEstimate!.Peak && p.PeakName == p.EagerEstimate.Name ? "=" : "!"),15}");
+            w.WriteLine("  (the highest total during a step)");
+            w.Write($"  {"reached when",-15}");
+            foreach (var p in probes) w.Write($" {p.PeakName,15}");
+            w.WriteLine($"  is made ({string.Join(", ", probes.Select(p => p.PeakPhase).Distinct())})");
+        }
         w.WriteLine($"  per sample: {Bytes.Exact(probes[0].BytesPerSample)}; per batch of B: {Bytes.Exact(probes[0].FixedBytes)} + B x {Bytes.Exact(probes[0].BytesPerSample)}");
     }
 

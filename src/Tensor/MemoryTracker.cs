@@ -91,6 +91,8 @@ public sealed class MemoryTracker : IDisposable
     public long LiveBytes => _stats.Values.Sum(s => s.Live);
     /// <summary>The highest total of live bytes seen at any moment (not the sum of category peaks).</summary>
     public long PeakBytes { get; private set; }
+    /// <summary>The phase, and the tensor whose allocation first reached <see cref="PeakBytes"/>.</summary>
+    public (string Phase, string Name) PeakAt { get; private set; } = ("", "");
     /// <summary>Bytes of the blocks that hold the live tensors (= <see cref="LiveBytes"/> with the exact allocator).</summary>
     public long AllocatedBytes => Caching?.Allocated ?? LiveBytes;
     public long PeakAllocatedBytes => Caching?.PeakAllocated ?? PeakBytes;
@@ -127,7 +129,11 @@ public sealed class MemoryTracker : IDisposable
         s.AllocatedLive += tensor.Block?.Size ?? bytes;
         s.AllocatedPeak = Math.Max(s.AllocatedPeak, s.AllocatedLive);
         s.Allocations++;
-        PeakBytes = Math.Max(PeakBytes, LiveBytes);
+        if (LiveBytes > PeakBytes)
+        {
+            PeakBytes = LiveBytes;
+            PeakAt = (Phase, name);
+        }
         _live.Add(tensor);
         Record(MemoryEventKind.Alloc, tensor, tensor.Block?.Size ?? bytes);
         return tensor;

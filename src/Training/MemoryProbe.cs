@@ -9,6 +9,8 @@ public sealed record ProbeCategory(string Category, long Estimate, long Live, lo
     /// <summary>The blocks that hold the category's tensors, live after the steps and at their peak (= Live and Peak with the exact allocator).</summary>
     public long Allocated { get; init; }
     public long AllocatedPeak { get; init; }
+    /// <summary>The category's own peak as the estimate predicts it (eager lifetimes; in the planned mode the peak is the live figure).</summary>
+    public long PeakEstimate { get; init; }
 }
 
 public sealed record ProbeResult(int BatchSize, string Optimizer, long Parameters, List<ProbeCategory> Categories,
@@ -19,6 +21,15 @@ public sealed record ProbeResult(int BatchSize, string Optimizer, long Parameter
     public AllocatorSummary Allocation { get; init; } = null!;
     /// <summary>Which rounding turns the parameters' requested bytes into their allocated bytes (caching allocator only).</summary>
     public string ParameterRounding { get; init; } = "";
+    /// <summary>"planned" or "eager".</summary>
+    public string Lifetime { get; init; } = "planned";
+    /// <summary>Eager lifetimes: the estimated peak of a step, its phase and the allocation that reaches it; null when planned.</summary>
+    public EagerEstimate.Result? EagerEstimate { get; init; }
+    /// <summary>The phase, and the allocation, at which the measured total first reached its peak.</summary>
+    public string PeakPhase { get; init; } = "";
+    public string PeakName { get; init; } = "";
+    /// <summary>The planned mode's estimate of the total (every buffer at once), for comparison.</summary>
+    public long PlannedTotal { get; init; }
 }
 
 /// <summary>
@@ -75,18 +86,28 @@ public static class MemoryProbe
         session.Tracker.Phase = "done";
         var estimate = session.Estimate();
         var tracker = session.Tracker;
-        var categories = Enum.GetValues<MemoryCategory>().Select(c => new ProbeCategory(c.ToString(), estimate[c],
-            tracker.Stats(c).Live, tracker.Stats(c).Peak, tracker.Stats(c).Live - estimate[c], estimate.Formula(c))
+        bool eager = config.Lifetime == LifetimeKind.Eager;
+        var eagerEstimate = eager ? Training.EagerEstimate.Estimate(session.Network, batch, session.Optimizer.Name, session.Dataset?.Sizes) : null;
+        // Planned: every buffer lives from setup on, so the estimate is the live figure and the peak. Eager: what stays after a step, and the peak during it.
+        long Live(MemoryCategory c) => eagerEstimate?.LiveAfterStep[c] ?? estimate[c];
+        var categories = Enum.GetValues<MemoryCategory>().Select(c => new ProbeCategory(c.ToString(), Live(c),
+            tracker.Stats(c).Live, tracker.Stats(c).Peak, tracker.Stats(c).Live - Live(c), estimate.Formula(c))
         {
             Allocated = tracker.Stats(c).AllocatedLive, AllocatedPeak = tracker.Stats(c).AllocatedPeak,
+            PeakEstimate = eagerEstimate?.CategoryPeaks[c] ?? estimate[c],
         }).ToList();
-        return new ProbeResult(batch, session.Optimizer.Name, session.Model.ParameterCount, categories, estimate.Total,
+        return new ProbeResult(batch, session.Optimizer.Name, session.Model.ParameterCount, categories, categories.Sum(c => c.Estimate),
             tracker.LiveBytes, tracker.PeakBytes, MemoryEstimator.BytesPerSample(session.Network, session.Dataset?.Sizes),
             MemoryEstimator.FixedBytes(session.Network, session.Optimizer.Name, session.Dataset?.Sizes), tracker.AllocationCount - allocationsBefore,
-            tracker.Events.ToList(), tracker.LiveByCategoryOverEvents(), LayerRows(session, estimate))
+            tracker.Events.ToList(), tracker.LiveByCategoryOverEvents(), eager ? [] : LayerRows(session, estimate))
         {
             Allocation = AllocatorSummary.Of(tracker),
             ParameterRounding = tracker.Caching is null ? "" : AllocatorSummary.ParameterRounding(session.Model),
+            Lifetime = eager ? "eager" : "planned",
+            EagerEstimate = eagerEstimate,
+            PeakPhase = tracker.PeakAt.Phase,
+            PeakName = tracker.PeakAt.Name,
+            PlannedTotal = estimate.Total,
         };
     }
 

@@ -19,7 +19,9 @@ public sealed class StepBuffers : IDisposable
 {
     readonly List<IDisposable> _owned = [];
 
-    public StepBuffers(MemoryTracker tracker, Model model, int batchSize, ConvVersion conv)
+    /// <param name="eager">The eager lifetime mode: only the input buffers now; <see cref="EagerStep"/> creates and frees
+    /// the layers' buffers, the losses and the predictions while a step runs.</param>
+    public StepBuffers(MemoryTracker tracker, Model model, int batchSize, ConvVersion conv, bool eager = false)
     {
         BatchSize = batchSize;
         FeatureShape imageShape = model.Layers[0] is Flatten ? model.Layers[0].Out : model.Input;
@@ -27,6 +29,11 @@ public sealed class StepBuffers : IDisposable
         {
             Images = Own(tracker.Allocate<float>("input.images", imageShape.Batch(batchSize), MemoryCategory.Input));
             Labels = Own(tracker.Allocate<int>("input.labels", [batchSize], MemoryCategory.Input));
+            if (eager)
+            {
+                foreach (var _ in model.Layers) Layers.Add(new LayerBuffers());
+                return;
+            }
             Tensor<float> input = Images;
             Tensor<float>? inputGradient = null;
             var layers = model.Layers;
@@ -73,8 +80,8 @@ public sealed class StepBuffers : IDisposable
     public Tensor<int> Labels { get; } = null!;
     /// <summary>Per layer, its buffers (input, output, gradients, extras).</summary>
     public List<LayerBuffers> Layers { get; } = [];
-    public Tensor<float> Losses { get; } = null!;
-    public Tensor<int> Predictions { get; } = null!;
+    public Tensor<float> Losses { get; internal set; } = null!;
+    public Tensor<int> Predictions { get; internal set; } = null!;
 
     public void Dispose()
     {

@@ -37,6 +37,8 @@ public sealed record TrainConfig
     public bool DatasetOnDevice { get; init; }
     /// <summary>Budget for all device buffers together (bytes); null means no budget.</summary>
     public long? MemoryLimit { get; init; }
+    /// <summary>--lifetime: planned (every buffer made once, reused by every step) or eager (as under autograd: see <see cref="EagerStep"/>).</summary>
+    public LifetimeKind Lifetime { get; init; } = LifetimeKind.Planned;
     /// <summary>--allocator: exact (each tensor its own device buffer) or caching (segments and blocks, PyTorch's rules).</summary>
     public AllocatorKind Allocator { get; init; } = AllocatorKind.Exact;
     /// <summary>The largest single buffer allowed (bytes), like an OpenCL device's CL_DEVICE_MAX_MEM_ALLOC_SIZE; null: the device's own.</summary>
@@ -67,3 +69,6 @@ public sealed record TrainConfig
     /// <summary>The architecture on inputs of this shape.</summary>
     public Network Network(FeatureShape input, int classes) => new(Spec(classes), input, classes, Conv);
 }
+
+/// <summary>--lifetime: when a step's buffers are made and freed.</summary>
+public enum LifetimeKind { Planned, Eager }

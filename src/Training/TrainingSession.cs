@@ -50,11 +50,13 @@ public sealed class TrainingSession : IDisposable
         Tracker = new MemoryTracker(device.Accelerator, config.MemoryLimit, config.BufferCap(device.MaxBufferBytes), config.Allocator) { LogPhases = logPhases };
         try
         {
-            Model = new Model(Tracker, Network.Spec, Network.Input, Network.Classes);
+            bool eager = config.Lifetime == LifetimeKind.Eager;
+            Model = new Model(Tracker, Network.Spec, Network.Input, Network.Classes, gradients: !eager);
             Optimizer = config.OptimizerKind == "adam"
                 ? new Adam(Tracker, Model, config.EffectiveLearningRate)
                 : new Sgd(Tracker, Model, config.EffectiveLearningRate, config.EffectiveMomentum);
-            Buffers = new StepBuffers(Tracker, Model, config.BatchSize, config.Conv);
+            Buffers = new StepBuffers(Tracker, Model, config.BatchSize, config.Conv, eager);
+            if (eager) _eager = new EagerStep(Tracker, Model, Buffers, config.Conv);
         }
         catch (DeviceMemoryException e)
         {
@@ -63,7 +65,7 @@ public sealed class TrainingSession : IDisposable
             throw;
         }
         Model.Initialize(config.Seed);
-        Context = new StepContext(Backend, Matmul, config.Conv, Model.Parameters.View, Model.Gradients.View);
+        Context = new StepContext(Backend, Matmul, config.Conv, Model.Parameters.View, Model.Gradients is null ? default : Model.Gradients.View);
         Tracker.Phase = "ready";
         _readback = new StepReadback(config.BatchSize);
     }
@@ -80,8 +82,9 @@ public sealed class TrainingSession : IDisposable
     /// <summary>The architecture: layer stack, input shape, classes, conv version.</summary>
     public Network Network { get; }
     /// <summary>What every layer's forward and backward get: backend, versions, the flat buffers.</summary>
-    public StepContext Context { get; } = null!;
+    public StepContext Context { get; private set; } = null!;
     public MemoryTracker Tracker { get; }
+    readonly EagerStep? _eager;
     public Model Model { get; } = null!;
     public IOptimizer Optimizer { get; } = null!;
     public StepBuffers Buffers { get; } = null!;
@@ -122,6 +125,7 @@ public sealed class TrainingSession : IDisposable
     /// </summary>
     public (double LossSum, int Correct) TrainStep(ReadOnlySpan<int> labels, int rows)
     {
+        if (_eager is not null) return EagerTrainStep(labels, rows);
         Tracker.Phase = "forward";
         Model.Forward(Context, Buffers, rows);
         Tracker.Phase = "loss";
@@ -134,9 +138,40 @@ public sealed class TrainingSession : IDisposable
         return _readback.LossAndCorrect(Buffers, labels, rows);
     }
 
+    /// <summary>The same step in the eager lifetime mode: buffers made and freed as it goes (see <see cref="EagerStep"/>).</summary>
+    (double LossSum, int Correct) EagerTrainStep(ReadOnlySpan<int> labels, int rows)
+    {
+        var eager = _eager!;
+        Tracker.Phase = "forward";
+        eager.Forward(Context, rows, training: true);
+        Tracker.Phase = "loss";
+        eager.BeforeLoss();
+        LossStep.Run(Context, Buffers, rows, Model.Classes);
+        eager.AfterLoss();
+        Tracker.Phase = "backward";
+        Context = eager.Backward(Context, rows);
+        Tracker.Phase = "update";
+        Optimizer.Step(Backend, Model);
+        Context = eager.AfterUpdate(Context);
+        var result = _readback.LossAndCorrect(Buffers, labels, rows);
+        eager.EndStep();
+        Tracker.Step++;
+        return result;
+    }
+
     /// <summary>Forward, loss and backward without the update (for gradient checks): gradients and per-row losses.</summary>
     public void TrainForwardBackward(int rows)
     {
+        if (_eager is not null)
+        {
+            _eager.Forward(Context, rows, training: true);
+            _eager.BeforeLoss();
+            LossStep.Run(Context, Buffers, rows, Model.Classes);
+            _eager.AfterLoss();
+            Context = _eager.Backward(Context, rows);
+            _eager.EndStep();   // the gradients stay, for the caller to read
+            return;
+        }
         Model.Forward(Context, Buffers, rows);
         LossStep.Run(Context, Buffers, rows, Model.Classes);
         Model.Backward(Context, Buffers, rows);
@@ -146,6 +181,15 @@ public sealed class TrainingSession : IDisposable
     public int EvaluateBatch(ReadOnlySpan<int> labels, int rows)
     {
         Tracker.Phase = "eval";
+        if (_eager is not null)
+        {
+            _eager.Forward(Context, rows, training: false);
+            _eager.BeforePredict();
+            LossStep.Predict(Context, Buffers, rows, Model.Classes);
+            int correct = _readback.Correct(Buffers, labels, rows);
+            _eager.EndStep();
+            return correct;
+        }
         Model.Forward(Context, Buffers, rows);
         LossStep.Predict(Context, Buffers, rows, Model.Classes);
         return _readback.Correct(Buffers, labels, rows);

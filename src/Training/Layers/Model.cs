@@ -37,8 +37,11 @@ public sealed class Model : IDisposable
     public List<Layer> Layers { get; }
     public long ParameterCount { get; }
     public Tensor<float> Parameters { get; }
-    /// <summary>d(loss)/d(parameters), flat like <see cref="Parameters"/>; null in a model made for prediction only.</summary>
-    public Tensor<float> Gradients { get; } = null!;
+    /// <summary>
+    /// d(loss)/d(parameters), flat like <see cref="Parameters"/>; null in a model made for prediction only, and in the
+    /// eager lifetime mode between steps (<see cref="EagerStep"/> creates it when backward first writes it).
+    /// </summary>
+    public Tensor<float> Gradients { get; internal set; } = null!;
     public int Classes { get; }
     /// <summary>The first layer with parameters: backward stops there (nothing before it needs a gradient).</summary>
     public int FirstTrainable { get; }

@@ -1,0 +1,131 @@
+using NUnit.Framework;
+using ScratchNet.Data;
+using ScratchNet.Tensor;
+using ScratchNet.Training;
+
+namespace ScratchNet.Tests;
+
+/// <summary>
+/// --lifetime eager: buffers made and freed as under autograd. The peak of requested bytes equals the closed form
+/// (EagerEstimate) to the byte, at the phase and allocation it names; training gives the same numbers as planned mode.
+/// </summary>
+[TestFixture]
+public sealed class EagerLifetimeTests
+{
+    static readonly DatasetPair Data = DatasetLoader.LoadEmbedded(null);
+
+    static IEnumerable<TestCaseData> Sweep()
+    {
+        foreach (string model in new[] { "mlp", "cnn" })
+            foreach (int batch in new[] { 1, 16, 64, 256, 1024 })
+                yield return new TestCaseData(model, batch);
+    }
+
+    [TestCaseSource(nameof(Sweep))]
+    public void EagerPeak_EqualsTheEstimate_AtThePhaseAndAllocationItNames(string model, int batch)
+    {
+        var config = new TrainConfig { Model = model, BatchSize = batch, Lifetime = LifetimeKind.Eager, Allocator = AllocatorKind.Caching };
+        ProbeResult probe = MemoryProbe.Run(Shared.Host, config, Data);
+        var e = probe.EagerEstimate!;
+        Assert.That((probe.PeakTotal, probe.PeakPhase, probe.PeakName), Is.EqualTo((e.Peak, e.Phase, e.Name)));
+        foreach (var c in probe.Categories)
+        {
+            Assert.That(c.Peak, Is.EqualTo(c.PeakEstimate), $"{c.Category} peak");
+            Assert.That(c.Live, Is.EqualTo(c.Estimate), $"{c.Category} after the steps");
+        }
+        Assert.That(probe.Categories.Single(c => c.Category == "Activation").Live, Is.Zero, "no activation outlives a step");
+        Assert.That(probe.Categories.Single(c => c.Category == "Gradient").Live, Is.Zero, "gradients are freed after the optimizer step");
+        Assert.That(probe.AllocationsDuringSteps, Is.GreaterThan(0));
+        Assert.That(probe.PeakTotal, Is.LessThan(probe.PlannedTotal), "eager holds less at its peak than planned holds all along");
+        Assert.That(probe.Allocation.PeakAllocated, Is.GreaterThanOrEqualTo(probe.PeakTotal), "the allocator's rounding");
+        Assert.That(probe.Allocation.PeakReserved, Is.GreaterThanOrEqualTo(probe.Allocation.PeakAllocated));
+    }
+
+    [TestCase("cpu", "cnn", ConvVersion.Im2col, 5)]
+    [TestCase("cpu", "cnn", ConvVersion.Direct, 3)]
+    [TestCase("cpu", "mlp", ConvVersion.Im2col, 7)]
+    public void EagerPeak_EqualsTheEstimate_OnTheCpuAccelerator(string device, string model, ConvVersion conv, int batch)
+    {
+        using var d = ComputeDevice.Create(device);
+        ProbeResult probe = MemoryProbe.Run(d, new TrainConfig { Model = model, BatchSize = batch, Conv = conv, Lifetime = LifetimeKind.Eager }, Data);
+        var e = probe.EagerEstimate!;
+        Assert.That((probe.PeakTotal, probe.PeakPhase, probe.PeakName), Is.EqualTo((e.Peak, e.Phase, e.Name)));
+        Assert.That(probe.TotalLive, Is.EqualTo(probe.TotalEstimate));
+    }
+
+    [Test]
+    public void TheAllocationThatReachesThePeak_MovesWithTheBatch()
+    {
+        string Peak(int batch) => EagerEstimate.Estimate(new TrainConfig { Model = "cnn" }.Network(Data.Train.Info), batch, "adam", null).Name;
+        Assert.That(Peak(1), Is.EqualTo("conv2.cols"), "at batch 1 conv2's im2col workspace in backward tips it");
+        Assert.That(Peak(64), Is.EqualTo("conv2.relu.out.grad"), "from then on the gradient flowing into conv2");
+    }
+
+    [TestCase("host", "cnn")]
+    [TestCase("cpu", "mlp")]
+    public void Training_GivesTheSameLossesAndWeights_AsPlannedLifetimes(string device, string model)
+    {
+        (double[] Losses, float[] Weights, long Allocations) Run(LifetimeKind lifetime)
+        {
+            using var d = ComputeDevice.Create(device);
+            using var session = new TrainingSession(d, new TrainConfig { Model = model, BatchSize = 16, Lifetime = lifetime }, FeatureShape.Image(1, 28, 28), 10);
+            var trainer = new Trainer(session, Data);
+            var losses = new List<double>();
+            long before = session.Tracker.AllocationCount;
+            trainer.OnStep = (_, _, loss) => losses.Add(loss);
+            trainer.StopRequested = () => losses.Count >= 20;
+            trainer.RunEpoch(0);
+            return ([.. losses], session.Model.Parameters.ToArray(), session.Tracker.AllocationCount - before);
+        }
+        var planned = Run(LifetimeKind.Planned);
+        var eager = Run(LifetimeKind.Eager);
+        Assert.That(eager.Losses, Is.EqualTo(planned.Losses));
+        Assert.That(eager.Weights, Is.EqualTo(planned.Weights), "bit-identical weights after 20 steps");
+        Assert.That(planned.Allocations, Is.Zero);
+        Assert.That(eager.Allocations, Is.GreaterThan(20));
+    }
+
+    [Test]
+    public void EvaluationAndGradients_AreTheSameInBothModes()
+    {
+        float[] Gradients(LifetimeKind lifetime, out int correct)
+        {
+            using var session = new TrainingSession(Shared.Host, new TrainConfig { Model = "cnn", BatchSize = 8, Lifetime = lifetime }, FeatureShape.Image(1, 28, 28), 10);
+            var images = new float[8 * 784];
+            var labels = new int[8];
+            var normalizer = new Normalizer(Data.Train.Info);
+            for (int i = 0; i < 8; i++)
+            {
+                normalizer.Normalize(Data.Train.Image(i), images.AsSpan(i * 784, 784));
+                labels[i] = Data.Train.Labels[i];
+            }
+            session.Upload(images, labels, 8);
+            correct = session.EvaluateBatch(labels, 8);
+            session.TrainForwardBackward(8);
+            return session.Model.Gradients.ToArray();
+        }
+        var planned = Gradients(LifetimeKind.Planned, out int plannedCorrect);
+        var eager = Gradients(LifetimeKind.Eager, out int eagerCorrect);
+        Assert.That(eager, Is.EqualTo(planned));
+        Assert.That(eagerCorrect, Is.EqualTo(plannedCorrect));
+    }
+
+    [Test]
+    public void MemoryCommand_SaysThePeakIsExact()
+    {
+        var r = CliRunner.Run("memory", "--device", "host", "--data", TestData.EmbeddedFolder(), "--lifetime", "eager", "--model", "cnn");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        Assert.That(r.Stdout, Does.Contain("peak: estimate 24,609,696 B in backward, when 'conv2.relu.out.grad' is made; measured 24,609,696 B in backward, when 'conv2.relu.out.grad' was made: exact"));
+        Assert.That(r.Stdout, Does.Contain("planned lifetimes hold 33,765,344 B for the whole run"));
+        Assert.That(r.Stdout, Does.Not.Contain("DIFF").And.Not.Contain("UNEXPLAINED"));
+    }
+
+    [Test]
+    public void AnUnknownLifetime_IsAOneLineError()
+    {
+        var r = CliRunner.Run("train", "--lifetime", "lazy");
+        Assert.That(r.ExitCode, Is.EqualTo(2));
+        Assert.That(r.Stderr.Trim().Split('\n'), Has.Length.EqualTo(1));
+        Assert.That(r.Stderr, Does.Contain("--lifetime"));
+    }
+}
