@@ -121,6 +121,49 @@ public sealed class EagerLifetimeTests
     }
 
     [Test]
+    public void AnEpochWithAPartialLastBatch_IsTheSameInBothModes()
+    {
+        EpochResult Run(LifetimeKind lifetime)
+        {
+            using var session = new TrainingSession(Shared.Host, new TrainConfig { BatchSize = 48, Lifetime = lifetime }, FeatureShape.Image(1, 28, 28), 10);
+            Assume.That(Data.Train.Count % 48, Is.Not.Zero, "the last batch is partial");
+            return new Trainer(session, Data).RunEpoch(0)!;
+        }
+        var planned = Run(LifetimeKind.Planned);
+        var eager = Run(LifetimeKind.Eager);
+        Assert.That((eager.Loss, eager.TrainAccuracy, eager.TestAccuracy), Is.EqualTo((planned.Loss, planned.TrainAccuracy, planned.TestAccuracy)));
+    }
+
+    [Test]
+    public void AlternatingBatchSizes_GrowReserved_WhileAllocatedDoesNot_AndReleaseCacheGivesItBack()
+    {
+        var r = CliRunner.Run("memory", "--json", "--device", "host", "--data", TestData.EmbeddedFolder(), "--model", "cnn",
+            "--lifetime", "eager", "--allocator", "caching", "--alternate", "64,100", "--rounds", "2", "--release-cache");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
+        var a = doc.RootElement.GetProperty("alternation");
+        var steps = a.GetProperty("steps").EnumerateArray().ToList();
+        Assert.That(steps.Select(s => s.GetProperty("batch").GetInt32()), Is.EqualTo(new[] { 64, 100, 64, 100 }));
+        long Reserved(int i) => steps[i].GetProperty("reservedAfter").GetInt64();
+        long Allocated(int i) => steps[i].GetProperty("allocatedPeak").GetInt64();
+        Assert.That(Reserved(1), Is.GreaterThan(Reserved(0)), "the batch of 100 needs segments the cache of batch 64 could not give");
+        Assert.That(Allocated(2), Is.EqualTo(Allocated(0)), "the same batch allocates the same");
+        Assert.That(Reserved(3), Is.GreaterThan(steps.Max(s => s.GetProperty("allocatedPeak").GetInt64())), "more is reserved than was ever allocated at once");
+        Assert.That(a.GetProperty("releasedBytes").GetInt64(), Is.GreaterThan(0));
+        Assert.That(a.GetProperty("reservedAfterRelease").GetInt64(), Is.EqualTo(a.GetProperty("reservedBefore").GetInt64() - a.GetProperty("releasedBytes").GetInt64()));
+    }
+
+    [TestCase("--release-cache", "--alternate", "64,100")]
+    [TestCase("--release-cache", "--allocator", "caching")]
+    [TestCase("--rounds", "2")]
+    public void ReleaseCacheAndRounds_WithoutWhatTheyNeed_AreOneLineErrors(params string[] args)
+    {
+        var r = CliRunner.Run(["memory", "--device", "host", "--data", TestData.EmbeddedFolder(), .. args]);
+        Assert.That(r.ExitCode, Is.EqualTo(2));
+        Assert.That(r.Stderr.Trim().Split('\n'), Has.Length.EqualTo(1), r.Stderr);
+    }
+
+    [Test]
     public void AnUnknownLifetime_IsAOneLineError()
     {
         var r = CliRunner.Run("train", "--lifetime", "lazy");

@@ -22,6 +22,9 @@ public static class MemoryCommand
         new("--trace", "FILE.json", "every allocation/free/phase event of the probe"),
         new("--report", "FILE.html", "a self-contained page: the table and a stacked chart of live bytes over time"),
         new("--synthetic", null, "random pixels of the dataset's shape instead of its files (memory does not\ndepend on what the pixels are; no download needed)"),
+        new("--alternate", "LIST", "one session whose steps alternate between these batch sizes, e.g. 64,100 (as training\nat one and evaluating at another does): the peaks of requested, allocated and reserved\nbytes in each step; with --lifetime eager and --allocator caching reserved grows"),
+        new("--rounds", "N", "how many times --alternate goes through its list (default 3)"),
+        new("--release-cache", null, "after --alternate, give the cached segments back (torch.cuda.empty_cache) and say\nhow much came back (needs --allocator caching)"),
         new("--json", null, "one JSON document on stdout instead of text (errors still go to stderr as text)"),
     ];
 
@@ -48,6 +51,12 @@ public static class MemoryCommand
         if (plan && config.Allocator == AllocatorKind.Caching)
             throw new UsageException("--allocator caching with --memory-limit or --budget: the planner's closed form counts requested bytes; plan with the exact allocator (the default)");
         double fraction = budgetFraction ?? 0.8;
+        int[] alternate = o.IntList("--alternate", []);
+        int rounds = o.Int("--rounds", 3, 1);
+        bool releaseCache = o.Flag("--release-cache");
+        if (o.Has("--rounds") && alternate.Length == 0) throw new UsageException("--rounds goes with --alternate");
+        if (releaseCache && alternate.Length == 0) throw new UsageException("--release-cache goes with --alternate (it releases the cache that the alternating steps left)");
+        if (releaseCache && config.Allocator != AllocatorKind.Caching) throw new UsageException("--release-cache: the exact allocator caches nothing; add --allocator caching");
         bool json = o.Flag("--json");
         TextWriter text = json ? TextWriter.Null : stdout;
         // Where --trace and --report go, checked before any work.
@@ -92,6 +101,14 @@ public static class MemoryCommand
             WriteAcrossOptimizers(text, acrossOptimizers);
         }
 
+        AlternationResult? alternation = null;
+        if (alternate.Length > 0)
+        {
+            alternation = MemoryProbe.Alternate(device, unlimited, data, alternate, rounds, releaseCache);
+            text.WriteLine();
+            WriteAlternation(text, alternation, config);
+        }
+
         MemoryPlan? planResult = null;
         if (plan)
         {
@@ -125,6 +142,7 @@ public static class MemoryCommand
                 batchSizes = acrossBatches.Select(Strip),
                 optimizers = acrossOptimizers.Select(Strip),
                 plan = planResult,
+                alternation,
             }, TrainCommand.JsonOptions));
         }
         return planResult is { NextFails: false } ? Cli.ExitFailure : Cli.ExitOk;
@@ -197,6 +215,21 @@ public static class MemoryCommand
         w.WriteLine("  peak = live: every buffer is created before the first step and reused, so nothing comes and goes inside a step;");
         w.WriteLine($"  allocations during the {MemoryProbe.Steps} steps: {p.AllocationsDuringSteps}.");
         w.WriteLine($"  bytes per sample: {Bytes.Exact(p.BytesPerSample)} (input, activations, temporaries); fixed: {Bytes.Exact(p.FixedBytes)} (parameters, gradients, optimizer state{(Live(p, MemoryCategory.Workspace) > 0 ? ", workspace" : "")})");
+    }
+
+    static void WriteAlternation(TextWriter w, AlternationResult a, TrainConfig config)
+    {
+        w.WriteLine($"Alternating batch sizes {string.Join(", ", a.Batches)} in one session ({config.Lifetime.ToString().ToLowerInvariant()} lifetimes, {config.Allocator.ToString().ToLowerInvariant()} allocator)");
+        w.WriteLine($"  {"step",4} {"batch",6} {"requested peak",15} {"allocated peak",15} {"reserved peak",15} {"reserved after",15} {"largest free",13} {"segments",8}");
+        foreach (var s in a.Steps)
+            w.WriteLine($"  {s.Step,4} {s.Batch,6} {Bytes.Exact(s.RequestedPeak),15} {Bytes.Exact(s.AllocatedPeak),15} {Bytes.Exact(s.ReservedPeak),15} {Bytes.Exact(s.ReservedAfter),15} {Bytes.Exact(s.LargestFreeBlockAfter),13} {s.Segments,8}");
+        long maxAllocated = a.Steps.Max(s => s.AllocatedPeak), finalReserved = a.Steps[^1].ReservedAfter;
+        if (config.Allocator == AllocatorKind.Caching)
+            w.WriteLine($"  the highest allocated peak of any step is {Bytes.Exact(maxAllocated)}; the cache holds {Bytes.Exact(finalReserved)} after the last step: " +
+                $"{100.0 * maxAllocated / finalReserved:0.0}% of it was ever in use at once. Blocks freed at one batch size are cached in shapes the other batch cannot always reuse.");
+        if (a.Released)
+            w.WriteLine($"  --release-cache (torch.cuda.empty_cache): {Bytes.Exact(a.ReleasedBytes)} given back; reserved {Bytes.Exact(a.ReservedBefore)} -> {Bytes.Exact(a.ReservedAfterRelease)} " +
+                $"(segments with a block still in use stay: {Bytes.Exact(a.AllocatedAfterRelease)} allocated)");
     }
 
     /// <summary>Eager lifetimes: what stays after a step, each category's peak, and the peak of the total with where it happens.</summary>

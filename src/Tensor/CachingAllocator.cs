@@ -132,6 +132,9 @@ public sealed class CachingAllocator : IDisposable
 
     public IReadOnlyList<Segment> Segments => _segments;
 
+    /// <summary>Starts the peaks again from the current figures.</summary>
+    public void ResetPeaks() => (PeakAllocated, PeakReserved) = (Allocated, Reserved);
+
     /// <summary>The largest free (cached) block, 0 when none.</summary>
     public long LargestFreeBlock => Math.Max(_smallPool.Count > 0 ? _smallPool.Max!.Size : 0, _largePool.Count > 0 ? _largePool.Max!.Size : 0);
 

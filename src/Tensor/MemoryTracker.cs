@@ -206,6 +206,18 @@ public sealed class MemoryTracker : IDisposable
         Record(MemoryEventKind.Free, tensor, block?.Size ?? tensor.Bytes);
     }
 
+    /// <summary>
+    /// Starts the peaks again from what is live now (torch.cuda.reset_peak_memory_stats), so the next peaks are those
+    /// of what follows.
+    /// </summary>
+    public void ResetPeaks()
+    {
+        foreach (var s in _stats.Values) (s.Peak, s.AllocatedPeak) = (s.Live, s.AllocatedLive);
+        PeakBytes = LiveBytes;
+        PeakAt = (Phase, "");
+        Caching?.ResetPeaks();
+    }
+
     /// <summary>Gives the cached segments that are wholly free back to the device (torch.cuda.empty_cache); returns the bytes released.</summary>
     public long ReleaseCache() => Caching?.ReleaseCache() ?? 0;
 

@@ -16,8 +16,8 @@ namespace ScratchNet.Training;
 /// update               the optimizer step, then the gradients are freed (zero_grad(set_to_none=True)), and after
 ///                      the host has read them, the losses and predictions
 /// </code>
-/// A layer's buffers keep the names, shapes and categories of the planned mode (see each layer's file), so the
-/// reports read the same. <see cref="EagerEstimate"/> predicts the peak of this schedule in closed form.
+/// A layer's buffers keep the names and categories of the planned mode (see each layer's file), so the reports read
+/// the same; their shapes are those of the rows in the step, as autograd's are (a last, smaller batch makes smaller ones). <see cref="EagerEstimate"/> predicts the peak of this schedule in closed form.
 /// </summary>
 public sealed class EagerStep(MemoryTracker tracker, Model model, StepBuffers buffers, ConvVersion conv)
 {
@@ -42,7 +42,7 @@ public sealed class EagerStep(MemoryTracker tracker, Model model, StepBuffers bu
             var io = buffers.Layers[i];
             io.Input = input;
             io.InputGradient = io.OutputGradient = null;
-            layers[i].Allocate(tracker, io, buffers.BatchSize, StepBuffers.OutputName(layers, i), outputGradient: false, conv);
+            layers[i].Allocate(tracker, io, rows, StepBuffers.OutputName(layers, i), outputGradient: false, conv);
             foreach (var t in io.Owned(layers[i].InPlace)) Track(t);
             layers[i].Forward(ctx, io, rows);
             io.Workspace?.Dispose();
@@ -56,9 +56,9 @@ public sealed class EagerStep(MemoryTracker tracker, Model model, StepBuffers bu
     }
 
     /// <summary>Before the loss: losses, predictions and d(loss)/d(logits), shared by the in-place layers at the end.</summary>
-    public void BeforeLoss()
+    public void BeforeLoss(int rows)
     {
-        int n = buffers.BatchSize;
+        int n = rows;
         buffers.Losses = Track(tracker.Allocate<float>("losses", [n], MemoryCategory.Temporary));
         buffers.Predictions = Track(tracker.Allocate<int>("predictions", [n], MemoryCategory.Temporary));
         int p = Producer(model.Layers.Count - 1);
@@ -74,14 +74,14 @@ public sealed class EagerStep(MemoryTracker tracker, Model model, StepBuffers bu
     }
 
     /// <summary>Before predictions only: the predictions buffer.</summary>
-    public void BeforePredict() =>
-        buffers.Predictions = Track(tracker.Allocate<int>("predictions", [buffers.BatchSize], MemoryCategory.Temporary));
+    public void BeforePredict(int rows) =>
+        buffers.Predictions = Track(tracker.Allocate<int>("predictions", [rows], MemoryCategory.Temporary));
 
     /// <summary>The backward pass from the logits' gradient down to the first layer with parameters; returns the context with the gradients' view.</summary>
     public StepContext Backward(StepContext ctx, int rows)
     {
         var layers = model.Layers;
-        int n = buffers.BatchSize;
+        int n = rows;
         for (int j = layers.Count - 1; j >= model.FirstTrainable; j--)
         {
             var layer = layers[j];

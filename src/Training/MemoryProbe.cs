@@ -111,6 +111,41 @@ public static class MemoryProbe
         };
     }
 
+    /// <summary>
+    /// One session whose steps alternate between batch sizes, as training at one batch and evaluating at another
+    /// does: per step, the peaks of requested, allocated and reserved bytes during it and the cache after it; then,
+    /// with releaseCache, what torch.cuda.empty_cache would give back. The session's input buffers hold the largest batch.
+    /// </summary>
+    public static AlternationResult Alternate(ComputeDevice device, TrainConfig config, DatasetPair data, int[] batches, int rounds, bool releaseCache)
+    {
+        Dataset train = data.Train;
+        DatasetInfo info = train.Info;
+        int largest = batches.Max();
+        using var session = new TrainingSession(device, config with { BatchSize = largest }, info);
+        var images = new float[(long)largest * info.ImageSize];
+        var labels = new int[largest];
+        var normalizer = new Normalizer(info);
+        for (int i = 0; i < largest; i++)
+        {
+            normalizer.Normalize(train.Image(i % train.Count), images.AsSpan(i * info.ImageSize, info.ImageSize));
+            labels[i] = train.Labels[i % train.Count];
+        }
+        var tracker = session.Tracker;
+        var steps = new List<AlternationStep>();
+        for (int r = 0; r < rounds; r++)
+            foreach (int b in batches)
+            {
+                tracker.ResetPeaks();
+                session.Upload(images, labels, b);
+                session.TrainStep(labels, b);
+                steps.Add(new AlternationStep(steps.Count + 1, b, tracker.PeakBytes, tracker.PeakAllocatedBytes, tracker.PeakReservedBytes,
+                    tracker.ReservedBytes, tracker.Caching?.LargestFreeBlock ?? 0, tracker.Caching?.Segments.Count ?? 0));
+            }
+        long reservedBefore = tracker.ReservedBytes;
+        long released = releaseCache ? tracker.ReleaseCache() : 0;
+        return new AlternationResult(batches, steps, releaseCache, reservedBefore, released, tracker.ReservedBytes, tracker.AllocatedBytes);
+    }
+
     /// <summary>The categories of the per-layer table, in its column order.</summary>
     public static readonly MemoryCategory[] LayerColumns =
         [MemoryCategory.Parameter, MemoryCategory.Gradient, MemoryCategory.OptimizerState, MemoryCategory.Input, MemoryCategory.Activation, MemoryCategory.Workspace, MemoryCategory.Temporary];
@@ -176,3 +211,11 @@ public static class MemoryProbe
         return new InferenceResult(batch, measured, estimate, tracker.PeakBytes, e.Total);
     }
 }
+
+/// <summary>One step of <see cref="MemoryProbe.Alternate"/>: its batch, the peaks during it, and the cache after it.</summary>
+public sealed record AlternationStep(int Step, int Batch, long RequestedPeak, long AllocatedPeak, long ReservedPeak, long ReservedAfter,
+    long LargestFreeBlockAfter, int Segments);
+
+/// <summary>The steps of <see cref="MemoryProbe.Alternate"/> and what releasing the cache gave back.</summary>
+public sealed record AlternationResult(int[] Batches, List<AlternationStep> Steps, bool Released, long ReservedBefore, long ReleasedBytes,
+    long ReservedAfterRelease, long AllocatedAfterRelease);

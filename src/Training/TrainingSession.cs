@@ -145,7 +145,7 @@ public sealed class TrainingSession : IDisposable
         Tracker.Phase = "forward";
         eager.Forward(Context, rows, training: true);
         Tracker.Phase = "loss";
-        eager.BeforeLoss();
+        eager.BeforeLoss(rows);
         LossStep.Run(Context, Buffers, rows, Model.Classes);
         eager.AfterLoss();
         Tracker.Phase = "backward";
@@ -165,7 +165,7 @@ public sealed class TrainingSession : IDisposable
         if (_eager is not null)
         {
             _eager.Forward(Context, rows, training: true);
-            _eager.BeforeLoss();
+            _eager.BeforeLoss(rows);
             LossStep.Run(Context, Buffers, rows, Model.Classes);
             _eager.AfterLoss();
             Context = _eager.Backward(Context, rows);
@@ -184,7 +184,7 @@ public sealed class TrainingSession : IDisposable
         if (_eager is not null)
         {
             _eager.Forward(Context, rows, training: false);
-            _eager.BeforePredict();
+            _eager.BeforePredict(rows);
             LossStep.Predict(Context, Buffers, rows, Model.Classes);
             int correct = _readback.Correct(Buffers, labels, rows);
             _eager.EndStep();
