@@ -9,13 +9,14 @@ namespace ScratchNet.Tests;
 [TestFixture]
 public sealed class SteadyStateTests
 {
-    [TestCase("host")]
-    [TestCase("cpu")]
-    public void TrainingSteps_AllocateNoDeviceBuffers_AndMeasureTheirManagedBytes(string device)
+    [TestCase("host", AllocatorKind.Exact)]
+    [TestCase("cpu", AllocatorKind.Exact)]
+    [TestCase("host", AllocatorKind.Caching)]
+    public void TrainingSteps_AllocateNoDeviceBuffers_AndMeasureTheirManagedBytes(string device, AllocatorKind allocator)
     {
         using var d = ComputeDevice.Create(device);
         var data = DatasetLoader.LoadEmbedded(null);
-        using var session = new TrainingSession(d, new TrainConfig(), FeatureShape.Image(1, 28, 28), 10);
+        using var session = new TrainingSession(d, new TrainConfig { Allocator = allocator }, FeatureShape.Image(1, 28, 28), 10);
         var trainer = new Trainer(session, data);
         long deviceAllocations = -1, managedAt5 = 0, managedAt25 = 0;
         trainer.OnStep = (_, b, _) =>

@@ -148,6 +148,9 @@ public static class HtmlReport
             string.Concat(MemoryProbe.LayerColumns.Select(c => $"<td>{Bytes.Exact(r.Measured[c.ToString()])}</td>")) +
             $"<td>{Bytes.Exact(r.MeasuredTotal)}</td><td>{Bytes.Exact(r.EstimateTotal)}</td><td>{E(r.Kind + (r.Note.Length > 0 ? " (" + r.Note + ")" : ""))}</td></tr>"));
         string segments = SegmentView(probe.Allocation);
+        string lifetimes = probe.AllocationsDuringSteps == 0
+            ? $"Bands only grow while the buffers are created: a training step allocates nothing ({probe.AllocationsDuringSteps} allocations during the steps), so the top line stays flat through forward, backward and update."
+            : $"With eager lifetimes each step makes and frees its buffers ({probe.AllocationsDuringSteps} allocations during the steps): activations rise through forward and fall through backward, as under autograd.";
         return $$"""
             <!DOCTYPE html>
             <html lang="en"><head><meta charset="utf-8"><title>{{E(title)}}</title>
@@ -171,9 +174,7 @@ public static class HtmlReport
             </table>
             <h2>Live device memory over time</h2>
             <p>Each coloured band is one category, stacked; the horizontal axis is every allocation and the start of every phase of
-            the first {{MemoryProbe.Steps}} training steps, in order. Bands only grow while the buffers are created: a training step
-            allocates nothing ({{probe.AllocationsDuringSteps}} allocations during the steps), so the top line stays flat through
-            forward, backward and update. The dashed line marks the peak.</p>
+            the first {{MemoryProbe.Steps}} training steps, in order. {{E(lifetimes)}} The dashed line marks the peak.</p>
             <div>{{legend}}</div>
             {{svg}}
             <h2>Per layer</h2>
