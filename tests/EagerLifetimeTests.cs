@@ -172,3 +172,59 @@ public sealed class EagerLifetimeTests
         Assert.That(r.Stderr, Does.Contain("--lifetime"));
     }
 }
+
+/// <summary>The out-of-memory hints with eager lifetimes and the caching allocator: following them works, one more does not.</summary>
+[TestFixture]
+public sealed class AdviceForNewModesTests
+{
+    const long Limit = 6_710_886;   // 6.4 MiB
+
+    static bool Fits(TrainConfig config, int batch)
+    {
+        try
+        {
+            using var s = new TrainingSession(Shared.Host, config with { BatchSize = batch, MemoryLimit = Limit }, FeatureShape.Image(1, 28, 28), 10);
+            var images = new float[batch * 784];
+            var labels = new int[batch];
+            for (int i = 0; i < 2; i++)
+            {
+                s.Upload(images, labels, batch);
+                s.TrainStep(labels, batch);
+            }
+            return true;
+        }
+        catch (DeviceMemoryException)
+        {
+            return false;
+        }
+    }
+
+    [TestCase(LifetimeKind.Eager, AllocatorKind.Exact, 1206, "(eager lifetimes)")]
+    [TestCase(LifetimeKind.Planned, AllocatorKind.Caching, 334, "with the caching allocator's segments")]
+    [TestCase(LifetimeKind.Eager, AllocatorKind.Caching, 334, "and running two steps")]
+    public void TheHintedBatchFits_AndOneMoreDoesNot(LifetimeKind lifetime, AllocatorKind allocator, int expected, string how)
+    {
+        var config = new TrainConfig { Lifetime = lifetime, Allocator = allocator };
+        var e = Assert.Throws<DeviceMemoryException>(() => Fits2000(config))!;
+        Assert.That(e.Advice[0], Does.Contain($"is {expected} (--batch-size {expected})").And.Contain(how));
+        Assert.That(Fits(config, expected), Is.True, $"batch {expected}");
+        Assert.That(Fits(config, expected + 1), Is.False, $"batch {expected + 1}");
+    }
+
+    static void Fits2000(TrainConfig config)
+    {
+        using var s = new TrainingSession(Shared.Host, config with { BatchSize = 2000, MemoryLimit = Limit }, FeatureShape.Image(1, 28, 28), 10);
+        var images = new float[2000 * 784];
+        var labels = new int[2000];
+        s.Upload(images, labels, 2000);
+        try
+        {
+            s.TrainStep(labels, 2000);
+        }
+        catch (DeviceMemoryException e)
+        {
+            s.AddAdvice(e);
+            throw;
+        }
+    }
+}

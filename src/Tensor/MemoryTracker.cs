@@ -237,7 +237,8 @@ public sealed class MemoryTracker : IDisposable
         string message =
             $"out of device memory: allocating {Bytes.Format(bytes)} for '{name}' [{string.Join(", ", shape)}] ({category}) failed: {why}. " +
             $"Live: {Bytes.Format(LiveBytes)}" + (perCategory.Length > 0 ? $" ({perCategory})" : "") +
-            (Limit is long l ? $"; limit {Bytes.Format(l)}, free under it {Bytes.Format(Math.Max(0, l - LiveBytes))}" : "") + ".";
+            (Caching is null ? "" : $"; reserved {Bytes.Format(ReservedBytes)} in {Caching.Segments.Count} segment{(Caching.Segments.Count == 1 ? "" : "s")}, largest free block {Bytes.Format(Caching.LargestFreeBlock)}") +
+            (Limit is long l ? $"; limit {Bytes.Format(l)}, free under it {Bytes.Format(Math.Max(0, l - ReservedBytes))}" : "") + ".";
         return new DeviceMemoryException(message, bytes, name, shape, category, Limit, live, inner) { BufferCap = bufferCap };
     }
 }

@@ -5,11 +5,32 @@ namespace ScratchNet.Training;
 /// <summary>
 /// What would help after an out-of-memory error under a --memory-limit: the largest batch that fits (with
 /// the dataset on the device, if it is there), what plain SGD would save, and the dataset's own cost.
-/// Every figure comes from the closed-form estimator, so following a hint works.
+/// Every figure comes from the closed-form estimator (planned lifetimes: <see cref="MemoryEstimator"/>; eager:
+/// <see cref="EagerEstimate"/>), or with the caching allocator from setting the model up under the limit, so
+/// following a hint works.
 /// </summary>
 public static class MemoryAdvice
 {
-    public static void Add(DeviceMemoryException e, Network net, string optimizerKind, DatasetOnDevice? dataset)
+    /// <summary>The largest batch that fits `limit` with an optimizer ("adam", "sgd"), and how that was found; 0 when none.</summary>
+    public delegate (long Batch, string How) LargestBatchFinder(string optimizerKind, long limit);
+
+    /// <summary>With eager lifetimes: the largest batch whose eager peak (<see cref="EagerEstimate"/>) fits the limit.</summary>
+    public static long LargestEagerBatch(Network net, string optimizerKind, long limit, DatasetOnDevice? dataset)
+    {
+        long Peak(long b) => EagerEstimate.Estimate(net, (int)b, optimizerKind, dataset).Peak;
+        long lo = 0, hi = Math.Max(1, MemoryEstimator.LargestBatch(net, optimizerKind, limit, dataset));
+        while (hi <= net.MaxBatch && Peak(hi) <= limit) hi = Math.Min(2 * hi, (long)net.MaxBatch + 1);   // eager needs less than planned
+        hi = Math.Min(hi, (long)net.MaxBatch + 1);
+        while (hi - lo > 1)
+        {
+            long mid = (lo + hi) / 2;
+            if (Peak(mid) <= limit) lo = mid;
+            else hi = mid;
+        }
+        return lo;
+    }
+
+    public static void Add(DeviceMemoryException e, Network net, string optimizerKind, DatasetOnDevice? dataset, LargestBatchFinder? finder = null)
     {
         if (e.BufferCap is long cap)
         {
@@ -20,16 +41,18 @@ public static class MemoryAdvice
             return;
         }
         if (e.Limit is not long limit) return;
-        long fits = Math.Min(MemoryEstimator.LargestBatch(net, optimizerKind, limit, dataset), net.MaxBatch);
+        finder ??= (opt, l) => (MemoryEstimator.LargestBatch(net, opt, l, dataset), "");
+        var (largest, how) = finder(optimizerKind, limit);
+        long fits = Math.Min(largest, net.MaxBatch);
         string withDataset = dataset is null ? "" : " and the dataset on the device";
         e.Advice.Add(fits > 0
-            ? $"the largest batch size that fits {Bytes.Format(limit)} with {optimizerKind}{withDataset} is {fits} (--batch-size {fits})"
-            : $"not even batch size 1 fits {Bytes.Format(limit)} with {optimizerKind}; the model{withDataset} alone need{(dataset is null ? "s" : "")} " +
-              Bytes.Format(MemoryEstimator.FixedBytes(net, optimizerKind, dataset) + MemoryEstimator.BytesPerSample(net, dataset)));
+            ? $"the largest batch size that fits {Bytes.Format(limit)} with {optimizerKind}{withDataset} is {fits} (--batch-size {fits}){how}"
+            : $"not even batch size 1 fits {Bytes.Format(limit)} with {optimizerKind}{how}; the model{withDataset} alone need{(dataset is null ? "s" : "")} " +
+              Bytes.Format(MemoryEstimator.FixedBytes(net, optimizerKind, dataset) + MemoryEstimator.BytesPerSample(net, dataset)) + " (requested bytes, planned)");
         if (optimizerKind != "sgd")
         {
             long saved = MemoryEstimator.FixedBytes(net, optimizerKind) - MemoryEstimator.FixedBytes(net, "sgd");
-            long sgdFits = Math.Min(MemoryEstimator.LargestBatch(net, "sgd", limit, dataset), net.MaxBatch);
+            long sgdFits = Math.Min(finder("sgd", limit).Batch, net.MaxBatch);
             e.Advice.Add($"plain SGD (--optimizer sgd) would save {Bytes.Format(saved)} of optimizer state; " +
                 (sgdFits > 0 ? $"the largest batch would then be {sgdFits}" : "even then not batch size 1 would fit"));
         }

@@ -25,8 +25,9 @@ public sealed class TrainingSession : IDisposable
 
     /// <param name="input">One sample's shape (C, H, W).</param>
     public TrainingSession(ComputeDevice device, TrainConfig config, FeatureShape input, int classes, bool logPhases = false,
-        DatasetOnDevice? datasetOnDevice = null)
+        DatasetOnDevice? datasetOnDevice = null, bool advise = true)
     {
+        _advise = advise;
         _plannedDataset = datasetOnDevice;
         Device = device;
         Config = config;
@@ -60,8 +61,8 @@ public sealed class TrainingSession : IDisposable
         }
         catch (DeviceMemoryException e)
         {
-            AddAdvice(e);
             Dispose();
+            AddAdvice(e);
             throw;
         }
         Model.Initialize(config.Seed);
@@ -103,7 +104,7 @@ public sealed class TrainingSession : IDisposable
         }
         catch (DeviceMemoryException e)
         {
-            MemoryAdvice.Add(e, Network, Config.OptimizerKind, DatasetOnDevice.Of(data));
+            if (_advise) MemoryAdvice.Add(e, Network, Config.OptimizerKind, DatasetOnDevice.Of(data), LargestBatch(DatasetOnDevice.Of(data)));
             throw;
         }
     }
@@ -196,7 +197,72 @@ public sealed class TrainingSession : IDisposable
     }
 
     /// <summary>Adds what would help to an out-of-memory error (see <see cref="MemoryAdvice"/>).</summary>
-    public void AddAdvice(DeviceMemoryException e) => MemoryAdvice.Add(e, Network, Config.OptimizerKind, Dataset?.Sizes ?? _plannedDataset);
+    public void AddAdvice(DeviceMemoryException e)
+    {
+        if (!_advise) return;
+        var dataset = Dataset?.Sizes ?? _plannedDataset;
+        MemoryAdvice.Add(e, Network, Config.OptimizerKind, dataset, LargestBatch(dataset));
+    }
+
+    readonly bool _advise;
+
+    /// <summary>
+    /// How the hints find the largest batch under a limit: the closed form of the lifetimes in use for the exact
+    /// allocator; with the caching allocator, whose segments the closed form does not count, by setting the model up
+    /// under the limit at each batch size tried (and running two steps with eager lifetimes), a bisection below the
+    /// closed form's answer (the caching allocator never needs less than the requested bytes).
+    /// </summary>
+    MemoryAdvice.LargestBatchFinder LargestBatch(DatasetOnDevice? dataset)
+    {
+        bool eager = Config.Lifetime == LifetimeKind.Eager;
+        long ClosedForm(string opt, long limit) => eager
+            ? MemoryAdvice.LargestEagerBatch(Network, opt, limit, dataset)
+            : MemoryEstimator.LargestBatch(Network, opt, limit, dataset);
+        if (Config.Allocator == AllocatorKind.Exact)
+            return (opt, limit) => (ClosedForm(opt, limit), eager ? " (eager lifetimes)" : "");
+        if (dataset is not null)
+            return (opt, limit) => (0, " (not worked out for --dataset-on-device with --allocator caching)");
+        return (opt, limit) =>
+        {
+            long lo = 0, hi = Math.Min(ClosedForm(opt, limit), Network.MaxBatch) + 1;
+            while (hi - lo > 1)
+            {
+                long mid = (lo + hi) / 2;
+                if (Fits((int)mid, opt, limit)) lo = mid;
+                else hi = mid;
+            }
+            return (lo, $" with the caching allocator's segments (found by setting the model up under the limit{(eager ? " and running two steps" : "")})");
+        };
+    }
+
+    /// <summary>Whether this model fits `limit` at `batch`: made on the device under it, and with eager lifetimes two steps run.</summary>
+    bool Fits(int batch, string optimizer, long limit)
+    {
+        var config = Config with
+        {
+            BatchSize = batch, Optimizer = optimizer, Momentum = optimizer == "sgd" ? null : Config.Momentum, LearningRate = null,
+            MemoryLimit = limit, Matmul = Matmul, MatmulAuto = false,
+        };
+        try
+        {
+            using var trial = new TrainingSession(Device, config, Network.Input, Network.Classes, advise: false);
+            if (Config.Lifetime == LifetimeKind.Eager)
+            {
+                var images = new float[(long)batch * Network.Input.Size];
+                var labels = new int[batch];
+                for (int s = 0; s < 2; s++)
+                {
+                    trial.Upload(images, labels, batch);
+                    trial.TrainStep(labels, batch);
+                }
+            }
+            return true;
+        }
+        catch (DeviceMemoryException)
+        {
+            return false;
+        }
+    }
 
     public void Dispose()
     {
