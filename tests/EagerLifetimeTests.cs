@@ -53,6 +53,19 @@ public sealed class EagerLifetimeTests
         Assert.That(probe.TotalLive, Is.EqualTo(probe.TotalEstimate));
     }
 
+    [TestCase("maxpool2,conv5x5:3:p0,relu,flatten,linear:10", ConvVersion.Im2col, 9)]
+    [TestCase("conv1x1:4,conv3x3:5,relu,relu,maxpool2,flatten,linear:7,relu,relu,linear:10", ConvVersion.Direct, 5)]
+    [TestCase("flatten,linear:33,relu,linear:17,linear:10", ConvVersion.Im2col, 13)]
+    [TestCase("conv3x3:8:p2,maxpool2,relu,conv3x3:8,maxpool2,flatten,linear:10", ConvVersion.Im2col, 1)]
+    public void EagerPeak_EqualsTheEstimate_ForOtherStacks(string layers, ConvVersion conv, int batch)
+    {
+        var config = new TrainConfig { Layers = layers, Conv = conv, BatchSize = batch, Lifetime = LifetimeKind.Eager, Optimizer = "momentum" };
+        ProbeResult probe = MemoryProbe.Run(Shared.Host, config, Data);
+        var e = probe.EagerEstimate!;
+        Assert.That((probe.PeakTotal, probe.PeakPhase, probe.PeakName), Is.EqualTo((e.Peak, e.Phase, e.Name)));
+        foreach (var c in probe.Categories) Assert.That((c.Live, c.Peak), Is.EqualTo((c.Estimate, c.PeakEstimate)), c.Category);
+    }
+
     [Test]
     public void TheAllocationThatReachesThePeak_MovesWithTheBatch()
     {
