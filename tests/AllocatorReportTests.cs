@@ -93,13 +93,14 @@ public sealed class AllocatorReportTests
         Assert.That(text.Stdout, Does.Contain("allocations after the first training step: 0"));
     }
 
-    [Test]
-    public void AnUnknownAllocator_IsAOneLineError()
+    [TestCase("--allocator", "pooled")]
+    [TestCase("--lifetime", "lazy")]
+    public void AnUnknownAllocatorOrLifetime_IsAOneLineError(string option, string value)
     {
-        var r = CliRunner.Run("train", "--allocator", "pooled");
+        var r = CliRunner.Run("train", option, value);
         Assert.That(r.ExitCode, Is.EqualTo(2));
         Assert.That(r.Stderr.Trim().Split('\n'), Has.Length.EqualTo(1));
-        Assert.That(r.Stderr, Does.Contain("--allocator"));
+        Assert.That(r.Stderr, Does.Contain(option).And.Contain(value));
     }
 
     [Test]

@@ -175,15 +175,6 @@ public sealed class EagerLifetimeTests
         Assert.That(r.ExitCode, Is.EqualTo(2));
         Assert.That(r.Stderr.Trim().Split('\n'), Has.Length.EqualTo(1), r.Stderr);
     }
-
-    [Test]
-    public void AnUnknownLifetime_IsAOneLineError()
-    {
-        var r = CliRunner.Run("train", "--lifetime", "lazy");
-        Assert.That(r.ExitCode, Is.EqualTo(2));
-        Assert.That(r.Stderr.Trim().Split('\n'), Has.Length.EqualTo(1));
-        Assert.That(r.Stderr, Does.Contain("--lifetime"));
-    }
 }
 
 /// <summary>The out-of-memory hints with eager lifetimes and the caching allocator: following them works, one more does not.</summary>
