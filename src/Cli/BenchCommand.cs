@@ -12,17 +12,28 @@ namespace ScratchNet.Cli;
 
 /// <summary>
 /// scratchnet bench: each kernel's time on the lesson's shapes (batch 64 and 1024), with GFLOP/s or GB/s,
-/// every matmul version side by side, and end-to-end training samples/s. Medians over repeats, after a
-/// warm-up launch (which also compiles the kernel).
+/// every matmul version side by side, and end-to-end training samples/s. Minimum, median and maximum over repeats,
+/// after a warm-up launch (which also compiles the kernel). On a CPU device every rate is also shown as a share of
+/// the bound that applies (the roofline: <see cref="Roofline"/>, measured at the start of the run).
 /// </summary>
 public static class BenchCommand
 {
-    public sealed record Row(string Operation, int Batch, string Version, double MedianMs, double Rate, string Unit, string Note);
+    /// <summary>One timed operation: its median time (and the fastest and slowest repeat), its rate, and that rate as a
+    /// percentage of the machine's bound for it (null where none applies: samples/s, or a GPU).</summary>
+    public sealed record Row(string Operation, int Batch, string Version, double MedianMs, double Rate, string Unit, string Note)
+    {
+        public double MinMs { get; init; } = double.NaN;
+        public double MaxMs { get; init; } = double.NaN;
+        public double? Percent { get; set; }
+        public string Bound { get; set; } = "";
+        /// <summary>Bytes a GB/s row reads and writes: which level of memory bounds it.</summary>
+        public double BytesTouched { get; init; }
+    }
 
     static readonly OptionSpec[] Specs =
     [
         new("--device", "NAME", ComputeDevice.ChoiceHelp),
-        new("--repeats", "N", "timed launches per row, after a warm-up (default 7); the median is shown"),
+        new("--repeats", "N", "timed launches per row, after a warm-up (default 15); min, median and max are shown"),
         new("--steps", "N", "training steps for the samples/s rows (default 100)"),
         new("--model", "NAME", "also time every layer of this model, forward and backward, at batch 64, for each conv version:\nmlp or cnn (see train --help); the end-to-end rows stay the lesson's MLP"),
         new("--layers", "LAYERS", "the same for any stack (see train --help)"),
@@ -41,7 +52,7 @@ public static class BenchCommand
             return Cli.ExitOk;
         }
         string choice = o.Choice("--device", "auto", ComputeDevice.Choices);
-        int repeats = o.Int("--repeats", 7, 1, 1000);
+        int repeats = o.Int("--repeats", 15, 1, 1000);
         int steps = o.Int("--steps", 100, 1, 100_000);
         bool json = o.Flag("--json");
         string? modelName = o.Has("--model") ? o.Choice("--model", "mlp", ["mlp", "cnn"]) : null;
@@ -63,17 +74,35 @@ public static class BenchCommand
         using ComputeDevice device = ComputeDevice.Create(choice);
         string machine = $"{Environment.MachineName}: {Environment.ProcessorCount} cores, {RuntimeInformation.OSDescription}, .NET {Environment.Version}";
         var rows = new List<Row>();
+        // The roofline applies where the kernels run on this CPU: the host backend, the CPU accelerator, an OpenCL CPU device.
+        bool onCpu = device.Kind is DeviceKind.Host or DeviceKind.Cpu || device.IsOpenCLCpu;
+        Roofline.Limits limits = Roofline.Measure();
         void Add(Row r)
         {
+            if (onCpu && !double.IsNaN(r.Rate))
+            {
+                if (r.Unit == "GFLOP/s") (r.Percent, r.Bound) = (100 * r.Rate / limits.PeakGflops, "FMA peak");
+                else if (r.Unit == "GB/s")
+                {
+                    var (bw, level) = limits.BandwidthFor(r.BytesTouched);
+                    (r.Percent, r.Bound) = (100 * r.Rate / bw, level);
+                }
+            }
             rows.Add(r);
-            if (!json) stdout.WriteLine($"  {r.Operation,-28} {r.Batch,6} {r.Version,-8} {r.MedianMs,10:0.000} ms {r.Rate,10:0.00} {r.Unit,-7} {r.Note}");
+            if (!json)
+                stdout.WriteLine($"  {r.Operation,-28} {r.Batch,6} {r.Version,-8} {r.MedianMs,10:0.000} ms {$"{r.MinMs:0.000}-{r.MaxMs:0.000}",15} {r.Rate,10:0.00} {r.Unit,-9} " +
+                    $"{(r.Percent is double pc ? $"{pc,4:0}% of {r.Bound}" : ""),-18} {r.Note}");
         }
         if (!json)
         {
             stdout.WriteLine($"machine: {machine}");
             stdout.WriteLine(device.Description);
-            stdout.WriteLine($"medians of {repeats} repeats after one warm-up launch");
-            stdout.WriteLine($"  {"operation",-28} {"batch",6} {"version",-8} {"time",13} {"rate",10}");
+            stdout.WriteLine($"roofline of this CPU ({limits.Cores} cores, measured now): FMA peak {string.Join(", ", limits.Fma.Select(f => $"{f.Gflops:0} GFLOP/s at {f.Bits} bits"))}; " +
+                $"reads {limits.L2GBs:0} GB/s from L2 ({limits.L2Bytes / 1024} KiB per core), {limits.L3GBs:0} GB/s from L3, {limits.DramGBs:0} GB/s from DRAM" +
+                (onCpu ? "" : " (the kernels run on the device, so no percentages)"));
+            stdout.WriteLine($"median of {repeats} repeats after one warm-up launch, with the fastest and slowest; % of the bound that applies: the best FMA peak for GFLOP/s, " +
+                $"for GB/s the bandwidth of L2 when the bytes fit every core's L2, of L3 up to {Roofline.L3Assumed >> 20} MiB, else of DRAM");
+            stdout.WriteLine($"  {"operation",-28} {"batch",6} {"version",-8} {"median",13} {"min-max ms",15} {"rate",10}");
         }
         IBackend backend = Backends.For(device);
         // The host backend's own matmul, or every ILGPU kernel (those this accelerator cannot run shown as n/a).
@@ -98,20 +127,22 @@ public static class BenchCommand
                     Add(new Row("matmul forward x·W^T", batch, name, double.NaN, double.NaN, "GFLOP/s", "n/a: needs 256-thread groups"));
                     continue;
                 }
-                double fwd = Time(backend, repeats, () => backend.Matmul(v, x.View, w.View, y.View, batch, outF, inF, inF, 1, 1, inF));
-                Add(new Row("matmul forward x·W^T", batch, name, fwd, flops / fwd / 1e6, "GFLOP/s", $"({batch}x{inF})·({inF}x{outF})"));
-                double bw = Time(backend, repeats, () => backend.Matmul(v, dy.View, x.View, dw.View, outF, inF, batch, 1, outF, inF, 1));
-                Add(new Row("matmul backward dW", batch, name, bw, flops / bw / 1e6, "GFLOP/s", $"({outF}x{batch})·({batch}x{inF})"));
+                var fwd = Time(backend, repeats, () => backend.Matmul(v, x.View, w.View, y.View, batch, outF, inF, inF, 1, 1, inF));
+                Add(new Row("matmul forward x·W^T", batch, name, fwd.Median, flops / fwd.Median / 1e6, "GFLOP/s", $"({batch}x{inF})·({inF}x{outF})") { MinMs = fwd.Min, MaxMs = fwd.Max });
+                var bw = Time(backend, repeats, () => backend.Matmul(v, dy.View, x.View, dw.View, outF, inF, batch, 1, outF, inF, 1));
+                Add(new Row("matmul backward dW", batch, name, bw.Median, flops / bw.Median / 1e6, "GFLOP/s", $"({outF}x{batch})·({batch}x{inF})") { MinMs = bw.Min, MaxMs = bw.Max });
             }
             using var bias = tracker.AllocateFrom("bench.bias", Reference.RandomFloats(r, outF), MemoryCategory.Other);
-            double ba = Time(backend, repeats, () => backend.BiasActivation(y.View, bias.View, batch, outF, true));
-            Add(new Row("bias + relu", batch, "fused", ba, 2.0 * 4 * batch * outF / ba / 1e6, "GB/s", $"({batch}x{outF})"));
+            var ba = Time(backend, repeats, () => backend.BiasActivation(y.View, bias.View, batch, outF, true));
+            Add(new Row("bias + relu", batch, "fused", ba.Median, 2.0 * 4 * batch * outF / ba.Median / 1e6, "GB/s", $"({batch}x{outF})")
+                { MinMs = ba.Min, MaxMs = ba.Max, BytesTouched = 2.0 * 4 * batch * outF });
             using var logits = tracker.AllocateFrom("bench.logits", Reference.RandomFloats(r, batch * 10), MemoryCategory.Other);
             using var labels = tracker.AllocateFrom("bench.labels", Enumerable.Range(0, batch).Select(i => i % 10).ToArray(), MemoryCategory.Other);
             using var losses = tracker.Allocate<float>("bench.losses", [batch], MemoryCategory.Other);
             using var dl = tracker.Allocate<float>("bench.dl", [batch * 10], MemoryCategory.Other);
-            double sce = Time(backend, repeats, () => backend.SoftmaxCrossEntropy(logits.View, labels.View, losses.View, dl.View, batch, 10));
-            Add(new Row("softmax-cross-entropy", batch, "fused", sce, 4.0 * (2 * batch * 10 + 2 * batch) / sce / 1e6, "GB/s", $"({batch}x10)"));
+            var sce = Time(backend, repeats, () => backend.SoftmaxCrossEntropy(logits.View, labels.View, losses.View, dl.View, batch, 10));
+            Add(new Row("softmax-cross-entropy", batch, "fused", sce.Median, 4.0 * (2 * batch * 10 + 2 * batch) / sce.Median / 1e6, "GB/s", $"({batch}x10)")
+                { MinMs = sce.Min, MaxMs = sce.Max, BytesTouched = 4.0 * (2 * batch * 10 + 2 * batch) });
         }
         {
             const int p = 101_770;
@@ -120,8 +151,9 @@ public static class BenchCommand
             using var g = tracker.AllocateFrom("bench.g", Reference.RandomFloats(r, p), MemoryCategory.Other);
             using var m = tracker.Allocate<float>("bench.m", [p], MemoryCategory.Other);
             using var v = tracker.Allocate<float>("bench.v", [p], MemoryCategory.Other);
-            double adam = Time(backend, repeats, () => backend.Adam(pa.View, g.View, m.View, v.View, p, 0.9f, 0.999f, 1e-8f, 1e-3f, 1f));
-            Add(new Row("adam (all parameters)", 0, "one", adam, 4.0 * 7 * p / adam / 1e6, "GB/s", "101,770 parameters, one launch"));
+            var adam = Time(backend, repeats, () => backend.Adam(pa.View, g.View, m.View, v.View, p, 0.9f, 0.999f, 1e-8f, 1e-3f, 1f));
+            Add(new Row("adam (all parameters)", 0, "one", adam.Median, 4.0 * 7 * p / adam.Median / 1e6, "GB/s", "101,770 parameters, one launch")
+                { MinMs = adam.Min, MaxMs = adam.Max, BytesTouched = 4.0 * 7 * p });
         }
         var data = DatasetLoader.LoadEmbedded(null);
         foreach (int batch in new[] { 64, 1024 })
@@ -148,11 +180,28 @@ public static class BenchCommand
             }
             samples.Sort();
             double median = samples[samples.Count / 2];
-            Add(new Row("training step (end to end)", batch, session.MatmulName, 1000.0 * batch / median, median, "samples/s", $"784-128-10 Adam, {n} steps per repeat, host batching included"));
+            Add(new Row("training step (end to end)", batch, session.MatmulName, 1000.0 * batch / median, median, "samples/s", $"784-128-10 Adam, {n} steps per repeat, host batching included")
+                { MinMs = 1000.0 * batch / samples[^1], MaxMs = 1000.0 * batch / samples[0] });
         }
         if (layerConfig is not null) LayerRows(device, layerConfig, repeats, Add);
         if (json)
-            stdout.WriteLine(JsonSerializer.Serialize(new { machine, device = device.Label, deviceKind = device.Kind.ToString(), deviceReason = device.Reason, repeats, rows = rows.Select(r => new { r.Operation, r.Batch, r.Version, medianMs = double.IsNaN(r.MedianMs) ? (double?)null : r.MedianMs, rate = double.IsNaN(r.Rate) ? (double?)null : r.Rate, r.Unit, r.Note }) }, TrainCommand.JsonOptions));
+        {
+            static double? N(double v) => double.IsNaN(v) ? null : v;
+            var roofline = new
+            {
+                cores = limits.Cores, fma = limits.Fma.Select(f => new { bits = f.Bits, gflops = f.Gflops }), peakGflops = limits.PeakGflops,
+                l2GBs = limits.L2GBs, l3GBs = limits.L3GBs, dramGBs = limits.DramGBs, l3AssumedBytes = Roofline.L3Assumed, l2Bytes = limits.L2Bytes, appliesToDevice = onCpu,
+            };
+            stdout.WriteLine(JsonSerializer.Serialize(new
+            {
+                machine, device = device.Label, deviceKind = device.Kind.ToString(), deviceReason = device.Reason, repeats, roofline,
+                rows = rows.Select(r => new
+                {
+                    r.Operation, r.Batch, r.Version, medianMs = N(r.MedianMs), minMs = N(r.MinMs), maxMs = N(r.MaxMs), rate = N(r.Rate), r.Unit,
+                    percent = r.Percent, bound = r.Bound.Length > 0 ? r.Bound : null, r.Note,
+                }),
+            }, TrainCommand.JsonOptions));
+        }
         return Cli.ExitOk;
     }
 
@@ -193,24 +242,27 @@ public static class BenchCommand
                 };
                 double bytes = 4.0 * batch * (layer.In.Size + layer.Out.Size);
                 string shape = $"{layer.In} -> {layer.Out}";
-                double fwd = Time(session.Backend, repeats, () => layer.Forward(session.Context, io, rows));
-                add(macs > 0
-                    ? new Row($"{layer.Name} forward", batch, version, fwd, 2 * macs / fwd / 1e6, "GFLOP/s", $"{layer.Describe()} {shape}")
-                    : new Row($"{layer.Name} forward", batch, version, fwd, bytes / fwd / 1e6, "GB/s", $"{layer.Describe()} {shape}"));
+                var fwd = Time(session.Backend, repeats, () => layer.Forward(session.Context, io, rows));
+                add((macs > 0
+                    ? new Row($"{layer.Name} forward", batch, version, fwd.Median, 2 * macs / fwd.Median / 1e6, "GFLOP/s", $"{layer.Describe()} {shape}")
+                    : new Row($"{layer.Name} forward", batch, version, fwd.Median, bytes / fwd.Median / 1e6, "GB/s", $"{layer.Describe()} {shape}"))
+                    with { MinMs = fwd.Min, MaxMs = fwd.Max, BytesTouched = bytes });
                 if (i < model.FirstTrainable) continue;
-                double bwd = Time(session.Backend, repeats, () => layer.Backward(session.Context, io, rows));
+                var bwd = Time(session.Backend, repeats, () => layer.Backward(session.Context, io, rows));
                 double backMacs = io.InputGradient is null ? macs : 2 * macs;
-                add(macs > 0
-                    ? new Row($"{layer.Name} backward", batch, version, bwd, 2 * backMacs / bwd / 1e6, "GFLOP/s", io.InputGradient is null ? "dW and db (no dx: first layer)" : "dW, db and dx")
-                    : new Row($"{layer.Name} backward", batch, version, bwd, bytes / bwd / 1e6, "GB/s", ""));
+                add((macs > 0
+                    ? new Row($"{layer.Name} backward", batch, version, bwd.Median, 2 * backMacs / bwd.Median / 1e6, "GFLOP/s", io.InputGradient is null ? "dW and db (no dx: first layer)" : "dW, db and dx")
+                    : new Row($"{layer.Name} backward", batch, version, bwd.Median, bytes / bwd.Median / 1e6, "GB/s", ""))
+                    with { MinMs = bwd.Min, MaxMs = bwd.Max, BytesTouched = bytes });
             }
-            double step = Time(session.Backend, repeats, () => session.TrainStep(labels, rows));
-            add(new Row("training step (this model)", batch, version, step, 1000.0 * batch / step, "samples/s", $"{session.Network.Label}, Adam, batch already on the device"));
+            var step = Time(session.Backend, repeats, () => session.TrainStep(labels, rows));
+            add(new Row("training step (this model)", batch, version, step.Median, 1000.0 * batch / step.Median, "samples/s", $"{session.Network.Label}, Adam, batch already on the device")
+                { MinMs = step.Min, MaxMs = step.Max });
         }
     }
 
-    /// <summary>Median milliseconds of `launch` over repeats, after one warm-up; each timing ends with a synchronize.</summary>
-    static double Time(IBackend backend, int repeats, Action launch)
+    /// <summary>Fastest, median and slowest milliseconds of `launch` over repeats, after one warm-up; each timing ends with a synchronize.</summary>
+    static (double Min, double Median, double Max) Time(IBackend backend, int repeats, Action launch)
     {
         launch();
         backend.Synchronize();
@@ -229,6 +281,6 @@ public static class BenchCommand
             times.Add(t.Elapsed.TotalMilliseconds / inner);
         }
         times.Sort();
-        return times[times.Count / 2];
+        return (times[0], times[times.Count / 2], times[^1]);
     }
 }

@@ -173,6 +173,9 @@ public sealed class ComputeDevice : IDisposable
         builder.EnableAlgorithms().Optimize(OptimizationLevel.O2);
     });
 
+    /// <summary>An OpenCL device that is a CPU (PoCL): its kernels run on this machine's cores.</summary>
+    public bool IsOpenCLCpu => Accelerator is CLAccelerator cl && cl.DeviceType == CLDeviceType.CL_DEVICE_TYPE_CPU;
+
     /// <summary>OpenCL: the largest single buffer the device advertises (CL_DEVICE_MAX_MEM_ALLOC_SIZE); null elsewhere.</summary>
     public long? MaxBufferBytes => Accelerator is CLAccelerator cl ? DeviceCatalog.MaxAllocation(cl.Device) : null;
 

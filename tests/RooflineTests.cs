@@ -1,0 +1,54 @@
+using System.Text.Json;
+using NUnit.Framework;
+using ScratchNet.Kernels;
+
+namespace ScratchNet.Tests;
+
+/// <summary>The bench's roofline: the machine's measured limits, the bound each row is held against, and the % column.</summary>
+[TestFixture]
+public sealed class RooflineTests
+{
+    static readonly Roofline.Limits Made = new([(128, 50), (256, 100)], L2GBs: 100, L3GBs: 50, DramGBs: 10, L2Bytes: 1 << 20, Cores: 2);
+
+    [TestCase(1 << 20, 100.0, "L2")]
+    [TestCase(2 << 20, 100.0, "L2")]
+    [TestCase(3 << 20, 75.0, "L2+L3")]                 // 3 MiB / (2 MiB / 100 + 1 MiB / 50)
+    [TestCase(20 << 20, 20.0 / 0.70, "L2+L3+DRAM")]     // 20 MiB / (2 / 100 + 14 / 50 + 4 / 10)
+    public void BandwidthFor_TakesEachLevelForWhatItHolds(long bytes, double gbs, string level)
+    {
+        var (rate, where) = Made.BandwidthFor(bytes);
+        Assert.That(rate, Is.EqualTo(gbs).Within(1e-9));
+        Assert.That(where, Is.EqualTo(level));
+        Assert.That(Made.PeakGflops, Is.EqualTo(100));
+    }
+
+    [Test]
+    public void Bench_MeasuresTheRoofline_AndPutsEveryRateAgainstItsBound()
+    {
+        var r = CliRunner.Run("bench", "--device", "host", "--repeats", "3", "--steps", "2", "--json");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var roof = doc.RootElement.GetProperty("roofline");
+        Assert.That(roof.GetProperty("appliesToDevice").GetBoolean(), Is.True);
+        var fma = roof.GetProperty("fma").EnumerateArray().ToList();
+        Assert.That(fma, Is.Not.Empty);
+        Assert.That(fma.All(f => f.GetProperty("gflops").GetDouble() > 1), Is.True);
+        Assert.That(roof.GetProperty("peakGflops").GetDouble(), Is.EqualTo(fma.Max(f => f.GetProperty("gflops").GetDouble())));
+        Assert.That(roof.GetProperty("l2GBs").GetDouble(), Is.GreaterThan(roof.GetProperty("dramGBs").GetDouble()), "L2 reads faster than DRAM");
+        foreach (var row in doc.RootElement.GetProperty("rows").EnumerateArray())
+        {
+            string unit = row.GetProperty("unit").GetString()!;
+            Assert.That(row.GetProperty("minMs").GetDouble(), Is.LessThanOrEqualTo(row.GetProperty("medianMs").GetDouble()));
+            Assert.That(row.GetProperty("maxMs").GetDouble(), Is.GreaterThanOrEqualTo(row.GetProperty("medianMs").GetDouble()));
+            if (unit == "samples/s")
+            {
+                Assert.That(row.GetProperty("percent").ValueKind, Is.EqualTo(JsonValueKind.Null));
+                continue;
+            }
+            double expected = unit == "GFLOP/s" ? 100 * row.GetProperty("rate").GetDouble() / roof.GetProperty("peakGflops").GetDouble() : double.NaN;
+            Assert.That(row.GetProperty("percent").GetDouble(), Is.GreaterThan(0));
+            if (unit == "GFLOP/s") Assert.That(row.GetProperty("percent").GetDouble(), Is.EqualTo(expected).Within(1e-9));
+            Assert.That(row.GetProperty("bound").GetString(), Is.EqualTo("FMA peak").Or.Contains("L2").Or.Contains("DRAM").Or.Contains("L3"));
+        }
+    }
+}
