@@ -84,11 +84,14 @@ public sealed class HelpAndMessagesTests
     }
 
     [Test]
-    public void HostMatmulVersion_IsRefused_TheHostBackendHasOneMatmul()
+    public void IlgpuMatmulOnTheHostBackend_AndHostMatmulElsewhere_AreRefused()
     {
         var r = CliRunner.Run("train", "--device", "host", "--matmul", "naive");
         Assert.That(r.ExitCode, Is.EqualTo(2));
-        Assert.That(r.Stderr, Does.Contain("the host backend has one matmul"));
+        Assert.That(r.Stderr, Does.Contain("the host backend has its own matmuls (host-simd, host-avx512)"));
+        var cpu = CliRunner.Run("train", "--device", "cpu", "--matmul", "host-simd");
+        Assert.That(cpu.ExitCode, Is.EqualTo(2));
+        Assert.That(cpu.Stderr.Trim(), Is.EqualTo("error: --matmul host-simd: a matmul of the host backend; add --device host (naive, blocked, tiled and vector are the ILGPU kernels of --device cpu)"));
     }
 
     [Test]
@@ -146,7 +149,7 @@ public sealed class HelpAndMessagesTests
     [TestCase("--data= x", "--data needs a value")]
     [TestCase("--lr 1 --lr", "--lr is given more than once")]
     [TestCase("--lr 1e-50", "--lr: 1e-50 rounds to 0 in float32")]
-    [TestCase("--matmul hostsimd", "--matmul: unknown version 'hostsimd'; choose one of: auto, naive, blocked, tiled, vector")]
+    [TestCase("--matmul hostsimd", "--matmul: unknown version 'hostsimd'; choose one of: auto, naive, blocked, tiled, vector, host-simd, host-avx512")]
     public void Parser_MistakesAreOneLineUsageErrors(string args, string message)
     {
         var r = CliRunner.Run(["train", .. args.Split(' ')]);
@@ -182,7 +185,7 @@ public sealed class HelpAndMessagesTests
         var r = CliRunner.Run("train", "--data", TestData.EmbeddedFolder(), "--matmul", "blocked");
         Assume.That(r.Stderr, Does.Not.Contain("CUDA,").And.Not.Contain("OpenCL,"), "a GPU was chosen");
         Assert.That(r.ExitCode, Is.EqualTo(2));
-        Assert.That(r.Stderr.Trim(), Is.EqualTo("error: --matmul blocked: --device auto chose the host backend, which has one matmul of its own (host SIMD); " +
+        Assert.That(r.Stderr.Trim(), Is.EqualTo("error: --matmul blocked: --device auto chose the host backend, which has its own matmuls (host-simd, host-avx512); " +
             "add --device cpu (or opencl, cuda) to run the ILGPU matmul kernels"));
     }
 }

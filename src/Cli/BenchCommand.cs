@@ -90,7 +90,7 @@ public static class BenchCommand
             }
             rows.Add(r);
             if (!json)
-                stdout.WriteLine($"  {r.Operation,-28} {r.Batch,6} {r.Version,-8} {r.MedianMs,10:0.000} ms {$"{r.MinMs:0.000}-{r.MaxMs:0.000}",15} {r.Rate,10:0.00} {r.Unit,-9} " +
+                stdout.WriteLine($"  {r.Operation,-28} {r.Batch,6} {r.Version,-12} {r.MedianMs,10:0.000} ms {$"{r.MinMs:0.000}-{r.MaxMs:0.000}",15} {r.Rate,10:0.00} {r.Unit,-9} " +
                     $"{(r.Percent is double pc ? $"{pc,4:0}% of {r.Bound}" : ""),-18} {r.Note}");
         }
         if (!json)
@@ -102,7 +102,7 @@ public static class BenchCommand
                 (onCpu ? "" : " (the kernels run on the device, so no percentages)"));
             stdout.WriteLine($"median of {repeats} repeats after one warm-up launch, with the fastest and slowest; % of the bound that applies: the best FMA peak for GFLOP/s, " +
                 $"for GB/s the bandwidth of L2 when the bytes fit every core's L2, of L3 up to {Roofline.L3Assumed >> 20} MiB, else of DRAM");
-            stdout.WriteLine($"  {"operation",-28} {"batch",6} {"version",-8} {"median",13} {"min-max ms",15} {"rate",10}");
+            stdout.WriteLine($"  {"operation",-28} {"batch",6} {"version",-12} {"median",13} {"min-max ms",15} {"rate",10}");
         }
         IBackend backend = Backends.For(device);
         // The host backend's own matmul, or every ILGPU kernel (those this accelerator cannot run shown as n/a).

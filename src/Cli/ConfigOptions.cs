@@ -24,7 +24,7 @@ public static class ConfigOptions
         new("--epochs", "N", "passes over the training set (default 1)"),
         new("--seed", "N", "seed for initialisation and shuffling (default 42)"),
         new("--device", "NAME", ComputeDevice.ChoiceHelp),
-        new("--matmul", "VERSION", "the ILGPU matmul kernel: auto, naive, blocked, tiled or vector (default: auto on GPUs and\nOpenCL: each is timed on the model's shapes and the fastest used; blocked on the\nCPU accelerator); the host backend has one matmul of its own"),
+        new("--matmul", "VERSION", "the ILGPU matmul kernel: auto, naive, blocked, tiled or vector (default: auto on GPUs and\nOpenCL: each is timed on the model's shapes and the fastest used; blocked on the\nCPU accelerator); the host backend has its own: host-simd (256-bit vectors) and,\non CPUs with AVX-512, host-avx512 (512-bit, the default there; same results)"),
         new("--memory-limit", "SIZE", "make the device behave like a card of SIZE (e.g. 8MiB, 6.4MiB, 4GiB, 1TiB)"),
         new("--max-buffer", "SIZE", "and like one whose largest single buffer is SIZE (OpenCL devices advertise\ntheirs, CL_DEVICE_MAX_MEM_ALLOC_SIZE, and it is enforced anyway)"),
         new("--allocator", "NAME", "exact (default: each tensor its own device buffer of exactly its size) or caching\n(PyTorch's caching allocator: 512 B blocks in 2 MiB and 20 MiB segments, kept for reuse)"),
@@ -46,11 +46,17 @@ public static class ConfigOptions
         if (matmul is not null && !auto)
         {
             string wanted = matmul.Trim().ToLowerInvariant();
-            if (!MatmulVersions.Kernels.Any(k => MatmulVersions.Label(k) == wanted))
-                throw new UsageException($"--matmul: unknown version '{matmul}'; choose one of: auto, {string.Join(", ", MatmulVersions.Kernels.Select(MatmulVersions.Label))}");
-            MatmulVersion v = MatmulVersions.Kernels.First(k => MatmulVersions.Label(k) == wanted);
-            if (device == "host")
-                throw new UsageException($"--matmul {matmul}: the host backend has one matmul (SIMD C#); naive, blocked, tiled and vector are the ILGPU kernels of --device cpu, opencl and cuda");
+            MatmulVersion[] all = [.. MatmulVersions.Kernels, .. MatmulVersions.Host];
+            if (!all.Any(k => MatmulVersions.OptionName(k) == wanted))
+                throw new UsageException($"--matmul: unknown version '{matmul}'; choose one of: auto, {string.Join(", ", all.Select(MatmulVersions.OptionName))}");
+            MatmulVersion v = all.First(k => MatmulVersions.OptionName(k) == wanted);
+            bool hostVersion = MatmulVersions.Host.Contains(v);
+            if (device == "host" && !hostVersion)
+                throw new UsageException($"--matmul {matmul}: the host backend has its own matmuls (host-simd, host-avx512); naive, blocked, tiled and vector are the ILGPU kernels of --device cpu, opencl and cuda");
+            if (hostVersion && device is "cpu" or "opencl" or "cuda")
+                throw new UsageException($"--matmul {matmul}: a matmul of the host backend; add --device host (naive, blocked, tiled and vector are the ILGPU kernels of --device {device})");
+            if (v == MatmulVersion.HostAvx512 && !HostBackend.Avx512)
+                throw new UsageException($"--matmul {matmul}: this CPU has no AVX-512; use host-simd");
             version = v;
         }
         string? dataDir = o.String("--data");

@@ -25,8 +25,9 @@ namespace ScratchNet.Kernels;
 public sealed unsafe partial class HostBackend : IBackend
 {
     /// <summary>One matmul of its own (SIMD C#); the ILGPU kernel versions do not run here.</summary>
-    public IReadOnlyList<MatmulVersion> MatmulVersions { get; } = [MatmulVersion.HostSimd];
-    public MatmulVersion DefaultMatmul => MatmulVersion.HostSimd;
+    public IReadOnlyList<MatmulVersion> MatmulVersions { get; } = Avx512 ? [MatmulVersion.HostSimd, MatmulVersion.HostAvx512] : [MatmulVersion.HostSimd];
+    /// <summary>host AVX-512 where the CPU has it (bit-identical results, see <see cref="MatmulRowsB512"/>), else host SIMD.</summary>
+    public MatmulVersion DefaultMatmul => Avx512 ? MatmulVersion.HostAvx512 : MatmulVersion.HostSimd;
 
     /// <summary>Work below about 64K multiply-adds stays on the calling thread: waking another costs more.</summary>
     const long ParallelThreshold = 65_536;
@@ -51,27 +52,34 @@ public sealed unsafe partial class HostBackend : IBackend
         w.B = Ptr(b);
         w.C = Ptr(c);
         (w.M, w.N, w.K, w.ARow, w.ACol, w.BRow, w.BCol, w.Accumulate) = (m, n, k, aRow, aCol, bRow, bCol, accumulate);
+        w.Wide = version == MatmulVersion.HostAvx512;
         HostParallel.Run(w, (long)m * n * k < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, (m + 3) / 4));
     }
 
     static void CheckVersion(MatmulVersion version)
     {
-        if (version != MatmulVersion.HostSimd)
-            throw new NotSupportedException($"the host backend has one matmul (host SIMD), not the ILGPU kernel '{Kernels.MatmulVersions.Label(version)}'");
+        if (version is not (MatmulVersion.HostSimd or MatmulVersion.HostAvx512))
+            throw new NotSupportedException($"the host backend has its own matmuls (host SIMD, host AVX-512), not the ILGPU kernel '{Kernels.MatmulVersions.Label(version)}'");
+        if (version == MatmulVersion.HostAvx512 && !Avx512)
+            throw new NotSupportedException("host AVX-512: this CPU has no AVX-512");
     }
+
+    /// <summary>Whether this CPU runs 512-bit vectors (then <see cref="MatmulVersion.HostAvx512"/> is offered and the default).</summary>
+    public static bool Avx512 => Avx512F.IsSupported && Vector512.IsHardwareAccelerated;
 
     /// <summary>One matmul's arguments; each part computes a range of rows of c with the fitting path.</summary>
     sealed class MatmulWork : HostParallel.IWork
     {
         public float* A, B, C;
         public int M, N, K, ARow, ACol, BRow, BCol;
-        public bool Accumulate;
+        public bool Accumulate, Wide;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int part, int parts)
         {
             var (i0, i1) = HostParallel.Range(M, 4, part, parts);
-            MatmulRows(A, B, C, i0, i1, N, K, ARow, ACol, BRow, BCol, N, Accumulate);
+            if (Wide && BCol == 1) MatmulRowsB512(A, B, C, i0, i1, N, K, ARow, ACol, BRow, N, Accumulate);
+            else MatmulRows(A, B, C, i0, i1, N, K, ARow, ACol, BRow, BCol, N, Accumulate);
         }
     }
 
@@ -157,6 +165,57 @@ public sealed unsafe partial class HostBackend : IBackend
             }
         }
         if (i < i1) MatmulPlain(a, b, c, i, i1, n, k, aRow, aCol, bRow, 1, cRow, acc);
+    }
+
+    /// <summary>
+    /// <see cref="MatmulRowsB"/> with 512-bit vectors (--matmul host-avx512): 4 rows x 32 columns per block, two
+    /// 16-lane vectors per row; columns left over go to the 256-bit code. Each c[i, j] is still one chain of fused
+    /// multiply-adds over q in order, in one lane, so the results are bit-identical to the 256-bit version's.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void MatmulRowsB512(float* a, float* b, float* c, int i0, int i1, int n, int k, int aRow, int aCol, int bRow, int cRow, bool acc)
+    {
+        int wide = n & ~31;   // columns in 32-wide blocks
+        int i = i0;
+        for (; i + 4 <= i1; i += 4)
+        {
+            float* a0 = a + (long)i * aRow, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow;
+            for (int j = 0; j < wide; j += 32)
+            {
+                Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
+                Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
+                for (int q = 0; q < k; q++)
+                {
+                    float* bq = b + (long)q * bRow + j;
+                    var b0 = Vector512.Load(bq);
+                    var b1 = Vector512.Load(bq + 16);
+                    long qa = (long)q * aCol;
+                    var v0 = Vector512.Create(a0[qa]);
+                    var v1 = Vector512.Create(a1[qa]);
+                    var v2 = Vector512.Create(a2[qa]);
+                    var v3 = Vector512.Create(a3[qa]);
+                    c00 = Vector512.FusedMultiplyAdd(v0, b0, c00); c01 = Vector512.FusedMultiplyAdd(v0, b1, c01);
+                    c10 = Vector512.FusedMultiplyAdd(v1, b0, c10); c11 = Vector512.FusedMultiplyAdd(v1, b1, c11);
+                    c20 = Vector512.FusedMultiplyAdd(v2, b0, c20); c21 = Vector512.FusedMultiplyAdd(v2, b1, c21);
+                    c30 = Vector512.FusedMultiplyAdd(v3, b0, c30); c31 = Vector512.FusedMultiplyAdd(v3, b1, c31);
+                }
+                float* ci = c + (long)i * cRow + j;
+                if (acc)
+                {
+                    c00 += Vector512.Load(ci); c01 += Vector512.Load(ci + 16);
+                    c10 += Vector512.Load(ci + cRow); c11 += Vector512.Load(ci + cRow + 16);
+                    c20 += Vector512.Load(ci + 2 * cRow); c21 += Vector512.Load(ci + 2 * cRow + 16);
+                    c30 += Vector512.Load(ci + 3 * cRow); c31 += Vector512.Load(ci + 3 * cRow + 16);
+                }
+                c00.Store(ci); c01.Store(ci + 16);
+                c10.Store(ci + cRow); c11.Store(ci + cRow + 16);
+                c20.Store(ci + 2 * cRow); c21.Store(ci + 2 * cRow + 16);
+                c30.Store(ci + 3 * cRow); c31.Store(ci + 3 * cRow + 16);
+            }
+        }
+        // The columns past the 32-wide blocks, and rows past the 4-row blocks: the 256-bit code, on the same chains.
+        if (wide < n) MatmulRowsB(a, b + wide, c + wide, i0, i, n - wide, k, aRow, aCol, bRow, cRow, acc);
+        if (i < i1) MatmulRowsB(a, b, c, i, i1, n, k, aRow, aCol, bRow, cRow, acc);
     }
 
     /// <summary>

@@ -43,7 +43,7 @@ public sealed class TrainingSession : IDisposable
         if (!Backend.MatmulVersions.Contains(Matmul))
             throw new ArgumentException(Backend is HostBackend
                 ? $"--matmul {MatmulVersions.Label(Matmul)}: {(device.Reason.Length > 0 ? "--device auto chose the host backend, which" : "the host backend")} " +
-                  "has one matmul of its own (host SIMD); add --device cpu (or opencl, cuda) to run the ILGPU matmul kernels"
+                  "has its own matmuls (host-simd, host-avx512); add --device cpu (or opencl, cuda) to run the ILGPU matmul kernels"
                 : $"--matmul {MatmulVersions.Label(Matmul)}: {device.Label} has {string.Join(", ", Backend.MatmulVersions.Select(MatmulVersions.Label))}");
         if (config.BatchSize > Network.MaxBatch)
             throw new ArgumentException($"--batch-size {config.BatchSize}: a batch of {config.BatchSize:N0} samples of {Network.WidestPerSample:N0} values is {(long)config.BatchSize * Network.WidestPerSample:N0} " +
