@@ -251,15 +251,21 @@ public sealed class ConvKernelTests
         void Add(string? failure) { if (failure is not null) failures.Add(failure); }
         var versions = new List<MatmulVersion?> { null };
         versions.AddRange(be.MatmulVersions.Select(v => (MatmulVersion?)v));
+        var byVersion = new Dictionary<MatmulVersion, float[][]>();
         foreach (var matmul in versions)
         {
             string what = $"{backend} {(matmul is { } v ? "im2col/" + MatmulVersions.Label(v) : "direct")} B={rows} {s}";
             var (y, dx, dw, db) = RunConv(be, acc, matmul, s, rows, x, w, bias, dy);
+            if (matmul is { } mv) byVersion[mv] = [y, dx, dw, db];
             Add(Mismatch(y, refY, Tol(s.ColRows + 1), 1e-5, what + ": forward"));
             Add(Mismatch(dx, refDx, Tol((long)s.F * s.KernelSize * s.KernelSize), 1e-5, what + ": dx"));
             Add(Mismatch(dw, refDw, Tol((long)rows * s.ColCols), 1e-5, what + ": dW"));
             Add(Mismatch(db, refDb, Tol((long)rows * s.ColCols), 1e-5, what + ": db"));
         }
+        // host AVX-512 computes the same chains of multiply-adds as host SIMD: the very same bits.
+        if (byVersion.TryGetValue(MatmulVersion.HostSimd, out var simd) && byVersion.TryGetValue(MatmulVersion.HostAvx512, out var wide))
+            for (int t = 0; t < 4; t++)
+                if (!simd[t].AsSpan().SequenceEqual(wide[t])) failures.Add($"{backend} B={rows} {s}: host AVX-512 output {t} differs from host SIMD's");
 
         // im2col of the last image (a view at an offset) and col2im of random columns into it, alone.
         using var dX = acc.Allocate1D(x);

@@ -128,7 +128,7 @@ public sealed unsafe partial class HostBackend
     /// </summary>
     sealed class Im2colWork : HostParallel.IWork
     {
-        public bool Backward, InputGradient, Accumulate;
+        public bool Backward, InputGradient, Accumulate, Wide;   // Wide: host AVX-512 for the columns' gradient
         public float* X, Weight, Cols, Y, DWeight, DX;   // x and y of all images forward; one image's x, dy, dx backward
         public ConvShape S;
         public int Rows;
@@ -151,7 +151,8 @@ public sealed unsafe partial class HostBackend
             MatmulRows(Y, Cols + (long)r0 * pixels, DWeight + r0, 0, s.F, r1 - r0, pixels, pixels, 1, 1, pixels, s.ColRows, Accumulate);
             if (!InputGradient) return;
             // cols[r, j] = sum over f of W[f, r] * dy[f, j]: a[i, q] = W[q, r0 + i], b = dy rows.
-            MatmulRows(Weight + r0, Y, Cols + (long)r0 * pixels, 0, r1 - r0, pixels, s.F, 1, s.ColRows, pixels, 1, pixels, false);
+            if (Wide) MatmulRowsB512(Weight + r0, Y, Cols + (long)r0 * pixels, 0, r1 - r0, pixels, s.F, 1, s.ColRows, pixels, pixels, false);
+            else MatmulRows(Weight + r0, Y, Cols + (long)r0 * pixels, 0, r1 - r0, pixels, s.F, 1, s.ColRows, pixels, 1, pixels, false);
             for (int c = r0 / kk; c < r1 / kk; c++) Col2imPlane(Cols, DX, s, c);
         }
     }
@@ -225,6 +226,7 @@ public sealed unsafe partial class HostBackend
         CheckVersion(version);
         var w = _im2col;
         w.Backward = true;
+        w.Wide = version == MatmulVersion.HostAvx512;
         w.InputGradient = inputGradient;
         w.S = s;
         w.Weight = Ptr(weight);
