@@ -149,3 +149,28 @@ public sealed class AllocatorReportTests
         Assert.That(Pixels(HtmlReport.FreeColor), Is.GreaterThan(5000), "free space drawn");
     }
 }
+
+/// <summary>The driver's own figure beside the tracker's (issue: CUDA on a GPU): where it comes from, and the difference explained.</summary>
+[TestFixture]
+public sealed class DriverBytesTests
+{
+    [Test]
+    public void OnTheHost_ThereIsNoDriverFigure_AndTheReportSaysWhy()
+    {
+        var probe = ScratchNet.Training.MemoryProbe.Run(Shared.Host, new ScratchNet.Training.TrainConfig(), ScratchNet.Data.DatasetLoader.LoadEmbedded(null));
+        Assert.That(probe.DriverBytes, Is.Null);
+        Assert.That(probe.DriverLine(), Is.EqualTo("driver: no figure (the CPU accelerator and the host backend keep their buffers in host memory; no driver counts them)"));
+        Assert.That(Shared.Host.DriverFreeMemory(), Is.Null);
+    }
+
+    [TestCase(AllocatorKind.Exact, 4_194_304L, "1,900,448 B, so the driver counts 2,293,856 B more")]
+    [TestCase(AllocatorKind.Caching, 2_097_152L, "2,097,152 B reserved, so the driver counts 0 B more")]
+    [TestCase(AllocatorKind.Exact, 1_000_000L, "1,900,448 B, so the driver counts 900,448 B less")]
+    public void WithADriverFigure_TheLineComparesItWithTheTrackersBuffers(AllocatorKind allocator, long driver, string expected)
+    {
+        var probe = ScratchNet.Training.MemoryProbe.Run(Shared.Host, new ScratchNet.Training.TrainConfig { Allocator = allocator }, ScratchNet.Data.DatasetLoader.LoadEmbedded(null));
+        string line = (probe with { DriverBytes = driver, DriverSource = "cudaMemGetInfo" }).DriverLine();
+        Assert.That(line, Does.StartWith($"driver (cudaMemGetInfo, free before the model minus free after the steps): {driver:N0} B; the tracker's device buffers: {expected}."));
+        Assert.That(line, Does.Contain("2 MiB pages"));
+    }
+}

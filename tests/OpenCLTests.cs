@@ -62,6 +62,8 @@ public sealed class OpenCLTests
         foreach (var c in probe.Categories)
             Assert.That((c.Live, c.Peak), Is.EqualTo((c.Estimate, c.Estimate)), c.Category);
         Assert.That(probe.AllocationsDuringSteps, Is.Zero);
+        Assert.That((probe.DriverBytes, probe.DriverSource), Is.EqualTo(((long?)null, "this OpenCL driver does not report free memory (only AMD's do, through cl_amd_device_attribute_query)")),
+            "PoCL has no free-memory query");
     }
 
     /// <summary>

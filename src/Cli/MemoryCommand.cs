@@ -79,6 +79,7 @@ public static class MemoryCommand
         WriteProbe(text, probe);
         text.WriteLine();
         WriteAllocator(text, probe);
+        text.WriteLine(probe.DriverLine());
         text.WriteLine();
         WriteLayers(text, probe);
         InferenceResult inference = MemoryProbe.RunInference(device, unlimited, data);
@@ -175,7 +176,7 @@ public static class MemoryCommand
     {
         p.BatchSize, p.Optimizer, p.Parameters, p.Categories, p.TotalEstimate, p.TotalLive, p.PeakTotal,
         p.BytesPerSample, p.FixedBytes, p.AllocationsDuringSteps, p.Allocation, p.ParameterRounding,
-        p.Lifetime, p.EagerEstimate, p.PeakPhase, p.PeakName, p.PlannedTotal,
+        p.Lifetime, p.EagerEstimate, p.PeakPhase, p.PeakName, p.PlannedTotal, p.DriverBytes, p.DriverSource, driverLine = p.DriverLine(),
     };
 
     /// <summary>Requested, allocated and reserved: equal with the exact allocator; with the caching one, per category and the segments.</summary>

@@ -182,6 +182,26 @@ public sealed class ComputeDevice : IDisposable
     /// <summary>The device's own memory size in bytes where it reports one; null for the CPU accelerator.</summary>
     public long? TotalMemory => Kind is DeviceKind.Cpu or DeviceKind.Host ? null : Accelerator.MemorySize;
 
+    /// <summary>
+    /// What the driver says is free on the device right now, and where that figure comes from: cudaMemGetInfo on CUDA
+    /// (as llm.c prints it), AMD's free-memory query on an AMD OpenCL device; null elsewhere (the CPU accelerator and
+    /// the host backend use host memory; other OpenCL drivers, PoCL among them, do not report free memory).
+    /// </summary>
+    public (long Free, string Source)? DriverFreeMemory()
+    {
+        if (CudaMemoryInfo() is (long free, _)) return (free, "cudaMemGetInfo");
+        if (Accelerator is CLAccelerator cl && DeviceCatalog.AmdFreeMemoryBytes((CLDevice)cl.Device) is long amd) return (amd, "CL_DEVICE_GLOBAL_FREE_MEMORY_AMD");
+        return null;
+    }
+
+    /// <summary>Why <see cref="DriverFreeMemory"/> has no figure on this device.</summary>
+    public string NoDriverMemoryReason => Kind switch
+    {
+        DeviceKind.Cpu or DeviceKind.Host => "the CPU accelerator and the host backend keep their buffers in host memory; no driver counts them",
+        DeviceKind.OpenCL => "this OpenCL driver does not report free memory (only AMD's do, through cl_amd_device_attribute_query)",
+        _ => "the driver did not say",
+    };
+
     /// <summary>CUDA only: the driver's free and total bytes right now.</summary>
     public (long Free, long Total)? CudaMemoryInfo()
     {

@@ -85,6 +85,26 @@ public static class DeviceCatalog
         return null;
     }
 
+    /// <summary>CL_DEVICE_GLOBAL_FREE_MEMORY_AMD (0x4039): two size_t in KiB, the free memory and its largest block.</summary>
+    readonly record struct AmdFreeMemory(long FreeKiB, long LargestKiB);
+
+    /// <summary>
+    /// The free device memory in bytes where the OpenCL driver reports it: AMD's drivers do (the
+    /// cl_amd_device_attribute_query extension's CL_DEVICE_GLOBAL_FREE_MEMORY_AMD); others, PoCL among them, do not: null.
+    /// </summary>
+    public static long? AmdFreeMemoryBytes(CLDevice d)
+    {
+        if (!d.HasExtension("cl_amd_device_attribute_query")) return null;
+        try
+        {
+            return d.GetDeviceInfo<AmdFreeMemory>((ILGPU.Runtime.OpenCL.CLDeviceInfoType)0x4039).FreeKiB * 1024;
+        }
+        catch (Exception)
+        {
+            return null;
+        }
+    }
+
     /// <summary>CL_DEVICE_MAX_MEM_ALLOC_SIZE: the largest single buffer the device accepts, or null if it will not say.</summary>
     public static long? MaxAllocation(CLDevice d)
     {

@@ -30,6 +30,22 @@ public sealed record ProbeResult(int BatchSize, string Optimizer, long Parameter
     public string PeakName { get; init; } = "";
     /// <summary>The planned mode's estimate of the total (every buffer at once), for comparison.</summary>
     public long PlannedTotal { get; init; }
+    /// <summary>What the driver says the probe took (free memory before the session minus after the steps), or null where it says nothing.</summary>
+    public long? DriverBytes { get; init; }
+    /// <summary>The driver's query (cudaMemGetInfo, CL_DEVICE_GLOBAL_FREE_MEMORY_AMD), or why there is no figure.</summary>
+    public string DriverSource { get; init; } = "";
+
+    /// <summary>The driver's figure beside the tracker's, with the difference explained; or why there is none.</summary>
+    public string DriverLine()
+    {
+        if (DriverBytes is not long used) return $"driver: no figure ({DriverSource})";
+        long tracked = Allocation.Reserved;
+        long diff = used - tracked;
+        return $"driver ({DriverSource}, free before the model minus free after the steps): {Bytes.Exact(used)}; the tracker's device buffers: " +
+            $"{Bytes.Exact(tracked)}{(Allocation.Allocator == "caching" ? " reserved" : "")}, so the driver counts {Bytes.Exact(Math.Abs(diff))} {(diff >= 0 ? "more" : "less")}. " +
+            "A driver hands out memory in pages and rounds every buffer up to them (CUDA: 2 MiB pages for large buffers), " +
+            "and keeps memory of its own for kernels and launches; the context itself was made before the first figure, so it is not in it";
+    }
 }
 
 /// <summary>
@@ -61,6 +77,7 @@ public static class MemoryProbe
     {
         Dataset train = data.Train;
         DatasetInfo info = train.Info;
+        var driverBefore = device.DriverFreeMemory();
         using var session = new TrainingSession(device, config, info, logPhases: true);
         if (config.DatasetOnDevice) session.PlaceDataset(data);
         int batch = config.BatchSize;
@@ -84,6 +101,7 @@ public static class MemoryProbe
             session.TrainStep(labels, batch);
         }
         session.Tracker.Phase = "done";
+        var driverAfter = device.DriverFreeMemory();
         var estimate = session.Estimate();
         var tracker = session.Tracker;
         bool eager = config.Lifetime == LifetimeKind.Eager;
@@ -108,6 +126,8 @@ public static class MemoryProbe
             PeakPhase = tracker.PeakAt.Phase,
             PeakName = tracker.PeakAt.Name,
             PlannedTotal = estimate.Total,
+            DriverBytes = driverBefore is { } b0 && driverAfter is { } b1 ? b0.Free - b1.Free : null,
+            DriverSource = driverBefore?.Source ?? device.NoDriverMemoryReason,
         };
     }
 
