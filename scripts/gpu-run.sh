@@ -8,12 +8,16 @@
 #          would take the package past the 64 MiB a device call carries, so the comparison there runs on
 #          60,000 real images made of the subset's 2,000 repeated 30 times: the same work per epoch for both.
 #   there: scripts/gpu-run.sh run TARBALL [DEVICE]
-#          unpacks and runs, in one go: scratchnet devices; selftest; bench; memory with the device's free
-#          memory and the planner (plus nvidia-smi's figures); and the same workload against PyTorch at batch
-#          64 and 1024, alternating, 3 runs each, printing the median epoch-time ratio.
+#          unpacks and runs, in one go: scratchnet devices; selftest; bench (with the conv net's layers); memory
+#          with the device's free memory, the driver's bytes beside the tracker's and the planner, for the MLP
+#          and the conv net (plus nvidia-smi's figures); the caching allocator with eager lifetimes at two
+#          alternating batch sizes and --release-cache; one epoch per matmul version (and auto) and per conv
+#          version; and the same workload against PyTorch for both models at batch 64 and 1024, alternating,
+#          3 runs each, printing the median epoch-time ratios.
 #          DEVICE defaults to cuda; `run TARBALL cpu` checks the package here on the CPU accelerator.
 #          Results go to $OUT (the device tool's folder) if set, else ./gpu-results.
-#          QUICK=1 runs the comparison once, at batch 1024 only (the repository's test of this script uses it).
+#          QUICK=1 (the repository's test of this script, on the CPU accelerator) skips the conv net's bench rows,
+#          the per-version epochs and the conv net's comparison, and runs the MLP's comparison once at batch 1024.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -71,45 +75,63 @@ PY
   fi
   step "$sn" devices
   step "$sn" selftest --device "$device" || true
-  step "$sn" bench --device "$device"
-  "$sn" bench --device "$device" --json > "$results/bench.json" 2>>"$log" || true
+  quick=${QUICK:-0}
+  if [ "$quick" = 1 ]; then
+    step "$sn" bench --device "$device"
+    "$sn" bench --device "$device" --json > "$results/bench.json" 2>>"$log" || true
+  else
+    step "$sn" bench --device "$device" --model cnn || true
+    "$sn" bench --device "$device" --model cnn --json > "$results/bench.json" 2>>"$log" || true
+  fi
   if [ "$device" = cpu ]; then
     step "$sn" memory --device "$device" $dataopt --memory-limit 8MiB --budget 0.8 || true
   else
     step "$sn" memory --device "$device" $dataopt --budget 0.8 || true
+    step "$sn" memory --device "$device" $dataopt --model cnn --budget 0.8 || true
     command -v nvidia-smi >/dev/null && step nvidia-smi --query-gpu=memory.total,memory.used,memory.free --format=csv
+  fi
+  # PyTorch's allocator rules and autograd's lifetimes on the device: reserved beside allocated, and what empty_cache gives back.
+  allocmodel=cnn; [ "$quick" = 1 ] && allocmodel=mlp
+  step "$sn" memory --device "$device" $dataopt --model "$allocmodel" --allocator caching --lifetime eager --alternate 64,100 --rounds 2 --release-cache || true
+  if [ "$quick" != 1 ]; then
+    for v in naive blocked tiled vector auto; do step "$sn" train --device "$device" $dataopt --matmul "$v" || true; done
+    for c in im2col direct; do step "$sn" train --device "$device" $dataopt --model cnn --conv "$c" || true; done
   fi
 
   # The same workload, ScratchNet and PyTorch alternating. ScratchNet's epoch seconds come from its --json.
   py=$(command -v python3 || true)
   : > "$results/compare.tsv"
-  batches="64 1024"; reps="1 2 3"
-  if [ "${QUICK:-0}" = 1 ]; then batches=1024; reps=1; fi
+  models="mlp cnn"; batches="64 1024"; reps="1 2 3"
+  if [ "$quick" = 1 ]; then models=mlp; batches=1024; reps=1; fi
+  for model in $models; do
   for batch in $batches; do
     for rep in $reps; do
-      s=$("$sn" train --device "$device" $dataopt --batch-size "$batch" --json 2>>"$log" \
+      s=$("$sn" train --device "$device" $dataopt --model "$model" --batch-size "$batch" --json 2>>"$log" \
         | python3 -c 'import json,sys; d=json.load(sys.stdin); r=d["results"][0]; print(r["seconds"], r["testAccuracy"])' 2>>"$log" || echo "nan nan")
-      echo -e "scratchnet\t$batch\t$rep\t$s" | tee -a "$results/compare.tsv"
+      echo -e "scratchnet\t$model\t$batch\t$rep\t$s" | tee -a "$results/compare.tsv"
       if [ -n "$py" ] && "$py" -c 'import torch' 2>/dev/null; then
-        t=$("$py" "$pkg/torch_peer.py" --device "$device" --data "$data" --batch-size "$batch" --json 2>>"$log" \
+        t=$("$py" "$pkg/torch_peer.py" --device "$device" --data "$data" --model "$model" --batch-size "$batch" --json 2>>"$log" \
           | "$py" -c 'import json,sys; d=json.load(sys.stdin); r=d["results"][0]; print(r["seconds"], r["test_accuracy"])' || echo "nan nan")
-        echo -e "pytorch\t$batch\t$rep\t$t" | tee -a "$results/compare.tsv"
+        echo -e "pytorch\t$model\t$batch\t$rep\t$t" | tee -a "$results/compare.tsv"
       fi
     done
+  done
   done
   if [ -n "$py" ]; then
     "$py" - "$results/compare.tsv" <<'PY' | tee -a "$log"
 import sys, statistics, collections
 rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
-    who, batch, rep, *rest = line.split()
+    who, model, batch, rep, *rest = line.split()
     seconds = float(rest[0]) if rest and rest[0] != "nan" else float("nan")
-    rows[(who, int(batch))].append(seconds)
-for batch in (64, 1024):
-    ours, theirs = rows.get(("scratchnet", batch), []), rows.get(("pytorch", batch), [])
-    med = lambda xs: statistics.median(xs) if xs else float("nan")
-    ratio = med(ours) / med(theirs) if theirs else float("nan")
-    print(f"batch {batch}: scratchnet median {med(ours):.3f} s, pytorch median {med(theirs):.3f} s, ratio {ratio:.2f} (below 1 = ScratchNet faster)")
+    rows[(who, model, int(batch))].append(seconds)
+for model in ("mlp", "cnn"):
+    for batch in (64, 1024):
+        ours, theirs = rows.get(("scratchnet", model, batch), []), rows.get(("pytorch", model, batch), [])
+        if not ours: continue
+        med = lambda xs: statistics.median(xs) if xs else float("nan")
+        ratio = med(ours) / med(theirs) if theirs else float("nan")
+        print(f"{model} batch {batch}: scratchnet median {med(ours):.3f} s, pytorch median {med(theirs):.3f} s, ratio {ratio:.2f} (below 1 = ScratchNet faster)")
 PY
   fi
   rm -rf "$work"
