@@ -166,6 +166,26 @@ public sealed class EagerLifetimeTests
         Assert.That(a.GetProperty("reservedAfterRelease").GetInt64(), Is.EqualTo(a.GetProperty("reservedBefore").GetInt64() - a.GetProperty("releasedBytes").GetInt64()));
     }
 
+    [Test]
+    public void AStepStoppedByOutOfMemory_LeavesNothingBehind_WhenTheSessionIsDisposed()
+    {
+        var tracker = (MemoryTracker?)null;
+        var e = Assert.Throws<DeviceMemoryException>(() =>
+        {
+            // 2,500,000 B: the model, Adam's state and the input fit; the step's activations and gradients do not.
+            using var s = new TrainingSession(Shared.Host, new TrainConfig { BatchSize = 256, Lifetime = LifetimeKind.Eager, MemoryLimit = 2_500_000 },
+                FeatureShape.Image(1, 28, 28), 10);
+            tracker = s.Tracker;
+            var images = new float[256 * 784];
+            var labels = new int[256];
+            s.Upload(images, labels, 256);
+            s.TrainStep(labels, 256);
+        })!;
+        Assert.That(e.Message, Does.Contain("over the memory limit"));
+        Assert.That(tracker, Is.Not.Null, "the session was made; the step ran out");
+        Assert.That((tracker!.LiveBytes, tracker.LiveTensors.Count), Is.EqualTo((0L, 0)), "every buffer freed, the step's included");
+    }
+
     [TestCase("--release-cache", "--alternate", "64,100")]
     [TestCase("--release-cache", "--allocator", "caching")]
     [TestCase("--rounds", "2")]

@@ -266,6 +266,7 @@ public sealed class TrainingSession : IDisposable
 
     public void Dispose()
     {
+        _eager?.EndStep();   // what a step stopped by an error (out of memory) still held
         Dataset?.Dispose();
         Buffers?.Dispose();
         Optimizer?.Dispose();
