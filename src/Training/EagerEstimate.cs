@@ -51,12 +51,6 @@ public static class EagerEstimate
         long Out(int i) => 4 * b * layers[i].Out.Size;   // layer i's output, its gradient, or (max-pool) its indices
         long Cols(Conv2d c) => 4L * c.Shape.ColRows * c.Shape.ColCols;
         bool im2col = net.Conv == ConvVersion.Im2col;
-        int Producer(int i)
-        {
-            while (i > 0 && layers[i].InPlace) i--;
-            return i;
-        }
-
         for (int i = 0; i < layers.Count; i++)
         {
             var l = layers[i];
@@ -70,15 +64,14 @@ public static class EagerEstimate
         }
 
         phase = "loss";
-        int last = Producer(layers.Count - 1);
+        int last = StepBuffers.Producer(layers, layers.Count - 1);
         Alloc(MemoryCategory.Temporary, 4 * b, "losses");
         Alloc(MemoryCategory.Temporary, 4 * b, "predictions");
         Alloc(MemoryCategory.Temporary, Out(last), StepBuffers.OutputName(layers, last) + ".grad");
         if (!layers[^1].InPlace) Free(MemoryCategory.Activation, Out(layers.Count - 1));
 
         phase = "backward";
-        int first = 0;
-        while (layers[first].ParameterCount == 0) first++;   // backward stops at the first layer with parameters
+        int first = MemoryEstimator.FirstTrainable(net);   // backward stops at the first layer with parameters
         bool gradients = false;
         long p = net.ParameterCount;
         for (int j = layers.Count - 1; j >= first; j--)
@@ -91,7 +84,7 @@ public static class EagerEstimate
             }
             if (!l.InPlace && j > first)
             {
-                int q = Producer(j - 1);
+                int q = StepBuffers.Producer(layers, j - 1);
                 Alloc(MemoryCategory.Temporary, Out(q), StepBuffers.OutputName(layers, q) + ".grad");
             }
             if (l is Conv2d c && im2col)

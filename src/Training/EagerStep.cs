@@ -61,7 +61,7 @@ public sealed class EagerStep(MemoryTracker tracker, Model model, StepBuffers bu
         int n = rows;
         buffers.Losses = Track(tracker.Allocate<float>("losses", [n], MemoryCategory.Temporary));
         buffers.Predictions = Track(tracker.Allocate<int>("predictions", [n], MemoryCategory.Temporary));
-        int p = Producer(model.Layers.Count - 1);
+        int p = StepBuffers.Producer(model.Layers, model.Layers.Count - 1);
         var layer = model.Layers[p];
         var grad = Track(tracker.Allocate<float>(StepBuffers.OutputName(model.Layers, p) + ".grad", layer.Out.Batch(n), MemoryCategory.Temporary, layer.Name));
         ShareGradient(p, model.Layers.Count - 1, grad);
@@ -93,7 +93,7 @@ public sealed class EagerStep(MemoryTracker tracker, Model model, StepBuffers bu
             }
             if (!layer.InPlace && j > model.FirstTrainable)
             {
-                int p = Producer(j - 1);
+                int p = StepBuffers.Producer(layers, j - 1);
                 var dx = Track(tracker.Allocate<float>(StepBuffers.OutputName(layers, p) + ".grad", layers[p].Out.Batch(n), MemoryCategory.Temporary, layers[p].Name));
                 io.InputGradient = dx;
                 ShareGradient(p, j - 1, dx);
@@ -125,13 +125,6 @@ public sealed class EagerStep(MemoryTracker tracker, Model model, StepBuffers bu
     {
         foreach (var t in _step) t.Dispose();
         _step.Clear();
-    }
-
-    /// <summary>The layer that made the buffer layer i outputs: i itself, or the last layer before i that is not in place.</summary>
-    int Producer(int i)
-    {
-        while (i > 0 && model.Layers[i].InPlace) i--;
-        return i;
     }
 
     /// <summary>The producer's output gradient is also the in-place layers' (producer + 1 .. last) input and output gradient.</summary>

@@ -74,7 +74,7 @@ public static class MemoryEstimator
     }
 
     /// <summary>The first layer with parameters: backward reaches it and every layer after it.</summary>
-    static int FirstTrainable(Network net) => net.Layers.ToList().FindIndex(l => l.ParameterCount > 0);
+    internal static int FirstTrainable(Network net) => net.Layers.ToList().FindIndex(l => l.ParameterCount > 0);
 
     /// <summary>Per layer: its parameters and the bytes it holds by category, from the closed form.</summary>
     static List<LayerEstimate> Layers(Network net, int batch, int stateCopies)

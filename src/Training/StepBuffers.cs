@@ -75,6 +75,13 @@ public sealed class StepBuffers : IDisposable
         return layers[i].Name + (relu ? ".relu" : "") + ".out";
     }
 
+    /// <summary>The layer that made the buffer layer i outputs: i itself, or the last layer before i that is not in place.</summary>
+    public static int Producer(IReadOnlyList<Layer> layers, int i)
+    {
+        while (i > 0 && layers[i].InPlace) i--;
+        return i;
+    }
+
     public int BatchSize { get; }
     public Tensor<float> Images { get; } = null!;
     public Tensor<int> Labels { get; } = null!;
