@@ -189,6 +189,8 @@ public sealed class EagerLifetimeTests
     [TestCase("--release-cache", "--alternate", "64,100")]
     [TestCase("--release-cache", "--allocator", "caching")]
     [TestCase("--rounds", "2")]
+    [TestCase("--alternate", "64", "--rounds", "1001")]
+    [TestCase("--alternate", "64,100000000")]
     public void ReleaseCacheAndRounds_WithoutWhatTheyNeed_AreOneLineErrors(params string[] args)
     {
         var r = CliRunner.Run(["memory", "--device", "host", "--data", TestData.EmbeddedFolder(), .. args]);

@@ -52,10 +52,13 @@ public static class MemoryCommand
             throw new UsageException("--allocator caching with --memory-limit or --budget: the planner's closed form counts requested bytes; plan with the exact allocator (the default)");
         double fraction = budgetFraction ?? 0.8;
         int[] alternate = o.IntList("--alternate", []);
-        int rounds = o.Int("--rounds", 3, 1);
+        int rounds = o.Int("--rounds", 3, 1, 1000);
         bool releaseCache = o.Flag("--release-cache");
         if (o.Has("--rounds") && alternate.Length == 0) throw new UsageException("--rounds goes with --alternate");
         if (releaseCache && alternate.Length == 0) throw new UsageException("--release-cache goes with --alternate (it releases the cache that the alternating steps left)");
+        int maxBatch = config.Network(DatasetInfo.Get(config.Dataset)).MaxBatch;
+        if (alternate.FirstOrDefault(b => b > maxBatch) is int tooLarge and > 0)
+            throw new UsageException($"--alternate: batch {tooLarge:N0} is more than one buffer can index for this model; the largest batch is {maxBatch:N0}");
         if (releaseCache && config.Allocator != AllocatorKind.Caching) throw new UsageException("--release-cache: the exact allocator caches nothing; add --allocator caching");
         bool json = o.Flag("--json");
         TextWriter text = json ? TextWriter.Null : stdout;
