@@ -332,6 +332,54 @@ public sealed class ConvKernelTests
         return (by.GetAsArray1D(), bgx.GetAsArray1D(), bgw.GetAsArray1D(), bgb.GetAsArray1D());
     }
 
+    /// <summary>
+    /// Gradient accumulation (--accumulate): with accumulate, every parameter-gradient operation adds its sum to what the
+    /// buffer holds: the conv weight (direct and im2col, every host matmul and ILGPU version's default), the conv bias
+    /// and the linear bias, against the reference plus what was there.
+    /// </summary>
+    [Test]
+    public void ParameterGradients_WithAccumulate_AddToWhatTheBufferHolds([Values("ilgpu", "host")] string backend, [Values(1, 3)] int rows)
+    {
+        var (be, acc) = Get(backend);
+        var s = new ConvShape(3, 7, 5, 4, 3, 1);
+        var r = new Random(rows * 31);
+        float[] x = Reference.RandomFloats(r, rows * s.C * s.H * s.W), dy = Reference.RandomFloats(r, rows * s.F * s.ColCols);
+        float[] w = Reference.RandomFloats(r, s.F * s.ColRows), held = Reference.RandomFloats(r, s.F * s.ColRows), heldBias = Reference.RandomFloats(r, s.F);
+        using var bx = acc.Allocate1D(x);
+        using var bdy = acc.Allocate1D(dy);
+        using var bw = acc.Allocate1D(w);
+        using var bcols = Garbage(acc, (long)s.ColRows * s.ColCols);
+        float[] expectW = Reference.ConvBackwardWeight(dy, x, s, rows).Select((g, i) => held[i] + g).ToArray();
+        float[] expectB = Reference.ConvBackwardBias(dy, s, rows).Select((g, i) => heldBias[i] + g).ToArray();
+
+        using (var gw = acc.Allocate1D(held))
+        {
+            be.ConvDirectBackwardWeight(bdy.View, bx.View, gw.View, s, rows, accumulate: true);
+            be.Synchronize();
+            Check.Close(gw.GetAsArray1D(), expectW, Tol(rows * s.ColCols), 1e-5, "direct dW +=");
+        }
+        using (var gw = acc.Allocate1D(held))
+        {
+            be.Im2colBackward(be.DefaultMatmul, bx.View, bdy.View, bw.View, gw.View, bcols.View, default, inputGradient: false, s, rows, accumulate: true);
+            be.Synchronize();
+            Check.Close(gw.GetAsArray1D(), expectW, Tol(rows * s.ColCols), 1e-5, "im2col dW +=");
+        }
+        using (var gb = acc.Allocate1D(heldBias))
+        {
+            be.ChannelBiasBackward(bdy.View, gb.View, rows, s.F, s.ColCols, accumulate: true);
+            be.Synchronize();
+            Check.Close(gb.GetAsArray1D(), expectB, Tol(rows * s.ColCols), 1e-5, "conv dbias +=");
+        }
+        // The linear bias on (B, N) = (rows * 4, 35) values of dy: N = 35 has a vector part and a tail on the host.
+        using (var gb = acc.Allocate1D(held[..35]))
+        {
+            be.BiasBackward(bdy.View, gb.View, rows * 4, 35, accumulate: true);
+            be.Synchronize();
+            float[] expect = Reference.BiasBackward(dy[..(rows * 4 * 35)], rows * 4, 35).Select((g, i) => held[i] + g).ToArray();
+            Check.Close(gb.GetAsArray1D(), expect, Tol(rows * 4), 1e-5, "linear dbias +=");
+        }
+    }
+
     /// <summary>The per-channel bias and its gradient alone, on planes of 1, 35 and 784 values (7 x 13 x 784 is enough work for the host to use every core).</summary>
     [Test]
     public void ChannelBias_AndItsGradient_MatchReference([Values("ilgpu", "host")] string backend, [Values(1, 7)] int rows,

@@ -195,7 +195,7 @@ public sealed class KernelTests
         using var dy = acc.Allocate1D(labels);
         using var losses = acc.Allocate1D<float>(rows);
         using var grad = acc.Allocate1D<float>(rows * classes);
-        Ops(backend).SoftmaxCrossEntropy(dl.View, dy.View, losses.View, grad.View, rows, classes);
+        Ops(backend).SoftmaxCrossEntropy(dl.View, dy.View, losses.View, grad.View, rows, classes, rows);
         var (refLoss, refGrad) = Reference.SoftmaxCrossEntropy(logits, labels, rows, classes);
         Check.Close(losses.GetAsArray1D(), refLoss, 1e-5, 1e-5, "losses");
         Check.Close(grad.GetAsArray1D(), refGrad, 1e-6, 1e-5, "dlogits");
@@ -211,7 +211,7 @@ public sealed class KernelTests
         using var dy = acc.Allocate1D(labels);
         using var losses = acc.Allocate1D<float>(2);
         using var grad = acc.Allocate1D<float>(4);
-        Ops(backend).SoftmaxCrossEntropy(dl.View, dy.View, losses.View, grad.View, 2, 2);
+        Ops(backend).SoftmaxCrossEntropy(dl.View, dy.View, losses.View, grad.View, 2, 2, 2);
         Assert.That(losses.GetAsArray1D(), Is.EqualTo(new[] { 2000f, 999f }).Within(1e-3f));
         Assert.That(grad.GetAsArray1D().All(float.IsFinite));
     }

@@ -95,6 +95,22 @@ public sealed class OpenCLTests
         Assert.That(probe.Allocation.Reserved, Is.GreaterThan(probe.Allocation.Allocated));
     }
 
+    /// <summary>--accumulate on OpenCL: 4 micro-batches of 16 give the gradient of one batch of 64, for the MLP and a conv net in both conv versions.</summary>
+    [TestCase("mlp", ConvVersion.Im2col)]
+    [TestCase(Accumulation.SmallCnn, ConvVersion.Im2col)]
+    [TestCase(Accumulation.SmallCnn, ConvVersion.Direct)]
+    public void FourMicroBatchesOf16_GiveTheGradientOfOneBatchOf64(string model, ConvVersion conv)
+    {
+        TrainConfig Config(int accumulate) => (model == "mlp" ? new TrainConfig() : new TrainConfig { Layers = model }) with
+        {
+            Conv = conv, BatchSize = 64, Accumulate = accumulate, Matmul = Kernels.MatmulVersion.Blocked,
+        };
+        var whole = Accumulation.Gradients(Device, Config(1), 64);
+        var accumulated = Accumulation.Gradients(Device, Config(4), 64);
+        Assert.That(accumulated.Gradients.Any(g => g != 0f), "a real gradient");
+        Check.Close(accumulated.Gradients, whole.Gradients, 1e-5, 0, "4 x 16 against 64 on OpenCL");
+    }
+
     [TestCase("opencl", "host")]
     [TestCase("host", "opencl")]
     public void Checkpoint_ResumesOnTheOtherBackend(string first, string second)

@@ -12,11 +12,12 @@ public sealed class SteadyStateTests
     [TestCase("host", AllocatorKind.Exact)]
     [TestCase("cpu", AllocatorKind.Exact)]
     [TestCase("host", AllocatorKind.Caching)]
-    public void TrainingSteps_AllocateNoDeviceBuffers_AndMeasureTheirManagedBytes(string device, AllocatorKind allocator)
+    [TestCase("host", AllocatorKind.Exact, 4)]
+    public void TrainingSteps_AllocateNoDeviceBuffers_AndMeasureTheirManagedBytes(string device, AllocatorKind allocator, int accumulate = 1)
     {
         using var d = ComputeDevice.Create(device);
         var data = DatasetLoader.LoadEmbedded(null);
-        using var session = new TrainingSession(d, new TrainConfig { Allocator = allocator }, FeatureShape.Image(1, 28, 28), 10);
+        using var session = new TrainingSession(d, new TrainConfig { Allocator = allocator, Accumulate = accumulate }, FeatureShape.Image(1, 28, 28), 10);
         var trainer = new Trainer(session, data);
         long deviceAllocations = -1, managedAt5 = 0, managedAt25 = 0;
         trainer.OnStep = (_, b, _) =>

@@ -140,7 +140,7 @@ public static class BenchCommand
             using var labels = tracker.AllocateFrom("bench.labels", Enumerable.Range(0, batch).Select(i => i % 10).ToArray(), MemoryCategory.Other);
             using var losses = tracker.Allocate<float>("bench.losses", [batch], MemoryCategory.Other);
             using var dl = tracker.Allocate<float>("bench.dl", [batch * 10], MemoryCategory.Other);
-            var sce = Time(backend, repeats, () => backend.SoftmaxCrossEntropy(logits.View, labels.View, losses.View, dl.View, batch, 10));
+            var sce = Time(backend, repeats, () => backend.SoftmaxCrossEntropy(logits.View, labels.View, losses.View, dl.View, batch, 10, batch));
             Add(new Row("softmax-cross-entropy", batch, "fused", sce.Median, 4.0 * (2 * batch * 10 + 2 * batch) / sce.Median / 1e6, "GB/s", $"({batch}x10)")
                 { MinMs = sce.Min, MaxMs = sce.Max, BytesTouched = 4.0 * (2 * batch * 10 + 2 * batch) });
         }

@@ -21,6 +21,7 @@ public static class ConfigOptions
         new("--lr", "X", "learning rate (default: 0.001 for adam, 0.01 for sgd)"),
         new("--momentum", "X", "SGD momentum in [0, 1) (default 0; 0.9 for --optimizer momentum)"),
         new("--batch-size", "N", "images per step (default 64)"),
+        new("--accumulate", "N", "gradient accumulation: run each batch as N micro-batches and sum their gradients\nbefore one optimizer step (the same update; the device holds one micro-batch,\n--batch-size / N rows rounded up; default 1)"),
         new("--epochs", "N", "passes over the training set (default 1)"),
         new("--seed", "N", "seed for initialisation and shuffling (default 42)"),
         new("--device", "NAME", ComputeDevice.ChoiceHelp),
@@ -78,6 +79,7 @@ public static class ConfigOptions
             LearningRate = o.Float("--lr", positiveOnly: true),
             Momentum = momentum,
             BatchSize = o.Int("--batch-size", 64, 1),
+            Accumulate = o.Int("--accumulate", 1, 1),
             Epochs = o.Int("--epochs", 1, 1),
             Seed = o.ULong("--seed", 42),
             Device = device,
@@ -89,6 +91,8 @@ public static class ConfigOptions
             Lifetime = o.Choice("--lifetime", "planned", ["planned", "eager"]) == "eager" ? LifetimeKind.Eager : LifetimeKind.Planned,
             Allocator = o.Choice("--allocator", "exact", ["exact", "caching"]) == "caching" ? AllocatorKind.Caching : AllocatorKind.Exact,
         };
+        if (config.Accumulate > config.BatchSize)
+            throw new UsageException($"--accumulate {config.Accumulate}: more micro-batches than the {config.BatchSize} rows of --batch-size");
         // A stack that does not fit the dataset's images is refused now, before anything is loaded or allocated.
         DatasetInfo info = DatasetInfo.Get(dataset);
         try

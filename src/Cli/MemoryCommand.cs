@@ -210,7 +210,7 @@ public static class MemoryCommand
             WriteEagerProbe(w, p, p.EagerEstimate);
             return;
         }
-        w.WriteLine($"batch {p.BatchSize}: {MemoryProbe.Steps} training steps measured");
+        w.WriteLine($"batch {p.BatchSize}{MicroBatches(p)}: {MemoryProbe.Steps} training steps measured");
         w.WriteLine($"  {"category",-15} {"estimate",13} {"requested live",15} {"requested peak",15}  difference");
         foreach (var c in p.Categories)
             w.WriteLine($"  {c.Category,-15} {Bytes.Exact(c.Estimate),13} {Bytes.Exact(c.Live),15} {Bytes.Exact(c.Peak),15}  {(c.Difference == 0 && c.Peak == c.Estimate ? "0 (exact)" : Bytes.Exact(c.Difference) + " UNEXPLAINED")}");
@@ -220,6 +220,10 @@ public static class MemoryCommand
         w.WriteLine($"  allocations during the {MemoryProbe.Steps} steps: {p.AllocationsDuringSteps}.");
         w.WriteLine($"  bytes per sample: {Bytes.Exact(p.BytesPerSample)} (input, activations, temporaries); fixed: {Bytes.Exact(p.FixedBytes)} (parameters, gradients, optimizer state{(Live(p, MemoryCategory.Workspace) > 0 ? ", workspace" : "")})");
     }
+
+    /// <summary>With --accumulate: " in 4 micro-batches of 16 (--accumulate 4: the device holds one micro-batch)".</summary>
+    static string MicroBatches(ProbeResult p) => p.Accumulate == 1 ? "" :
+        $" in {p.Accumulate} micro-batches of at most {p.MicroBatch} (--accumulate {p.Accumulate}: the per-sample bytes are a micro-batch's; gradients are summed in the one gradient buffer)";
 
     static void WriteAlternation(TextWriter w, AlternationResult a, TrainConfig config)
     {
@@ -239,7 +243,7 @@ public static class MemoryCommand
     /// <summary>Eager lifetimes: what stays after a step, each category's peak, and the peak of the total with where it happens.</summary>
     static void WriteEagerProbe(TextWriter w, ProbeResult p, EagerEstimate.Result e)
     {
-        w.WriteLine($"batch {p.BatchSize}: {MemoryProbe.Steps} training steps measured with eager lifetimes (buffers made and freed as under PyTorch's autograd)");
+        w.WriteLine($"batch {p.BatchSize}{MicroBatches(p)}: {MemoryProbe.Steps} training steps measured with eager lifetimes (buffers made and freed as under PyTorch's autograd)");
         w.WriteLine($"  {"category",-15} {"after a step:",15} {"",13}  {"peak:",13} {"",13}");
         w.WriteLine($"  {"",-15} {"estimate",15} {"requested",13}  {"estimate",13} {"requested",13}");
         foreach (var c in p.Categories)

@@ -108,7 +108,7 @@ public static class TrainCommand
             (session.Network.ConvLabel.Length > 0 ? $"; conv {session.Network.ConvLabel}" : ""));
         text.WriteLine($"optimizer: {session.Optimizer.Name}, lr {config.EffectiveLearningRate}" +
             (session.Optimizer.Name == "momentum" ? $", momentum {config.EffectiveMomentum}" : "") +
-            $"; batch {config.BatchSize}, {config.Epochs} epoch(s), seed {config.Seed}, matmul {session.MatmulName}");
+            $"; batch {config.BatchSize}{(config.Accumulate > 1 ? $" in micro-batches of {config.MicroBatch} (--accumulate {config.Accumulate})" : "")}, {config.Epochs} epoch(s), seed {config.Seed}, matmul {session.MatmulName}");
         if (session.MatmulChoice is { } choice) text.WriteLine($"matmul auto: {choice}");
 
         EpochPosition start = new(0, 0, 0, 0, 0);

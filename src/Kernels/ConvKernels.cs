@@ -126,8 +126,9 @@ public static class ConvKernels
     public static void DirectBackwardWeight(
         ArrayView<float> dy,       // dy: (B, F, OH, OW)
         ArrayView<float> x,        // x: (B, C, H, W)
-        ArrayView<float> dweight,  // dweight: (F, C, k, k), written
-        ConvShape s, int rows)
+        ArrayView<float> dweight,  // dweight: (F, C, k, k), written (or added to)
+        ConvShape s, int rows,
+        int accumulate)            // 0: dweight = sum; 1: dweight += sum (gradient accumulation)
     {
         int stride = Grid.DimX * Group.DimX;
         int k = s.KernelSize;
@@ -149,7 +150,7 @@ public static class ConvKernels
                         sum += dy[((b * s.F + f) * s.OutH + oy) * s.OutW + ox] * x[((b * s.C + c) * s.H + iy) * s.W + ix];
                     }
                 }
-            dweight[idx] = sum;
+            dweight[idx] = accumulate != 0 ? dweight[idx] + sum : sum;
         }
     }
 
@@ -218,8 +219,9 @@ public static class ConvKernels
     /// <summary>Per-channel bias gradient: dbias[f] = sum over b and the plane of dy[b, f, i] (one loop iteration per channel, in order).</summary>
     public static void ChannelBiasBackward(
         ArrayView<float> dy,       // dy: (B, F, OH OW)
-        ArrayView<float> dbias,    // dbias: (F), written
-        int rows, int channels, int plane)
+        ArrayView<float> dbias,    // dbias: (F), written (or added to)
+        int rows, int channels, int plane,
+        int accumulate)            // 0: dbias = sum; 1: dbias += sum (gradient accumulation)
     {
         int stride = Grid.DimX * Group.DimX;
         for (int f = Grid.GlobalIndex.X; f < channels; f += stride)
@@ -230,7 +232,7 @@ public static class ConvKernels
                 int start = (b * channels + f) * plane;
                 for (int i = 0; i < plane; i++) sum += dy[start + i];
             }
-            dbias[f] = sum;
+            dbias[f] = accumulate != 0 ? dbias[f] + sum : sum;
         }
     }
 }

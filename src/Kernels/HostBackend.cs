@@ -379,27 +379,33 @@ public sealed unsafe partial class HostBackend : IBackend
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void BiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int n)
+    public void BiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int n, bool accumulate = false)
     {
+        // dbias[j] = sum over rows of dy[r, j], in row order, 8 columns at a time in a register; with accumulate the
+        // finished sum is added to dbias (formed from 0 first, as the ILGPU kernel does).
         float* pd = Ptr(dy), pb = Ptr(dbias);
-        for (int j = 0; j < n; j++) pb[j] = 0f;
-        for (int r = 0; r < rows; r++)
+        int j = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; j + 8 <= n; j += 8)
+            {
+                var sum = Vector256<float>.Zero;
+                for (int r = 0; r < rows; r++) sum += Vector256.Load(pd + (long)r * n + j);
+                (accumulate ? Vector256.Load(pb + j) + sum : sum).Store(pb + j);
+            }
+        for (; j < n; j++)
         {
-            float* row = pd + (long)r * n;
-            int j = 0;
-            if (Vector256.IsHardwareAccelerated)
-                for (; j + 8 <= n; j += 8)
-                    (Vector256.Load(pb + j) + Vector256.Load(row + j)).Store(pb + j);
-            for (; j < n; j++) pb[j] += row[j];
+            float sum = 0f;
+            for (int r = 0; r < rows; r++) sum += pd[(long)r * n + j];
+            pb[j] = accumulate ? pb[j] + sum : sum;
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void SoftmaxCrossEntropy(ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> losses, ArrayView<float> dlogits, int rows, int classes)
+    public void SoftmaxCrossEntropy(ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> losses, ArrayView<float> dlogits, int rows, int classes, int meanRows)
     {
         float* pl = Ptr(logits), pg = Ptr(dlogits), ploss = Ptr(losses);
         int* py = Ptr(labels);
-        float invRows = 1f / rows;
+        float invRows = 1f / meanRows;
         for (int b = 0; b < rows; b++)
         {
             float* z = pl + (long)b * classes;

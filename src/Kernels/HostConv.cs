@@ -25,6 +25,8 @@ public sealed unsafe partial class HostBackend
         public int* Indices;
         public ConvShape S;
         public int Rows, Planes, H, W, Size, Plane, Channels;
+        /// <summary>Gradient accumulation: the weight and bias gradients are added to, not overwritten.</summary>
+        public bool Accumulate;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int part, int parts)
@@ -36,11 +38,11 @@ public sealed unsafe partial class HostBackend
                 {
                     case PlaneOp.ConvForward: ConvForwardPlane(X, Wt, Y, S, p); break;
                     case PlaneOp.ConvBackwardInput: ConvBackwardInputPlane(X, Wt, Y, S, p); break;
-                    case PlaneOp.ConvBackwardWeight: ConvBackwardWeightFilter(X, Wt, Y, S, Rows, p); break;
+                    case PlaneOp.ConvBackwardWeight: ConvBackwardWeightFilter(X, Wt, Y, S, Rows, p, Accumulate); break;
                     case PlaneOp.Im2col: Im2colRow(X, Y, S, p, 0, S.OutH); break;
                     case PlaneOp.Col2im: Col2imPlane(X, Y, S, p); break;
                     case PlaneOp.ChannelBias: AddScalar(Y + (long)p * Plane, Wt[p % Channels], Plane); break;
-                    case PlaneOp.ChannelBiasBackward: Y[p] = ChannelSum(X, Rows, Channels, Plane, p); break;
+                    case PlaneOp.ChannelBiasBackward: Y[p] = Accumulate ? Y[p] + ChannelSum(X, Rows, Channels, Plane, p) : ChannelSum(X, Rows, Channels, Plane, p); break;
                     case PlaneOp.MaxPoolForward: MaxPoolPlane(X, Y, Indices, H, W, Size, p); break;
                     case PlaneOp.MaxPoolBackward: MaxPoolBackwardPlane(X, Indices, Y, H, W, Size, p); break;
                 }
@@ -86,8 +88,9 @@ public sealed unsafe partial class HostBackend
         RunPlanes(PlaneOp.ConvBackwardInput, rows * s.C, (long)rows * s.F * s.ColCols * s.ColRows);
     }
 
-    public void ConvDirectBackwardWeight(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dweight, ConvShape s, int rows)
+    public void ConvDirectBackwardWeight(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dweight, ConvShape s, int rows, bool accumulate = false)
     {
+        _plane.Accumulate = accumulate;
         _plane.X = Ptr(dy);
         _plane.Wt = Ptr(x);
         _plane.Y = Ptr(dweight);
@@ -221,7 +224,7 @@ public sealed unsafe partial class HostBackend
     }
 
     public void Im2colBackward(MatmulVersion version, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> weight,
-        ArrayView<float> dweight, ArrayView<float> cols, ArrayView<float> dx, bool inputGradient, ConvShape s, int rows)
+        ArrayView<float> dweight, ArrayView<float> cols, ArrayView<float> dx, bool inputGradient, ConvShape s, int rows, bool accumulate = false)
     {
         CheckVersion(version);
         var w = _im2col;
@@ -238,7 +241,7 @@ public sealed unsafe partial class HostBackend
         int parts = work < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, blocks);
         for (int b = 0; b < rows; b++)
         {
-            w.Accumulate = b > 0;   // image 0 writes dW, the others add to it
+            w.Accumulate = accumulate || b > 0;   // image 0 writes dW, the others add to it (all do when accumulating micro-batches)
             w.X = Ptr(x) + b * inImage;
             w.Y = Ptr(dy) + b * outImage;
             w.DX = inputGradient ? Ptr(dx) + b * inImage : null;
@@ -255,8 +258,9 @@ public sealed unsafe partial class HostBackend
         RunPlanes(PlaneOp.ChannelBias, rows * channels, (long)rows * channels * plane);
     }
 
-    public void ChannelBiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int channels, int plane)
+    public void ChannelBiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int channels, int plane, bool accumulate = false)
     {
+        _plane.Accumulate = accumulate;
         _plane.X = Ptr(dy);
         _plane.Y = Ptr(dbias);
         _plane.Rows = rows;
@@ -370,7 +374,7 @@ public sealed unsafe partial class HostBackend
 
     /// <summary>dweight[f, :, :, :] (one filter): each weight's gradient is a sum of row dot products of dy[b, f] and shifted x[b, c].</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void ConvBackwardWeightFilter(float* dy, float* x, float* dweight, ConvShape s, int rows, int f)
+    static void ConvBackwardWeightFilter(float* dy, float* x, float* dweight, ConvShape s, int rows, int f, bool accumulate)
     {
         int k = s.KernelSize;
         for (int c = 0; c < s.C; c++)
@@ -390,7 +394,8 @@ public sealed unsafe partial class HostBackend
                             sum += Dot(dyp + (long)oy * s.OutW + ox0, xp + (long)iy * s.W + ox0 + kx - s.Pad, ox1 - ox0);
                         }
                     }
-                    dweight[(((long)f * s.C + c) * k + ky) * k + kx] = sum;
+                    long at = (((long)f * s.C + c) * k + ky) * k + kx;
+                    dweight[at] = accumulate ? dweight[at] + sum : sum;
                 }
     }
 

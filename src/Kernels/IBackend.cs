@@ -32,8 +32,8 @@ public interface IBackend
     /// <summary>dy (count) *= (y > 0), in place.</summary>
     void ReluBackward(ArrayView<float> dy, ArrayView<float> y, int count);
 
-    /// <summary>dbias (N) = column sums of dy (B, N).</summary>
-    void BiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int n);
+    /// <summary>dbias (N) = column sums of dy (B, N); with accumulate (gradient accumulation), dbias += them.</summary>
+    void BiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int n, bool accumulate = false);
 
     /// <summary>direct conv: y (B, F, OH, OW) = x (B, C, H, W) convolved with weight (F, C, k, k), no bias (see <see cref="ConvKernels"/>).</summary>
     void ConvDirectForward(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> y, ConvShape s, int rows);
@@ -41,8 +41,8 @@ public interface IBackend
     /// <summary>direct conv backward: dx (B, C, H, W) from dy (B, F, OH, OW) and weight.</summary>
     void ConvDirectBackwardInput(ArrayView<float> dy, ArrayView<float> weight, ArrayView<float> dx, ConvShape s, int rows);
 
-    /// <summary>direct conv backward: dweight (F, C, k, k) from dy (B, F, OH, OW) and x (B, C, H, W).</summary>
-    void ConvDirectBackwardWeight(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dweight, ConvShape s, int rows);
+    /// <summary>direct conv backward: dweight (F, C, k, k) from dy (B, F, OH, OW) and x (B, C, H, W); with accumulate, added to dweight.</summary>
+    void ConvDirectBackwardWeight(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dweight, ConvShape s, int rows, bool accumulate = false);
 
     /// <summary>cols (C k k, OH OW) = the windows of one image (C, H, W).</summary>
     void Im2col(ArrayView<float> image, ArrayView<float> cols, ConvShape s);
@@ -67,11 +67,12 @@ public interface IBackend
 
     /// <summary>
     /// The im2col conv backward, no bias: for each image b, cols = im2col(x_b); dweight (F, C k k) += dy_b (F, OH OW) · cols^T
-    /// (image 0 writes); with inputGradient, cols = weight^T (C k k, F) · dy_b and dx_b (C, H, W) = col2im(cols).
-    /// Here, those launches image by image; the host backend splits each image's rows of cols between the cores.
+    /// (image 0 writes, unless accumulate: then every image adds); with inputGradient, cols = weight^T (C k k, F) · dy_b and
+    /// dx_b (C, H, W) = col2im(cols). Here, those launches image by image; the host backend splits each image's rows of
+    /// cols between the cores.
     /// </summary>
     void Im2colBackward(MatmulVersion version, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> weight,
-        ArrayView<float> dweight, ArrayView<float> cols, ArrayView<float> dx, bool inputGradient, ConvShape s, int rows)
+        ArrayView<float> dweight, ArrayView<float> cols, ArrayView<float> dx, bool inputGradient, ConvShape s, int rows, bool accumulate = false)
     {
         long inImage = (long)s.C * s.H * s.W, outImage = (long)s.F * s.ColCols;
         for (int b = 0; b < rows; b++)
@@ -79,7 +80,7 @@ public interface IBackend
             var dyb = dy.SubView(b * outImage, outImage);
             Im2col(x.SubView(b * inImage, inImage), cols, s);
             // dW (F, C k k) (+)= dy_b (F, OH OW) · cols^T: b[q, j] = cols[j, q] -> bRow = 1, bCol = OH OW.
-            Matmul(version, dyb, cols, dweight, s.F, s.ColRows, s.ColCols, s.ColCols, 1, 1, s.ColCols, accumulate: b > 0);
+            Matmul(version, dyb, cols, dweight, s.F, s.ColRows, s.ColCols, s.ColCols, 1, 1, s.ColCols, accumulate: accumulate || b > 0);
             if (!inputGradient) continue;
             // cols (C k k, OH OW) = W^T (C k k, F) · dy_b (F, OH OW): a[i, q] = W[q, i] -> aRow = 1, aCol = C k k.
             Matmul(version, weight, dyb, cols, s.ColRows, s.ColCols, s.F, 1, s.ColRows, s.ColCols, 1);
@@ -90,8 +91,8 @@ public interface IBackend
     /// <summary>y (B, F, plane) += bias (F), in place.</summary>
     void ChannelBias(ArrayView<float> y, ArrayView<float> bias, int rows, int channels, int plane);
 
-    /// <summary>dbias (F) = sums of dy (B, F, plane) over B and the plane.</summary>
-    void ChannelBiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int channels, int plane);
+    /// <summary>dbias (F) = sums of dy (B, F, plane) over B and the plane; with accumulate, dbias += them.</summary>
+    void ChannelBiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int channels, int plane, bool accumulate = false);
 
     /// <summary>y and indices (B C planes of H/s x W/s) = s x s max pooling of x (B C planes of H x W) (see <see cref="PoolKernels"/>).</summary>
     void MaxPoolForward(ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices, int planes, int h, int w, int size);
@@ -99,8 +100,11 @@ public interface IBackend
     /// <summary>dx (B C planes of H x W) from dy and the indices of the maxima.</summary>
     void MaxPoolBackward(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx, int planes, int h, int w, int size);
 
-    /// <summary>losses (B) and dlogits (B, classes) = d(mean loss)/d(logits) from logits (B, classes) and labels (B).</summary>
-    void SoftmaxCrossEntropy(ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> losses, ArrayView<float> dlogits, int rows, int classes);
+    /// <summary>
+    /// losses (B) and dlogits (B, classes) = d(mean loss)/d(logits) from logits (B, classes) and labels (B), the mean taken
+    /// over meanRows rows (B itself; with gradient accumulation, the whole batch's rows).
+    /// </summary>
+    void SoftmaxCrossEntropy(ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> losses, ArrayView<float> dlogits, int rows, int classes, int meanRows);
 
     /// <summary>predictions (B) = argmax of each row of logits (B, classes).</summary>
     void Argmax(ArrayView<float> logits, ArrayView<int> predictions, int rows, int classes);

@@ -26,15 +26,17 @@ public sealed class IlgpuBackend : IBackend
     readonly bool _isCpu;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int, int, int> _matmulNaive, _matmulBlocked, _matmulTiled, _matmulVector;
     readonly Action<KernelConfig, ArrayView<float>, int> _relu;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> _convForward, _convBackwardInput, _convBackwardWeight;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> _convForward, _convBackwardInput;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int, int> _convBackwardWeight;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ConvShape> _im2col, _col2im;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _channelBias, _channelBiasBackward;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _channelBias;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int, int> _channelBiasBackward;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int> _maxPoolForward;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int, int> _maxPoolBackward;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _biasActivation;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _reluBackward;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _biasBackward;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int> _softmaxCrossEntropy;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _biasBackward;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int> _softmaxCrossEntropy;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, int, int> _argmax;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float, float, float, float> _adam;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, float> _sgd;
@@ -55,17 +57,17 @@ public sealed class IlgpuBackend : IBackend
         _relu = _acc.LoadStreamKernel<ArrayView<float>, int>(LayerKernels.Relu);
         _convForward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(ConvKernels.DirectForward);
         _convBackwardInput = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(ConvKernels.DirectBackwardInput);
-        _convBackwardWeight = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int>(ConvKernels.DirectBackwardWeight);
+        _convBackwardWeight = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int, int>(ConvKernels.DirectBackwardWeight);
         _im2col = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ConvShape>(ConvKernels.Im2col);
         _col2im = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ConvShape>(ConvKernels.Col2im);
         _channelBias = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(ConvKernels.ChannelBias);
-        _channelBiasBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(ConvKernels.ChannelBiasBackward);
+        _channelBiasBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int, int>(ConvKernels.ChannelBiasBackward);
         _maxPoolForward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int>(PoolKernels.MaxPoolForward);
         _maxPoolBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int, int>(PoolKernels.MaxPoolBackward);
         _biasActivation = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(LayerKernels.BiasActivation);
         _reluBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(LayerKernels.ReluBackward);
-        _biasBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(LayerKernels.BiasBackward);
-        _softmaxCrossEntropy = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>(LossKernels.SoftmaxCrossEntropy);
+        _biasBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(LayerKernels.BiasBackward);
+        _softmaxCrossEntropy = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int>(LossKernels.SoftmaxCrossEntropy);
         _argmax = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, int, int>(LossKernels.Argmax);
         _adam = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float, float, float, float>(OptimizerKernels.Adam);
         _sgd = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, float>(OptimizerKernels.Sgd);
@@ -145,8 +147,8 @@ public sealed class IlgpuBackend : IBackend
     public void ConvDirectBackwardInput(ArrayView<float> dy, ArrayView<float> weight, ArrayView<float> dx, ConvShape s, int rows) =>
         _convBackwardInput(Geometry((long)rows * s.C * s.H * s.W), dy, weight, dx, s, rows);
 
-    public void ConvDirectBackwardWeight(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dweight, ConvShape s, int rows) =>
-        _convBackwardWeight(Geometry((long)s.F * s.ColRows), dy, x, dweight, s, rows);
+    public void ConvDirectBackwardWeight(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dweight, ConvShape s, int rows, bool accumulate = false) =>
+        _convBackwardWeight(Geometry((long)s.F * s.ColRows), dy, x, dweight, s, rows, accumulate ? 1 : 0);
 
     public void Im2col(ArrayView<float> image, ArrayView<float> cols, ConvShape s) =>
         _im2col(Geometry((long)s.ColRows * s.ColCols), image, cols, s);
@@ -157,8 +159,8 @@ public sealed class IlgpuBackend : IBackend
     public void ChannelBias(ArrayView<float> y, ArrayView<float> bias, int rows, int channels, int plane) =>
         _channelBias(Geometry((long)rows * channels * plane), y, bias, rows, channels, plane);
 
-    public void ChannelBiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int channels, int plane) =>
-        _channelBiasBackward(Geometry(channels), dy, dbias, rows, channels, plane);
+    public void ChannelBiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int channels, int plane, bool accumulate = false) =>
+        _channelBiasBackward(Geometry(channels), dy, dbias, rows, channels, plane, accumulate ? 1 : 0);
 
     public void MaxPoolForward(ArrayView<float> x, ArrayView<float> y, ArrayView<int> indices, int planes, int h, int w, int size) =>
         _maxPoolForward(Geometry((long)planes * (h / size) * (w / size)), x, y, indices, planes, h, w, size);
@@ -170,13 +172,13 @@ public sealed class IlgpuBackend : IBackend
     public void ReluBackward(ArrayView<float> dy, ArrayView<float> y, int count) =>
         _reluBackward(Geometry(count), dy, y, count);
 
-    /// <summary>dbias (N) = column sums of dy (B, N).</summary>
-    public void BiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int n) =>
-        _biasBackward(Geometry(n), dy, dbias, rows, n);
+    /// <summary>dbias (N) (+)= column sums of dy (B, N).</summary>
+    public void BiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int n, bool accumulate = false) =>
+        _biasBackward(Geometry(n), dy, dbias, rows, n, accumulate ? 1 : 0);
 
     /// <summary>losses (B) and dlogits (B, C) from logits (B, C) and labels (B).</summary>
-    public void SoftmaxCrossEntropy(ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> losses, ArrayView<float> dlogits, int rows, int classes) =>
-        _softmaxCrossEntropy(Geometry(rows), logits, labels, losses, dlogits, rows, classes);
+    public void SoftmaxCrossEntropy(ArrayView<float> logits, ArrayView<int> labels, ArrayView<float> losses, ArrayView<float> dlogits, int rows, int classes, int meanRows) =>
+        _softmaxCrossEntropy(Geometry(rows), logits, labels, losses, dlogits, rows, classes, meanRows);
 
     /// <summary>predictions (B) = argmax over each row of logits (B, C).</summary>
     public void Argmax(ArrayView<float> logits, ArrayView<int> predictions, int rows, int classes) =>

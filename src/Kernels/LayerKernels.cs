@@ -47,11 +47,15 @@ public static class LayerKernels
             dy[i] = y[i] > 0f ? dy[i] : 0f;
     }
 
-    /// <summary>Bias gradient: <c>dbias[j] = sum over b of dy[b, j]</c> (one thread per feature, rows in order).</summary>
+    /// <summary>
+    /// Bias gradient: <c>dbias[j] = sum over b of dy[b, j]</c> (one thread per feature, rows in order); with
+    /// accumulate (gradient accumulation over micro-batches) the sum is added to what dbias holds.
+    /// </summary>
     public static void BiasBackward(
         ArrayView<float> dy,     // dy: (B, N)
-        ArrayView<float> dbias,  // dbias: (N), written
-        int rows, int n)
+        ArrayView<float> dbias,  // dbias: (N), written (or added to)
+        int rows, int n,
+        int accumulate)          // 0: dbias = sum; 1: dbias += sum
     {
         int stride = Grid.DimX * Group.DimX;
         for (int j = Grid.GlobalIndex.X; j < n; j += stride)
@@ -59,7 +63,7 @@ public static class LayerKernels
             float sum = 0f;
             for (int b = 0; b < rows; b++)
                 sum += dy[b * n + j];
-            dbias[j] = sum;
+            dbias[j] = accumulate != 0 ? dbias[j] + sum : sum;
         }
     }
 }

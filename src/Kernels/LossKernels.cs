@@ -10,9 +10,11 @@ namespace ScratchNet.Kernels;
 /// m        = max_j z_j                       (subtracted so exp never overflows)
 /// s        = sum_j exp(z_j - m)
 /// loss[b]  = log(s) + m - z_y                = -log softmax(z)_y
-/// dz[b, j] = (exp(z_j - m) / s - [j == y]) / B    (the gradient of the batch mean)
+/// dz[b, j] = (exp(z_j - m) / s - [j == y]) / R    (the gradient of the batch mean)
 /// </code>
-/// Letters as in docs/glossary.md: B = rows in this batch; "classes" spelled out.
+/// Letters as in docs/glossary.md: B = rows in this call; "classes" spelled out. R (meanRows) is the rows the mean is
+/// taken over: B itself, or with gradient accumulation the whole batch's rows, so that a micro-batch's loss counts
+/// with weight B / R and the summed gradients equal the full batch's.
 /// </summary>
 public static class LossKernels
 {
@@ -21,10 +23,11 @@ public static class LossKernels
         ArrayView<int> labels,     // labels: (B), each in 0..classes-1
         ArrayView<float> losses,   // losses: (B), written: each row's loss
         ArrayView<float> dlogits,  // dlogits: (B, classes), written: d(mean loss)/d(logits)
-        int rows, int classes)
+        int rows, int classes,
+        int meanRows)              // R: the mean is over R rows (R = B, or the batch's rows with accumulation)
     {
         int stride = Grid.DimX * Group.DimX;
-        float invRows = 1f / rows;
+        float invRows = 1f / meanRows;
         for (int b = Grid.GlobalIndex.X; b < rows; b += stride)
         {
             int row = b * classes;

@@ -34,6 +34,10 @@ public sealed record ProbeResult(int BatchSize, string Optimizer, long Parameter
     public long? DriverBytes { get; init; }
     /// <summary>The driver's query (cudaMemGetInfo, CL_DEVICE_GLOBAL_FREE_MEMORY_AMD), or why there is no figure.</summary>
     public string DriverSource { get; init; } = "";
+    /// <summary>--accumulate: the batch ran as this many micro-batches of <see cref="MicroBatch"/> rows (1: the whole batch at once).</summary>
+    public int Accumulate { get; init; } = 1;
+    /// <summary>The rows on the device at once, which the per-sample bytes are counted for.</summary>
+    public int MicroBatch { get; init; }
 
     /// <summary>The driver's figure beside the tracker's, with the difference explained; or why there is none.</summary>
     public string DriverLine()
@@ -96,16 +100,15 @@ public static class MemoryProbe
         for (int s = 0; s < Steps; s++)
         {
             session.Tracker.Phase = "upload";
-            if (session.Dataset is not null) session.Gather(test: false, indices, batch);
-            else session.Upload(images, labels, batch);
-            session.TrainStep(labels, batch);
+            // The whole batch, in micro-batches with --accumulate (each uploaded or gathered in its turn).
+            session.TrainBatch(session.Dataset is null ? images : default, session.Dataset is null ? default : indices, labels, batch);
         }
         session.Tracker.Phase = "done";
         var driverAfter = device.DriverFreeMemory();
         var estimate = session.Estimate();
         var tracker = session.Tracker;
         bool eager = config.Lifetime == LifetimeKind.Eager;
-        var eagerEstimate = eager ? Training.EagerEstimate.Estimate(session.Network, batch, session.Optimizer.Name, session.Dataset?.Sizes) : null;
+        var eagerEstimate = eager ? Training.EagerEstimate.Estimate(session.Network, session.MicroBatch, session.Optimizer.Name, session.Dataset?.Sizes) : null;
         // Planned: every buffer lives from setup on, so the estimate is the live figure and the peak. Eager: what stays after a step, and the peak during it.
         long Live(MemoryCategory c) => eagerEstimate?.LiveAfterStep[c] ?? estimate[c];
         var categories = Enum.GetValues<MemoryCategory>().Select(c => new ProbeCategory(c.ToString(), Live(c),
@@ -128,6 +131,8 @@ public static class MemoryProbe
             PlannedTotal = estimate.Total,
             DriverBytes = driverBefore is { } b0 && driverAfter is { } b1 ? b0.Free - b1.Free : null,
             DriverSource = driverBefore?.Source ?? device.NoDriverMemoryReason,
+            Accumulate = config.Accumulate,
+            MicroBatch = session.MicroBatch,
         };
     }
 
@@ -199,7 +204,7 @@ public static class MemoryProbe
         }
         var loss = Tagged("");
         foreach (var c in LayerColumns.Where(c => c != MemoryCategory.Temporary)) loss[c.ToString()] = 0;
-        long lossEstimate = 8L * session.Config.BatchSize;
+        long lossEstimate = 8L * session.MicroBatch;
         rows.Add(Row("loss", "losses, predictions", $"({session.Network.Classes})", 0, loss,
             LayerColumns.ToDictionary(c => c.ToString(), c => c == MemoryCategory.Temporary ? lossEstimate : 0L), ""));
         return rows;

@@ -145,7 +145,7 @@ public static class SelfTest
                 using var dy = tracker.AllocateFrom("selftest.dy", labels, MemoryCategory.Other);
                 using var losses = tracker.Allocate<float>("selftest.losses", [rowsN], MemoryCategory.Other);
                 using var grad = tracker.Allocate<float>("selftest.grad", [rowsN * classes], MemoryCategory.Other);
-                backend.SoftmaxCrossEntropy(dl.View, dy.View, losses.View, grad.View, rowsN, classes);
+                backend.SoftmaxCrossEntropy(dl.View, dy.View, losses.View, grad.View, rowsN, classes, rowsN);
                 var (refLoss, refGrad) = reference.SoftmaxCrossEntropy(logits, labels, rowsN, classes);
                 return gradient ? (grad.ToArray(), refGrad) : (losses.ToArray(), refLoss);
             }));

@@ -23,7 +23,12 @@ public sealed record TrainConfig
     public float? LearningRate { get; init; }
     /// <summary>SGD momentum; null means 0 for "sgd" and 0.9 for "momentum".</summary>
     public float? Momentum { get; init; }
+    /// <summary>The batch an optimizer step sees (with --accumulate, the effective batch).</summary>
     public int BatchSize { get; init; } = 64;
+    /// <summary>--accumulate N: each batch runs as N micro-batches whose gradients are summed before one optimizer step.</summary>
+    public int Accumulate { get; init; } = 1;
+    /// <summary>The rows the device holds at once: BatchSize / Accumulate, rounded up (the micro-batches differ by at most one row).</summary>
+    public int MicroBatch => (BatchSize + Accumulate - 1) / Accumulate;
     public int Epochs { get; init; } = 1;
     public ulong Seed { get; init; } = 42;
     public string Device { get; init; } = "auto";

@@ -47,7 +47,7 @@ public sealed class Trainer
         _data = data;
         int batch = session.Config.BatchSize;
         _train = new BatchLoader(data.Train, batch, shuffle: true, seed: session.Config.Seed);
-        _test = new BatchLoader(data.Test, batch, shuffle: false, seed: 0);
+        _test = new BatchLoader(data.Test, session.MicroBatch, shuffle: false, seed: 0);   // evaluation holds what a step holds
         for (int i = 0; i < 2; i++)
         {
             _images[i] = new float[batch * data.Train.Info.ImageSize];
@@ -136,14 +136,16 @@ public sealed class Trainer
         {
             float[] images = _images[b % 2];
             int[] labels = _labels[b % 2];
+            ReadOnlySpan<int> indices = default;
             if (onDevice)
-                rows = GatherOnDevice(_train, _data.Train, b, test: false, labels);
-            else
-                _session.Upload(images, labels, rows);
+            {
+                indices = LabelsOf(_train, _data.Train, b, labels);
+                rows = indices.Length;
+            }
             int next = b + 1;
             bool prefetching = next < batches && !onDevice;
             if (prefetching) _prefetch.Start(next, _images[next % 2], _labels[next % 2]);
-            var (batchLoss, batchCorrect) = _session.TrainStep(labels, rows);
+            var (batchLoss, batchCorrect) = _session.TrainBatch(onDevice ? default : images, indices, labels, rows);
             if (!double.IsFinite(batchLoss))
             {
                 if (prefetching) _prefetch.Wait();
@@ -196,9 +198,16 @@ public sealed class Trainer
     /// <summary>--dataset-on-device: only the batch's indices go to the device; the host keeps the labels for counting.</summary>
     int GatherOnDevice(BatchLoader loader, Dataset split, int b, bool test, int[] labels)
     {
-        ReadOnlySpan<int> indices = loader.Indices(b);
-        for (int i = 0; i < indices.Length; i++) labels[i] = split.Labels[indices[i]];
+        ReadOnlySpan<int> indices = LabelsOf(loader, split, b, labels);
         _session.Gather(test, indices, indices.Length);
         return indices.Length;
+    }
+
+    /// <summary>Batch b's sample indices, with their labels copied into `labels`.</summary>
+    static ReadOnlySpan<int> LabelsOf(BatchLoader loader, Dataset split, int b, int[] labels)
+    {
+        ReadOnlySpan<int> indices = loader.Indices(b);
+        for (int i = 0; i < indices.Length; i++) labels[i] = split.Labels[indices[i]];
+        return indices;
     }
 }

@@ -33,20 +33,23 @@ public sealed class TrainingSession : IDisposable
         Config = config;
         Backend = Backends.For(device);
         Network = config.Network(input, classes);
+        if (config.Accumulate < 1 || config.Accumulate > config.BatchSize)
+            throw new ArgumentException($"--accumulate {config.Accumulate}: the batch of {config.BatchSize} rows (--batch-size) splits into 1 to {config.BatchSize} micro-batches");
+        MicroBatch = config.MicroBatch;
         // --matmul auto, asked for or by default on a GPU or OpenCL device: time the versions on this model's shapes.
         MatmulVersion? recorded = config.MatmulFromCheckpoint is { } r && Backend.MatmulVersions.Contains(r) ? r : null;
         bool auto = config.Matmul is null && recorded is null && Backend.MatmulVersions.Count > 1 &&
             (config.MatmulAuto || device.Kind is DeviceKind.Cuda or DeviceKind.OpenCL);
-        if (auto && config.BatchSize <= Network.MaxBatch)
-            MatmulChoice = MatmulAuto.Choose(Backend, device.Accelerator, Network, config.BatchSize);
+        if (auto && MicroBatch <= Network.MaxBatch)
+            MatmulChoice = MatmulAuto.Choose(Backend, device.Accelerator, Network, MicroBatch);
         Matmul = config.Matmul ?? recorded ?? MatmulChoice?.Version ?? Backend.DefaultMatmul;
         if (!Backend.MatmulVersions.Contains(Matmul))
             throw new ArgumentException(Backend is HostBackend
                 ? $"--matmul {MatmulVersions.Label(Matmul)}: {(device.Reason.Length > 0 ? "--device auto chose the host backend, which" : "the host backend")} " +
                   "has its own matmuls (host-simd, host-avx512); add --device cpu (or opencl, cuda) to run the ILGPU matmul kernels"
                 : $"--matmul {MatmulVersions.Label(Matmul)}: {device.Label} has {string.Join(", ", Backend.MatmulVersions.Select(MatmulVersions.Label))}");
-        if (config.BatchSize > Network.MaxBatch)
-            throw new ArgumentException($"--batch-size {config.BatchSize}: a batch of {config.BatchSize:N0} samples of {Network.WidestPerSample:N0} values is {(long)config.BatchSize * Network.WidestPerSample:N0} " +
+        if (MicroBatch > Network.MaxBatch)
+            throw new ArgumentException($"--batch-size {config.BatchSize}: a batch of {MicroBatch:N0} samples of {Network.WidestPerSample:N0} values is {(long)MicroBatch * Network.WidestPerSample:N0} " +
                 $"floats, more than one buffer can index ({Array.MaxLength:N0}); the largest batch for this model is {Network.MaxBatch:N0}");
         Tracker = new MemoryTracker(device.Accelerator, config.MemoryLimit, config.BufferCap(device.MaxBufferBytes), config.Allocator) { LogPhases = logPhases };
         try
@@ -56,7 +59,7 @@ public sealed class TrainingSession : IDisposable
             Optimizer = config.OptimizerKind == "adam"
                 ? new Adam(Tracker, Model, config.EffectiveLearningRate)
                 : new Sgd(Tracker, Model, config.EffectiveLearningRate, config.EffectiveMomentum);
-            Buffers = new StepBuffers(Tracker, Model, config.BatchSize, config.Conv, eager);
+            Buffers = new StepBuffers(Tracker, Model, MicroBatch, config.Conv, eager);
             if (eager) _eager = new EagerStep(Tracker, Model, Buffers, config.Conv);
         }
         catch (DeviceMemoryException e)
@@ -67,12 +70,15 @@ public sealed class TrainingSession : IDisposable
         }
         Model.Initialize(config.Seed);
         Context = new StepContext(Backend, Matmul, config.Conv, Model.Parameters.View, Model.Gradients is null ? default : Model.Gradients.View);
+        _accumulating = Context with { Accumulate = true };
         Tracker.Phase = "ready";
-        _readback = new StepReadback(config.BatchSize);
+        _readback = new StepReadback(MicroBatch);
     }
 
     public ComputeDevice Device { get; }
     public TrainConfig Config { get; }
+    /// <summary>The rows on the device at once: the batch, or with --accumulate N the largest micro-batch (BatchSize / N, rounded up).</summary>
+    public int MicroBatch { get; }
     /// <summary>What runs the operations: the ILGPU kernels (<see cref="IlgpuBackend"/>) or, for --device host, <see cref="HostBackend"/>.</summary>
     public IBackend Backend { get; }
     public MatmulVersion Matmul { get; }
@@ -84,6 +90,8 @@ public sealed class TrainingSession : IDisposable
     public Network Network { get; }
     /// <summary>What every layer's forward and backward get: backend, versions, the flat buffers.</summary>
     public StepContext Context { get; private set; } = null!;
+    /// <summary>The same with Accumulate set, for the micro-batches after a step's first (made once: a step allocates nothing).</summary>
+    readonly StepContext _accumulating = null!;
     public MemoryTracker Tracker { get; }
     readonly EagerStep? _eager;
     public Model Model { get; } = null!;
@@ -93,14 +101,14 @@ public sealed class TrainingSession : IDisposable
     public DeviceDataset? Dataset { get; private set; }
 
     /// <summary>The closed-form estimate for this session's model, batch, optimizer and dataset placement.</summary>
-    public MemoryEstimate Estimate() => MemoryEstimator.Estimate(Network, Config.BatchSize, Optimizer.Name, Dataset?.Sizes);
+    public MemoryEstimate Estimate() => MemoryEstimator.Estimate(Network, MicroBatch, Optimizer.Name, Dataset?.Sizes);
 
     /// <summary>Copies both splits to the device once (see <see cref="DeviceDataset"/>).</summary>
     public void PlaceDataset(Data.DatasetPair data)
     {
         try
         {
-            Dataset = DeviceDataset.Place(Tracker, data, Config.BatchSize);
+            Dataset = DeviceDataset.Place(Tracker, data, MicroBatch);
         }
         catch (DeviceMemoryException e)
         {
@@ -121,42 +129,102 @@ public sealed class TrainingSession : IDisposable
     }
 
     /// <summary>
-    /// One training step on the uploaded batch: forward, loss, backward, update.
+    /// One training step on the uploaded batch (at most <see cref="MicroBatch"/> rows): forward, loss, backward, update.
     /// Returns the sum of the rows' losses and the number of correct predictions.
     /// </summary>
     public (double LossSum, int Correct) TrainStep(ReadOnlySpan<int> labels, int rows)
     {
-        if (_eager is not null) return EagerTrainStep(labels, rows);
-        Tracker.Phase = "forward";
-        Model.Forward(Context, Buffers, rows);
-        Tracker.Phase = "loss";
-        LossStep.Run(Context, Buffers, rows, Model.Classes);
-        Tracker.Phase = "backward";
-        Model.Backward(Context, Buffers, rows);
-        Tracker.Phase = "update";
-        Optimizer.Step(Backend, Model);
+        ForwardBackward(rows, rows, accumulate: false);
+        Update();
+        var result = ReadBack(labels, rows);
         Tracker.Step++;
-        return _readback.LossAndCorrect(Buffers, labels, rows);
+        return result;
     }
 
-    /// <summary>The same step in the eager lifetime mode: buffers made and freed as it goes (see <see cref="EagerStep"/>).</summary>
-    (double LossSum, int Correct) EagerTrainStep(ReadOnlySpan<int> labels, int rows)
+    /// <summary>
+    /// One optimizer step on a whole batch of `rows` samples: uploaded (or, with the dataset on the device, gathered at
+    /// `indices`) and run as N = --accumulate micro-batches, their gradients summed. The rows are split as evenly as
+    /// possible (the first rows % N micro-batches get one row more), so none is larger than <see cref="MicroBatch"/>:
+    /// <code>
+    /// for each micro-batch m of r_m rows:   forward; loss with the mean over all `rows` (weight r_m / rows);
+    ///                                       backward, micro-batch 0 writing the gradients and the others adding to them
+    /// then one update:                      sum over m of (r_m / rows) * grad(mean loss of m) = grad(mean loss of the batch)
+    /// </code>
+    /// Without --accumulate this is Upload (or Gather) and <see cref="TrainStep"/>.
+    /// </summary>
+    /// <param name="images">The batch on the host, rows x C H W values; empty when the dataset is on the device.</param>
+    /// <param name="indices">With the dataset on the device, the batch's sample indices; else empty.</param>
+    /// <param name="update">False: no optimizer step; the summed gradients stay in the gradient buffer for the caller to read (gradient checks).</param>
+    public (double LossSum, int Correct) TrainBatch(ReadOnlySpan<float> images, ReadOnlySpan<int> indices, ReadOnlySpan<int> labels, int rows,
+        bool update = true)
+    {
+        double lossSum = 0;
+        int correct = 0;
+        int size = (int)Network.Input.Size, n = Config.Accumulate;
+        for (int m = 0, start = 0; start < rows; m++)
+        {
+            int r = rows / n + (m < rows % n ? 1 : 0);
+            if (Dataset is not null) Gather(test: false, indices.Slice(start, r), r);
+            else Upload(images.Slice(start * size, r * size), labels.Slice(start, r), r);
+            ForwardBackward(r, rows, accumulate: start > 0);
+            if (start + r == rows && update) Update();
+            var (loss, right) = ReadBack(labels.Slice(start, r), r);
+            lossSum += loss;
+            correct += right;
+            start += r;
+        }
+        if (update) Tracker.Step++;
+        return (lossSum, correct);
+    }
+
+    /// <summary>
+    /// Forward, loss (its mean over meanRows rows) and backward for the uploaded rows; with accumulate the parameter
+    /// gradients are added to the gradient buffer.
+    /// </summary>
+    void ForwardBackward(int rows, int meanRows, bool accumulate)
+    {
+        if (rows > MicroBatch) throw new ArgumentException($"{rows} rows is more than the {MicroBatch} the step's buffers hold");
+        if (_eager is not null)
+        {
+            EagerForwardBackward(rows, meanRows, accumulate);
+            return;
+        }
+        var ctx = accumulate ? _accumulating : Context;
+        Tracker.Phase = "forward";
+        Model.Forward(ctx, Buffers, rows);
+        Tracker.Phase = "loss";
+        LossStep.Run(ctx, Buffers, rows, Model.Classes, meanRows);
+        Tracker.Phase = "backward";
+        Model.Backward(ctx, Buffers, rows);
+    }
+
+    /// <summary>The same in the eager lifetime mode: buffers made and freed as it goes (see <see cref="EagerStep"/>).</summary>
+    void EagerForwardBackward(int rows, int meanRows, bool accumulate)
     {
         var eager = _eager!;
         Tracker.Phase = "forward";
         eager.Forward(Context, rows, training: true);
         Tracker.Phase = "loss";
         eager.BeforeLoss(rows);
-        LossStep.Run(Context, Buffers, rows, Model.Classes);
+        LossStep.Run(Context, Buffers, rows, Model.Classes, meanRows);
         eager.AfterLoss();
         Tracker.Phase = "backward";
-        Context = eager.Backward(Context, rows);
+        Context = eager.Backward(accumulate ? Context with { Accumulate = true } : Context, rows) with { Accumulate = false };
+    }
+
+    /// <summary>The optimizer step on the gradients backward left (summed over the micro-batches).</summary>
+    void Update()
+    {
         Tracker.Phase = "update";
         Optimizer.Step(Backend, Model);
-        Context = eager.AfterUpdate(Context);
+        if (_eager is not null) Context = _eager.AfterUpdate(Context);
+    }
+
+    /// <summary>The rows' loss sum and correct count, read back; in the eager mode the step's last buffers are then freed.</summary>
+    (double LossSum, int Correct) ReadBack(ReadOnlySpan<int> labels, int rows)
+    {
         var result = _readback.LossAndCorrect(Buffers, labels, rows);
-        eager.EndStep();
-        Tracker.Step++;
+        _eager?.EndStep();
         return result;
     }
 
@@ -167,14 +235,14 @@ public sealed class TrainingSession : IDisposable
         {
             _eager.Forward(Context, rows, training: true);
             _eager.BeforeLoss(rows);
-            LossStep.Run(Context, Buffers, rows, Model.Classes);
+            LossStep.Run(Context, Buffers, rows, Model.Classes, rows);
             _eager.AfterLoss();
             Context = _eager.Backward(Context, rows);
             _eager.EndStep();   // the gradients stay, for the caller to read
             return;
         }
         Model.Forward(Context, Buffers, rows);
-        LossStep.Run(Context, Buffers, rows, Model.Classes);
+        LossStep.Run(Context, Buffers, rows, Model.Classes, rows);
         Model.Backward(Context, Buffers, rows);
     }
 

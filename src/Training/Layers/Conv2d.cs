@@ -73,16 +73,17 @@ public sealed class Conv2d : Layer
         var s = Shape;
         IBackend be = ctx.Backend;
         var dy = io.OutputGradient!.View;   // (B, F, OH, OW)
-        be.ChannelBiasBackward(dy, Bias(ctx.Gradients), rows, s.F, s.ColCols);
+        // With ctx.Accumulate (gradient accumulation) dW += and db += instead.
+        be.ChannelBiasBackward(dy, Bias(ctx.Gradients), rows, s.F, s.ColCols, ctx.Accumulate);
         if (ctx.Conv == ConvVersion.Direct)
         {
-            be.ConvDirectBackwardWeight(dy, io.Input.View, Weight(ctx.Gradients), s, rows);
+            be.ConvDirectBackwardWeight(dy, io.Input.View, Weight(ctx.Gradients), s, rows, ctx.Accumulate);
             if (io.InputGradient is { } dx) be.ConvDirectBackwardInput(dy, Weight(ctx.Parameters), dx.View, s, rows);
             return;
         }
         bool inputGradient = io.InputGradient is not null;   // not for the first layer
         be.Im2colBackward(ctx.Matmul, io.Input.View, dy, Weight(ctx.Parameters), Weight(ctx.Gradients), io.Workspace!.View,
-            inputGradient ? io.InputGradient!.View : default, inputGradient, s, rows);
+            inputGradient ? io.InputGradient!.View : default, inputGradient, s, rows, ctx.Accumulate);
     }
 
     public override string Describe() => $"Conv2d({Shape.C} -> {Shape.F}, {Shape.KernelSize}x{Shape.KernelSize}, pad {Shape.Pad})";

@@ -26,8 +26,11 @@ public enum ConvVersion { Direct, Im2col }
 /// <summary>
 /// What every layer's forward and backward need besides its buffers: the backend that runs the operations,
 /// the matmul and conv versions, and the model's flat parameter and gradient buffers (each layer takes its views).
+/// Accumulate (gradient accumulation, every micro-batch after a step's first): backward adds the parameter gradients
+/// to what the gradient buffer holds instead of overwriting them.
 /// </summary>
-public sealed record StepContext(IBackend Backend, MatmulVersion Matmul, ConvVersion Conv, ArrayView<float> Parameters, ArrayView<float> Gradients);
+public sealed record StepContext(IBackend Backend, MatmulVersion Matmul, ConvVersion Conv, ArrayView<float> Parameters, ArrayView<float> Gradients,
+    bool Accumulate = false);
 
 /// <summary>
 /// One layer's buffers for a batch of B. Input is the previous layer's Output (the images for the first layer);
@@ -91,8 +94,8 @@ public abstract class Layer(string name, FeatureShape input, FeatureShape output
     public abstract void Forward(StepContext ctx, LayerBuffers io, int rows);
 
     /// <summary>
-    /// From io.OutputGradient: this layer's parameter gradients (overwritten, nothing to zero) and, when
-    /// io.InputGradient is not null, d(loss)/d(input).
+    /// From io.OutputGradient: this layer's parameter gradients (overwritten, nothing to zero; added to when
+    /// ctx.Accumulate) and, when io.InputGradient is not null, d(loss)/d(input).
     /// </summary>
     public abstract void Backward(StepContext ctx, LayerBuffers io, int rows);
 

@@ -51,8 +51,9 @@ public sealed class Linear(string name, FeatureShape input, int outFeatures)
         int k = InFeatures, n = OutFeatures;
         var dy = io.OutputGradient!.View;                                   // (B, N)
         // dW (N, K) = dy^T (N, B) · x (B, K): a[i, q] = dy[q, i] -> aRow = 1, aCol = N (the inner size is B).
-        ctx.Backend.Matmul(ctx.Matmul, dy, io.Input.View, Weight(ctx.Gradients), n, k, rows, 1, n, k, 1);
-        ctx.Backend.BiasBackward(dy, Bias(ctx.Gradients), rows, n);
+        // With ctx.Accumulate (gradient accumulation) dW += and db += instead.
+        ctx.Backend.Matmul(ctx.Matmul, dy, io.Input.View, Weight(ctx.Gradients), n, k, rows, 1, n, k, 1, ctx.Accumulate);
+        ctx.Backend.BiasBackward(dy, Bias(ctx.Gradients), rows, n, ctx.Accumulate);
         // dx (B, K) = dy (B, N) · W (N, K).
         if (io.InputGradient is { } dx)
             ctx.Backend.Matmul(ctx.Matmul, dy, Weight(ctx.Parameters), dx.View, rows, k, n, n, 1, k, 1);

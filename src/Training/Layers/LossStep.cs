@@ -7,10 +7,12 @@ namespace ScratchNet.Training;
 /// </summary>
 public static class LossStep
 {
-    public static void Run(StepContext ctx, StepBuffers buffers, int rows, int classes)
+    /// <param name="meanRows">The rows the mean loss is over: `rows`, or with gradient accumulation the whole batch's rows
+    /// (each micro-batch's loss then counts with weight rows / meanRows, and the summed gradients are the batch's).</param>
+    public static void Run(StepContext ctx, StepBuffers buffers, int rows, int classes, int meanRows)
     {
         var logits = buffers.Layers[^1];
-        ctx.Backend.SoftmaxCrossEntropy(logits.Output.View, buffers.Labels.View, buffers.Losses.View, logits.OutputGradient!.View, rows, classes);
+        ctx.Backend.SoftmaxCrossEntropy(logits.Output.View, buffers.Labels.View, buffers.Losses.View, logits.OutputGradient!.View, rows, classes, meanRows);
         Predict(ctx, buffers, rows, classes);
     }
 
