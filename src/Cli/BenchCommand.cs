@@ -258,6 +258,15 @@ public static class BenchCommand
             var step = Time(session.Backend, repeats, () => session.TrainStep(labels, rows));
             add(new Row("training step (this model)", batch, version, step.Median, 1000.0 * batch / step.Median, "samples/s", $"{session.Network.Label}, Adam, batch already on the device")
                 { MinMs = step.Min, MaxMs = step.Max });
+            // --recompute: the same step with each block's forward run again in backward; the difference is its price.
+            if (Recompute.Recomputed(model.Layers).Count == 0) continue;
+            using var again = new TrainingSession(device, c with { Recompute = true }, info);
+            again.Upload(images, labels, rows);
+            var recomputed = Time(again.Backend, repeats, () => again.TrainStep(labels, rows));
+            add(new Row("training step, --recompute", batch, version, recomputed.Median, 1000.0 * batch / recomputed.Median, "samples/s",
+                $"{recomputed.Median - step.Median:+0.00;-0.00} ms ({100 * (recomputed.Median / step.Median - 1):+0;-0}%) against the step above: the forward of " +
+                $"{string.Join(" and ", Recompute.Recomputed(model.Layers).Select(b => model.Layers[b.First].Name + "'s block"))} again")
+                { MinMs = recomputed.Min, MaxMs = recomputed.Max });
         }
     }
 

@@ -30,6 +30,7 @@ public static class ConfigOptions
         new("--max-buffer", "SIZE", "and like one whose largest single buffer is SIZE (OpenCL devices advertise\ntheirs, CL_DEVICE_MAX_MEM_ALLOC_SIZE, and it is enforced anyway)"),
         new("--allocator", "NAME", "exact (default: each tensor its own device buffer of exactly its size) or caching\n(PyTorch's caching allocator: 512 B blocks in 2 MiB and 20 MiB segments, kept for reuse)"),
         new("--lifetime", "MODE", "planned (default: every buffer made once and reused by every step) or eager (as under\nPyTorch's autograd: activations freed as backward consumes them, gradients made in\nbackward and freed after the optimizer step, temporaries per operation)"),
+        new("--recompute", null, "activation checkpointing: keep only each block's input (a block: a conv or linear\nlayer with the ReLU and max-pool after it), share the rest between blocks and run the\nblock's forward again in backward (the same weights, one more forward pass)"),
         new("--dataset-on-device", null, "keep the dataset on the device as bytes; gather and normalise batches there\n(its bytes then show in the Input category)"),
     ];
 
@@ -88,9 +89,12 @@ public static class ConfigOptions
             MemoryLimit = o.Size("--memory-limit"),
             MaxBuffer = o.Size("--max-buffer"),
             DatasetOnDevice = o.Flag("--dataset-on-device"),
+            Recompute = o.Flag("--recompute"),
             Lifetime = o.Choice("--lifetime", "planned", ["planned", "eager"]) == "eager" ? LifetimeKind.Eager : LifetimeKind.Planned,
             Allocator = o.Choice("--allocator", "exact", ["exact", "caching"]) == "caching" ? AllocatorKind.Caching : AllocatorKind.Exact,
         };
+        if (config.Recompute && config.Lifetime == LifetimeKind.Eager)
+            throw new UsageException("--recompute shares buffers between blocks, which needs --lifetime planned (eager lifetimes free each block's buffers as backward consumes them)");
         if (config.Accumulate > config.BatchSize)
             throw new UsageException($"--accumulate {config.Accumulate}: more micro-batches than the {config.BatchSize} rows of --batch-size");
         // A stack that does not fit the dataset's images is refused now, before anything is loaded or allocated.

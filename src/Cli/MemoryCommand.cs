@@ -219,6 +219,11 @@ public static class MemoryCommand
         w.WriteLine("  peak = live: every buffer is created before the first step and reused, so nothing comes and goes inside a step;");
         w.WriteLine($"  allocations during the {MemoryProbe.Steps} steps: {p.AllocationsDuringSteps}.");
         w.WriteLine($"  bytes per sample: {Bytes.Exact(p.BytesPerSample)} (input, activations, temporaries); fixed: {Bytes.Exact(p.FixedBytes)} (parameters, gradients, optimizer state{(Live(p, MemoryCategory.Workspace) > 0 ? ", workspace" : "")})");
+        if (p.WithoutRecompute is long without)
+            w.WriteLine(p.RecomputedBlocks.Count == 0
+                ? "  --recompute: no block makes anything but its output (a linear layer and its ReLU), so nothing is shared or run twice: the bytes are those without it"
+                : $"  --recompute: {Bytes.Exact(p.PeakTotal)} at the peak against {Bytes.Exact(without)} without it (estimate), {Bytes.Exact(without - p.PeakTotal)} less; " +
+                  $"backward runs the forward of the block{(p.RecomputedBlocks.Count > 1 ? "s" : "")} starting at {string.Join(", ", p.RecomputedBlocks)} again");
     }
 
     /// <summary>With --accumulate: " in 4 micro-batches of 16 (--accumulate 4: the device holds one micro-batch)".</summary>

@@ -18,6 +18,8 @@ namespace ScratchNet.Training;
 /// Temporary       = 4 B x (the same outputs, for each layer backward reaches: the gradient flowing back)
 ///                 + 4 B (per-row losses) + 4 B (int32 predictions)
 /// Workspace       = 4 C k k OH OW per Conv2d with --conv im2col (one image's unfolded patches), 0 with direct
+/// with --recompute, the outputs and indices made inside a block are not counted per layer; instead, Activation holds
+///                 + 4 B x (each shared slot: the largest slot-K buffer per sample of any block)   (see Recompute)
 /// with --dataset-on-device, Input also holds the datasets as bytes and the batch's indices:
 ///                 + (Ntrain + Ntest) (C H W + 1) pixels and labels + 4 B int32 indices + 8 C scale and shift
 /// </code>
@@ -47,23 +49,27 @@ public static class MemoryEstimator
 
         var rows = Layers(net, batch, stateCopies);
         e.Layers = rows;
-        long activations = rows.Sum(r => r.Bytes[MemoryCategory.Activation]);
+        var (outSlots, indexSlots) = net.Recompute ? Recompute.SlotSizes(net.Layers) : ([], []);
+        e.RecomputeBytes = 4 * b * (outSlots.Sum() + indexSlots.Sum());
+        long activations = rows.Sum(r => r.Bytes[MemoryCategory.Activation]) + e.RecomputeBytes;
         long gradients = rows.Sum(r => r.Bytes[MemoryCategory.Temporary]);
         long workspace = rows.Sum(r => r.Bytes[MemoryCategory.Workspace]);
         var outs = new List<string>();
         var grads = new List<string>();
         var cols = new List<string>();
         var layers = net.Layers;
+        var (outputSlot, indicesSlot) = Slots(net);
         for (int i = 0; i < layers.Count; i++)
         {
             var l = layers[i];
             if (l.InPlace) continue;
-            outs.Add($"{l.Out.Size}");
-            if (l is MaxPool2d) outs.Add($"{l.Out.Size} indices");
+            if (outputSlot[i] < 0) outs.Add($"{l.Out.Size}");
+            if (l is MaxPool2d && indicesSlot[i] < 0) outs.Add($"{l.Out.Size} indices");
             if (i >= FirstTrainable(net)) grads.Add($"{l.Out.Size}");
             if (l is Conv2d c && net.Conv == ConvVersion.Im2col) cols.Add($"{c.Shape.ColRows} x {c.Shape.ColCols}");
         }
-        e.Set(MemoryCategory.Activation, activations, $"4 x {b} x ({string.Join(" + ", outs)}) layer outputs");
+        e.Set(MemoryCategory.Activation, activations, $"4 x {b} x ({string.Join(" + ", outs)}) layer outputs" +
+            (net.Recompute ? $" + 4 x {b} x ({string.Join(" + ", outSlots.Select(v => $"{v}").Concat(indexSlots.Select(v => $"{v} indices")).DefaultIfEmpty("0"))}) shared recompute buffers" : ""));
         e.Set(MemoryCategory.Temporary, gradients + 8 * b,
             (grads.Count > 0 ? $"4 x {b} x ({string.Join(" + ", grads)}) output gradients + " : "") + $"4 x {b} losses + 4 x {b} predictions");
         e.Set(MemoryCategory.Workspace, workspace, cols.Count > 0
@@ -72,6 +78,11 @@ public static class MemoryEstimator
         e.Set(MemoryCategory.Other, 0, "nothing else is allocated");
         return e;
     }
+
+    /// <summary>Per layer, the shared recompute slot of its output and of its indices (-1: its own buffer); all -1 without --recompute.</summary>
+    static (int[] Output, int[] Indices) Slots(Network net) => net.Recompute
+        ? Recompute.Slots(net.Layers)
+        : (Enumerable.Repeat(-1, net.Layers.Count).ToArray(), Enumerable.Repeat(-1, net.Layers.Count).ToArray());
 
     /// <summary>The first layer with parameters: backward reaches it and every layer after it.</summary>
     internal static int FirstTrainable(Network net) => net.Layers.ToList().FindIndex(l => l.ParameterCount > 0);
@@ -83,6 +94,7 @@ public static class MemoryEstimator
         int first = FirstTrainable(net);
         var rows = new List<LayerEstimate>();
         var layers = net.Layers;
+        var (outputSlot, indicesSlot) = Slots(net);
         for (int i = 0; i < layers.Count; i++)
         {
             Layer l = layers[i];
@@ -96,8 +108,12 @@ public static class MemoryEstimator
             {
                 case Linear or Conv2d or MaxPool2d:
                     long output = 4 * b * l.Out.Size;
-                    bytes[MemoryCategory.Activation] = l is MaxPool2d ? 2 * output : output;   // a max-pool also keeps its int32 indices
+                    // A max-pool also keeps its int32 indices; with --recompute a block's inner buffers are in the shared ones.
+                    bytes[MemoryCategory.Activation] = (outputSlot[i] < 0 ? output : 0) + (l is MaxPool2d && indicesSlot[i] < 0 ? output : 0);
                     bytes[MemoryCategory.Temporary] = i >= first ? output : 0;
+                    if (outputSlot[i] >= 0 || indicesSlot[i] >= 0)
+                        note = "recomputed in backward into " + string.Join(" and ",
+                            new[] { outputSlot[i] >= 0 ? Recompute.OutputName(outputSlot[i]) : null, indicesSlot[i] >= 0 ? Recompute.IndicesName(indicesSlot[i]) : null }.OfType<string>());
                     if (l is Conv2d c && net.Conv == ConvVersion.Im2col) bytes[MemoryCategory.Workspace] = 4L * c.Shape.ColRows * c.Shape.ColCols;
                     break;
                 case Relu:
@@ -163,6 +179,8 @@ public sealed class MemoryEstimate(long parameterCount)
     public long Total => _items.Values.Sum(v => v.Bytes);
     /// <summary>Per layer, in order (the input and the loss buffers are not layers: they are in Input and Temporary).</summary>
     public IReadOnlyList<LayerEstimate> Layers { get; internal set; } = [];
+    /// <summary>--recompute: the shared buffers' bytes (in Activation, not in any layer's row); 0 without it.</summary>
+    public long RecomputeBytes { get; internal set; }
 
     internal void Set(MemoryCategory c, long bytes, string formula) => _items[c] = (bytes, formula);
 }

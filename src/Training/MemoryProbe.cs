@@ -38,6 +38,9 @@ public sealed record ProbeResult(int BatchSize, string Optimizer, long Parameter
     public int Accumulate { get; init; } = 1;
     /// <summary>The rows on the device at once, which the per-sample bytes are counted for.</summary>
     public int MicroBatch { get; init; }
+    /// <summary>--recompute: the estimate of the total without it (null without --recompute), and the blocks run twice (by their first layer).</summary>
+    public long? WithoutRecompute { get; init; }
+    public List<string> RecomputedBlocks { get; init; } = [];
 
     /// <summary>The driver's figure beside the tracker's, with the difference explained; or why there is none.</summary>
     public string DriverLine()
@@ -133,6 +136,8 @@ public static class MemoryProbe
             DriverSource = driverBefore?.Source ?? device.NoDriverMemoryReason,
             Accumulate = config.Accumulate,
             MicroBatch = session.MicroBatch,
+            WithoutRecompute = config.Recompute ? MemoryEstimator.Estimate(session.Network with { Recompute = false }, session.MicroBatch, session.Optimizer.Name, session.Dataset?.Sizes).Total : null,
+            RecomputedBlocks = session.Buffers.Recomputed.Select(b => session.Model.Layers[b.First].Name).ToList(),
         };
     }
 
@@ -202,6 +207,10 @@ public static class MemoryProbe
             rows.Add(Row(layer.Name, e.Kind, e.OutputShape, layer.ParameterCount, measured,
                 LayerColumns.ToDictionary(c => c.ToString(), c => e.Bytes[c]), e.Note));
         }
+        if (session.Network.Recompute)
+            rows.Add(Row("recompute", "shared by the blocks", "", 0, Tagged("recompute"),
+                LayerColumns.ToDictionary(c => c.ToString(), c => c == MemoryCategory.Activation ? estimate.RecomputeBytes : 0L),
+                "the blocks' inner outputs and indices, refilled by running each block's forward again in backward"));
         var loss = Tagged("");
         foreach (var c in LayerColumns.Where(c => c != MemoryCategory.Temporary)) loss[c.ToString()] = 0;
         long lossEstimate = 8L * session.MicroBatch;

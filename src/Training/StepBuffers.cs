@@ -11,6 +11,9 @@ namespace ScratchNet.Training;
 /// each layer  what its Allocate creates (its output, the output's gradient, indices, workspace: see the layer's file)
 /// Temporary   losses         (B)           per-row cross-entropy
 ///             predictions    (B)           int32 argmax per row
+/// with --recompute, instead of the outputs and indices made inside a block (see <see cref="Recompute"/>):
+/// Activation  recompute.outK      (B, largest slot-K output of any block)   shared by every block
+///             recompute.indicesK  (B, largest slot-K max-pool output)       int32, shared by every block
 /// </code>
 /// A layer's output is named after the layer that wrote it and the in-place layers that followed ("conv1.relu.out");
 /// the last one is "logits".
@@ -21,7 +24,9 @@ public sealed class StepBuffers : IDisposable
 
     /// <param name="eager">The eager lifetime mode: only the input buffers now; <see cref="EagerStep"/> creates and frees
     /// the layers' buffers, the losses and the predictions while a step runs.</param>
-    public StepBuffers(MemoryTracker tracker, Model model, int batchSize, ConvVersion conv, bool eager = false)
+    /// <param name="recompute">--recompute: the blocks' inner outputs and indices go to shared buffers, and backward runs the
+    /// forward of <see cref="Recomputed"/> again.</param>
+    public StepBuffers(MemoryTracker tracker, Model model, int batchSize, ConvVersion conv, bool eager = false, bool recompute = false)
     {
         BatchSize = batchSize;
         FeatureShape imageShape = model.Layers[0] is Flatten ? model.Layers[0].Out : model.Input;
@@ -37,9 +42,21 @@ public sealed class StepBuffers : IDisposable
             Tensor<float> input = Images;
             Tensor<float>? inputGradient = null;
             var layers = model.Layers;
+            Tensor<float>[] sharedOutputs = [];
+            Tensor<int>[] sharedIndices = [];
+            if (recompute)
+            {
+                var (outs, idx) = Recompute.SlotSizes(layers);
+                sharedOutputs = outs.Select((size, k) => Own(tracker.Allocate<float>(Recompute.OutputName(k), [batchSize, (int)size], MemoryCategory.Activation, "recompute"))).ToArray();
+                sharedIndices = idx.Select((size, k) => Own(tracker.Allocate<int>(Recompute.IndicesName(k), [batchSize, (int)size], MemoryCategory.Activation, "recompute"))).ToArray();
+                Recomputed = Recompute.Recomputed(layers);
+            }
+            var (outputSlot, indicesSlot) = recompute ? Recompute.Slots(layers) : ([], []);
             for (int i = 0; i < layers.Count; i++)
             {
                 var io = new LayerBuffers { Input = input, InputGradient = inputGradient };
+                if (recompute && outputSlot[i] >= 0) io.SharedOutput = sharedOutputs[outputSlot[i]];
+                if (recompute && indicesSlot[i] >= 0) io.SharedIndices = sharedIndices[indicesSlot[i]];
                 bool gradient = i >= model.FirstTrainable;
                 layers[i].Allocate(tracker, io, batchSize, OutputName(layers, i), gradient, conv);
                 _owned.AddRange(io.Owned(layers[i].InPlace));
@@ -83,6 +100,8 @@ public sealed class StepBuffers : IDisposable
     }
 
     public int BatchSize { get; }
+    /// <summary>--recompute: the blocks whose forward backward runs again (those that write a shared buffer); empty otherwise.</summary>
+    public List<Recompute.Block> Recomputed { get; } = [];
     public Tensor<float> Images { get; } = null!;
     public Tensor<int> Labels { get; } = null!;
     /// <summary>Per layer, its buffers (input, output, gradients, extras).</summary>

@@ -42,6 +42,8 @@ public sealed record TrainConfig
     public bool DatasetOnDevice { get; init; }
     /// <summary>Budget for all device buffers together (bytes); null means no budget.</summary>
     public long? MemoryLimit { get; init; }
+    /// <summary>--recompute: keep only each block's input and run the block's forward again in backward (see <see cref="Training.Recompute"/>).</summary>
+    public bool Recompute { get; init; }
     /// <summary>--lifetime: planned (every buffer made once, reused by every step) or eager (as under autograd: see <see cref="EagerStep"/>).</summary>
     public LifetimeKind Lifetime { get; init; } = LifetimeKind.Planned;
     /// <summary>--allocator: exact (each tensor its own device buffer) or caching (segments and blocks, PyTorch's rules).</summary>
@@ -72,7 +74,7 @@ public sealed record TrainConfig
     public Network Network(Data.DatasetInfo info) => Network(FeatureShape.Image(info.Channels, info.Height, info.Width), info.Classes);
 
     /// <summary>The architecture on inputs of this shape.</summary>
-    public Network Network(FeatureShape input, int classes) => new(Spec(classes), input, classes, Conv);
+    public Network Network(FeatureShape input, int classes) => new(Spec(classes), input, classes, Conv, Recompute);
 }
 
 /// <summary>--lifetime: when a step's buffers are made and freed.</summary>

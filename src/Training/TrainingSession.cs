@@ -33,6 +33,8 @@ public sealed class TrainingSession : IDisposable
         Config = config;
         Backend = Backends.For(device);
         Network = config.Network(input, classes);
+        if (config.Recompute && config.Lifetime == LifetimeKind.Eager)
+            throw new ArgumentException("--recompute shares buffers between blocks, which needs --lifetime planned (eager lifetimes free each block's buffers as backward consumes them)");
         if (config.Accumulate < 1 || config.Accumulate > config.BatchSize)
             throw new ArgumentException($"--accumulate {config.Accumulate}: the batch of {config.BatchSize} rows (--batch-size) splits into 1 to {config.BatchSize} micro-batches");
         MicroBatch = config.MicroBatch;
@@ -59,7 +61,7 @@ public sealed class TrainingSession : IDisposable
             Optimizer = config.OptimizerKind == "adam"
                 ? new Adam(Tracker, Model, config.EffectiveLearningRate)
                 : new Sgd(Tracker, Model, config.EffectiveLearningRate, config.EffectiveMomentum);
-            Buffers = new StepBuffers(Tracker, Model, MicroBatch, config.Conv, eager);
+            Buffers = new StepBuffers(Tracker, Model, MicroBatch, config.Conv, eager, config.Recompute);
             if (eager) _eager = new EagerStep(Tracker, Model, Buffers, config.Conv);
         }
         catch (DeviceMemoryException e)

@@ -47,7 +47,7 @@ public sealed class Conv2d : Layer
 
     public override void Allocate(MemoryTracker tracker, LayerBuffers io, int batch, string outputName, bool outputGradient, ConvVersion conv)
     {
-        io.Output = tracker.Allocate<float>(outputName, Out.Batch(batch), MemoryCategory.Activation, Name);
+        io.Output = io.SharedOutput ?? tracker.Allocate<float>(outputName, Out.Batch(batch), MemoryCategory.Activation, Name);
         if (outputGradient) io.OutputGradient = tracker.Allocate<float>(outputName + ".grad", Out.Batch(batch), MemoryCategory.Temporary, Name);
         if (conv == ConvVersion.Im2col)
             io.Workspace = tracker.Allocate<float>($"{Name}.cols", [Shape.ColRows, Shape.ColCols], MemoryCategory.Workspace, Name);

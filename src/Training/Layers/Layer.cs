@@ -48,16 +48,22 @@ public sealed class LayerBuffers
     public Tensor<int>? Indices { get; set; }
     /// <summary>Conv2d with --conv im2col: one image's unfolded patches (C k k, OH OW), reused for every image.</summary>
     public Tensor<float>? Workspace { get; set; }
+    /// <summary>
+    /// --recompute: the block's shared buffers this layer writes instead of making its own (see <see cref="Recompute"/>):
+    /// set before Allocate, which then takes them as its Output and Indices; null otherwise.
+    /// </summary>
+    public Tensor<float>? SharedOutput { get; set; }
+    public Tensor<int>? SharedIndices { get; set; }
 
-    /// <summary>The buffers this layer created (not its input, nor an output it shares with its input).</summary>
+    /// <summary>The buffers this layer created (not its input, nor an output it shares with its input, nor a shared recompute buffer).</summary>
     public IEnumerable<IDisposable> Owned(bool inPlace)
     {
         if (!inPlace)
         {
-            yield return Output;
+            if (SharedOutput is null) yield return Output;
             if (OutputGradient is not null) yield return OutputGradient;
         }
-        if (Indices is not null) yield return Indices;
+        if (Indices is not null && SharedIndices is null) yield return Indices;
         if (Workspace is not null) yield return Workspace;
     }
 }
@@ -86,7 +92,8 @@ public abstract class Layer(string name, FeatureShape input, FeatureShape output
     /// <summary>
     /// Creates this layer's buffers for a batch of B through the tracker (each tagged with this layer's name):
     /// sets io.Output (named outputName) and, when outputGradient, io.OutputGradient; io.Input and
-    /// io.InputGradient are already set.
+    /// io.InputGradient are already set. With --recompute, io.SharedOutput and io.SharedIndices, when set, are taken
+    /// instead of new buffers.
     /// </summary>
     public abstract void Allocate(MemoryTracker tracker, LayerBuffers io, int batch, string outputName, bool outputGradient, ConvVersion conv);
 

@@ -34,7 +34,7 @@ public sealed class Linear(string name, FeatureShape input, int outFeatures)
 
     public override void Allocate(MemoryTracker tracker, LayerBuffers io, int batch, string outputName, bool outputGradient, ConvVersion conv)
     {
-        io.Output = tracker.Allocate<float>(outputName, Out.Batch(batch), MemoryCategory.Activation, Name);
+        io.Output = io.SharedOutput ?? tracker.Allocate<float>(outputName, Out.Batch(batch), MemoryCategory.Activation, Name);
         if (outputGradient) io.OutputGradient = tracker.Allocate<float>(outputName + ".grad", Out.Batch(batch), MemoryCategory.Temporary, Name);
     }
 

@@ -20,8 +20,8 @@ public sealed class MaxPool2d(string name, FeatureShape input, int size)
 
     public override void Allocate(MemoryTracker tracker, LayerBuffers io, int batch, string outputName, bool outputGradient, ConvVersion conv)
     {
-        io.Output = tracker.Allocate<float>(outputName, Out.Batch(batch), MemoryCategory.Activation, Name);
-        io.Indices = tracker.Allocate<int>($"{Name}.indices", Out.Batch(batch), MemoryCategory.Activation, Name);
+        io.Output = io.SharedOutput ?? tracker.Allocate<float>(outputName, Out.Batch(batch), MemoryCategory.Activation, Name);
+        io.Indices = io.SharedIndices ?? tracker.Allocate<int>($"{Name}.indices", Out.Batch(batch), MemoryCategory.Activation, Name);
         if (outputGradient) io.OutputGradient = tracker.Allocate<float>(outputName + ".grad", Out.Batch(batch), MemoryCategory.Temporary, Name);
     }
 

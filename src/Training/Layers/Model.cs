@@ -67,10 +67,18 @@ public sealed class Model : IDisposable
     /// <summary>
     /// Backward pass from the logits' gradient (written by <see cref="LossStep"/>) down to the first layer with
     /// parameters. Every parameter's gradient is overwritten, so there is nothing to zero between steps.
+    /// With --recompute, a block's forward runs again from its kept input just before the block's backward (its last
+    /// layer's), to refill the buffers the blocks share (see <see cref="Recompute"/>).
     /// </summary>
     public void Backward(StepContext ctx, StepBuffers buffers, int rows)
     {
-        for (int i = Layers.Count - 1; i >= FirstTrainable; i--) Layers[i].Backward(ctx, buffers.Layers[i], rows);
+        for (int i = Layers.Count - 1; i >= FirstTrainable; i--)
+        {
+            foreach (var block in buffers.Recomputed)
+                if (block.Last == i)
+                    for (int j = block.First; j <= block.Last; j++) Layers[j].Forward(ctx, buffers.Layers[j], rows);
+            Layers[i].Backward(ctx, buffers.Layers[i], rows);
+        }
     }
 
     /// <summary>The layers as text: "Flatten, fc1: Linear(784 -> 128), ReLU, fc2: Linear(128 -> 10)".</summary>

@@ -1,11 +1,12 @@
 namespace ScratchNet.Training;
 
 /// <summary>
-/// A model's architecture without any memory: the layer stack, the input shape, the classes and the conv version.
+/// A model's architecture without any memory: the layer stack, the input shape, the classes, the conv version and
+/// whether backward recomputes the blocks' activations (--recompute, see <see cref="Training.Recompute"/>).
 /// What the estimator, the planner, the advice after an out-of-memory error and checkpoints reason about,
 /// before (or without) allocating anything.
 /// </summary>
-public sealed record Network(ModelSpec Spec, FeatureShape Input, int Classes, ConvVersion Conv = ConvVersion.Im2col)
+public sealed record Network(ModelSpec Spec, FeatureShape Input, int Classes, ConvVersion Conv = ConvVersion.Im2col, bool Recompute = false)
 {
     List<Layer>? _layers;
 
