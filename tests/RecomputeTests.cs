@@ -111,6 +111,21 @@ public sealed class RecomputeTests
     }
 
     [Test]
+    public void Bench_TimesTheStepWithRecompute_BesideTheStepWithout()
+    {
+        var r = CliRunner.Run("bench", "--device", "host", "--model", "cnn", "--repeats", "1", "--steps", "1", "--json");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
+        var rows = doc.RootElement.GetProperty("rows").EnumerateArray().ToList();
+        foreach (string conv in new[] { "im2col", "direct" })
+        {
+            var row = rows.Single(x => x.GetProperty("operation").GetString() == "training step, --recompute" && x.GetProperty("version").GetString() == conv);
+            Assert.That(row.GetProperty("medianMs").GetDouble(), Is.GreaterThan(0));
+            Assert.That(row.GetProperty("note").GetString(), Does.Match(@"^[+-]\d+\.\d\d ms \([+-]\d+%\) against the step above: the forward of conv1's block and conv2's block again$"));
+        }
+    }
+
+    [Test]
     public void RecomputeWithEagerLifetimes_IsAOneLineError()
     {
         var r = CliRunner.Run("train", "--device", "host", "--data", TestData.EmbeddedFolder(), "--recompute", "--lifetime", "eager");
