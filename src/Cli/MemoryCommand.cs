@@ -25,6 +25,7 @@ public static class MemoryCommand
         new("--alternate", "LIST", "one session whose steps alternate between these batch sizes, e.g. 64,100 (as training\nat one and evaluating at another does): the peaks of requested, allocated and reserved\nbytes in each step; with --lifetime eager and --allocator caching reserved grows"),
         new("--rounds", "N", "how many times --alternate goes through its list (default 3)"),
         new("--release-cache", null, "after --alternate, give the cached segments back (torch.cuda.empty_cache) and say\nhow much came back (needs --allocator caching)"),
+        new("--target-batch", "N", "the remedy ladder: for an effective batch of N under the budget (--budget of\n--memory-limit), every remedy (accumulation, SGD, recompute, direct conv) with its bytes\nby category, whether it fits, its cost and a timed step; the recommended one is proved\nwith two steps and the next larger micro-batch shown failing"),
         new("--json", null, "one JSON document on stdout instead of text (errors still go to stderr as text)"),
     ];
 
@@ -51,6 +52,11 @@ public static class MemoryCommand
         if (plan && config.Allocator == AllocatorKind.Caching)
             throw new UsageException("--allocator caching with --memory-limit or --budget: the planner's closed form counts requested bytes; plan with the exact allocator (the default)");
         double fraction = budgetFraction ?? 0.8;
+        int? targetBatch = o.Has("--target-batch") ? o.Int("--target-batch", 0, 1) : null;
+        if (targetBatch is not null && (config.Allocator == AllocatorKind.Caching || config.Lifetime == LifetimeKind.Eager))
+            throw new UsageException("--target-batch: the ladder counts requested bytes with planned lifetimes and the exact allocator; leave out --allocator caching and --lifetime eager");
+        if (targetBatch is not null && config.Accumulate > 1)
+            throw new UsageException("--target-batch works out --accumulate itself; leave --accumulate out");
         int[] alternate = o.IntList("--alternate", []);
         int rounds = o.Int("--rounds", 3, 1, 1000);
         bool releaseCache = o.Flag("--release-cache");
@@ -114,7 +120,14 @@ public static class MemoryCommand
         }
 
         MemoryPlan? planResult = null;
-        if (plan)
+        RemedyLadderResult? ladder = null;
+        if (targetBatch is int target)
+        {
+            ladder = RemedyLadder.Build(device, config, target, fraction, data);
+            text.WriteLine();
+            WriteLadder(text, ladder);
+        }
+        else if (plan)
         {
             planResult = MemoryPlanner.Plan(device, config, fraction, data, net);
             text.WriteLine();
@@ -146,10 +159,11 @@ public static class MemoryCommand
                 batchSizes = acrossBatches.Select(Strip),
                 optimizers = acrossOptimizers.Select(Strip),
                 plan = planResult,
+                ladder,
                 alternation,
             }, TrainCommand.JsonOptions));
         }
-        return planResult is { NextFails: false } ? Cli.ExitFailure : Cli.ExitOk;
+        return planResult is { NextFails: false } || ladder is { Recommended: not null, NextError: "" } ? Cli.ExitFailure : Cli.ExitOk;
     }
 
     /// <summary>1,000 random images of the dataset's shape, seeded: enough for any probe.</summary>
@@ -366,6 +380,32 @@ public static class MemoryCommand
         var adam = probes.Single(p => p.Optimizer == "adam");
         foreach (var p in probes.Where(p => p.Optimizer != "adam"))
             w.WriteLine($"  {p.Optimizer} saves {Bytes.Exact(adam.TotalLive - p.TotalLive)} against adam ({100.0 * (adam.TotalLive - p.TotalLive) / adam.TotalLive:0.0}% of the total)");
+    }
+
+    static void WriteLadder(TextWriter w, RemedyLadderResult l)
+    {
+        string pct = (100 * l.Fraction).ToString("0.#", CultureInfo.InvariantCulture);
+        w.WriteLine($"Remedies for an effective batch of {l.TargetBatch} under a budget of {pct}% of {Bytes.Format(l.Memory)} ({l.MemorySource}) = {Bytes.Exact(l.Budget)}");
+        w.WriteLine("  (closed-form requested bytes, planned lifetimes; a step timed under the budget for each rung that fits)");
+        int i = 0;
+        foreach (var r in l.Remedies)
+        {
+            string fits = r.Fits ? $"fits, {r.StepMs:0.0} ms per step" : $"does not fit ({Bytes.Exact(r.Total - l.Budget)} over)";
+            w.WriteLine($"  {++i,2}. {r.Name}: {r.Options}");
+            w.WriteLine($"      micro-batch {r.MicroBatch}, total {Bytes.Exact(r.Total)}: {fits}{(r.KeepsTraining ? "" : "; changes the training")}");
+            w.WriteLine($"      {string.Join(", ", r.Bytes.Select(kv => $"{kv.Key} {Bytes.Exact(kv.Value)}"))}");
+            w.WriteLine($"      cost: {r.Cost}");
+        }
+        if (l.Recommended is null)
+        {
+            w.WriteLine($"  recommended: none; {l.Why}");
+            return;
+        }
+        w.WriteLine($"  recommended: {l.Recommended}: {l.Why}");
+        w.WriteLine($"  proof: {MemoryProbe.Steps} training steps with {l.Recommended} under a {Bytes.Exact(l.Budget)} limit: ok, peak {Bytes.Exact(l.ProvedPeak ?? 0)}");
+        w.WriteLine(l.NextError.Length > 0
+            ? $"  the next larger micro-batch, {l.NextLarger}, under the same limit fails: {l.NextError}"
+            : $"  UNEXPECTED: {l.NextLarger} also fits; the estimate is wrong");
     }
 
     static void WritePlan(TextWriter w, MemoryPlan p)

@@ -30,7 +30,9 @@ public static class MemoryAdvice
         return lo;
     }
 
-    public static void Add(DeviceMemoryException e, Network net, string optimizerKind, DatasetOnDevice? dataset, LargestBatchFinder? finder = null)
+    /// <param name="batch">The batch that was asked for, given with planned lifetimes and the exact allocator (else 0); the hints then
+    /// say how to keep it, from the remedy ladder (<see cref="RemedyLadder"/>): accumulation, and what --recompute saves.</param>
+    public static void Add(DeviceMemoryException e, Network net, string optimizerKind, DatasetOnDevice? dataset, LargestBatchFinder? finder = null, int batch = 0)
     {
         if (e.BufferCap is long cap)
         {
@@ -49,6 +51,8 @@ public static class MemoryAdvice
             ? $"the largest batch size that fits {Bytes.Format(limit)} with {optimizerKind}{withDataset} is {fits} (--batch-size {fits}){how}"
             : $"not even batch size 1 fits {Bytes.Format(limit)} with {optimizerKind}{how}; the model{withDataset} alone need{(dataset is null ? "s" : "")} " +
               Bytes.Format(MemoryEstimator.FixedBytes(net, optimizerKind, dataset) + MemoryEstimator.BytesPerSample(net, dataset)) + " (requested bytes, planned)");
+        if (batch > 0)
+            AddLadderHints(e, net, optimizerKind, dataset, batch, limit);
         if (optimizerKind != "sgd")
         {
             long saved = MemoryEstimator.FixedBytes(net, optimizerKind) - MemoryEstimator.FixedBytes(net, "sgd");
@@ -58,5 +62,19 @@ public static class MemoryAdvice
         }
         if (dataset is not null)
             e.Advice.Add("without --dataset-on-device the dataset stays in host memory and only one batch is on the device");
+    }
+
+    /// <summary>The remedy ladder's hints for keeping the batch: how many micro-batches fit, and what --recompute saves.</summary>
+    static void AddLadderHints(DeviceMemoryException e, Network net, string optimizerKind, DatasetOnDevice? dataset, int batch, long limit)
+    {
+        int n = RemedyLadder.MicroBatchesFor(net, optimizerKind, batch, limit, dataset);
+        if (n > 1)
+            e.Advice.Add($"to keep the batch of {batch}: --accumulate {n} runs it as {n} micro-batches of at most {(batch + n - 1) / n} rows, which fit, " +
+                "and sums their gradients (the same update); scratchnet memory --target-batch " + batch + " lists every remedy");
+        if (!net.Recompute && Recompute.Recomputed(net.Layers).Count > 0)
+        {
+            long saved = MemoryEstimator.Estimate(net, batch, optimizerKind, dataset).Total - MemoryEstimator.Estimate(net with { Recompute = true }, batch, optimizerKind, dataset).Total;
+            if (saved > 0) e.Advice.Add($"--recompute would save {Bytes.Format(saved)} at batch {batch} for one more forward pass of the blocks that share buffers");
+        }
     }
 }

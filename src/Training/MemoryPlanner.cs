@@ -19,7 +19,8 @@ public sealed record MemoryPlan(long MemoryBytes, string MemorySource, double Fr
 /// </summary>
 public static class MemoryPlanner
 {
-    public static MemoryPlan Plan(ComputeDevice device, TrainConfig config, double fraction, DatasetPair train, Network net)
+    /// <summary>The memory a plan takes a fraction of (--memory-limit, else the device's), where that figure comes from, and the budget.</summary>
+    public static (long Memory, string Source, long Budget) Budget(ComputeDevice device, TrainConfig config, double fraction)
     {
         long memory;
         string source;
@@ -39,7 +40,12 @@ public static class MemoryPlanner
         {
             throw new ArgumentException($"the {(device.Kind == DeviceKind.Host ? "host backend" : "CPU accelerator")} keeps its buffers in host memory and has no device memory size to take a fraction of; pass --memory-limit SIZE (e.g. --memory-limit 8MiB)");
         }
-        long budget = (long)Math.Floor(memory * fraction);
+        return (memory, source, (long)Math.Floor(memory * fraction));
+    }
+
+    public static MemoryPlan Plan(ComputeDevice device, TrainConfig config, double fraction, DatasetPair train, Network net)
+    {
+        var (memory, source, budget) = Budget(device, config, fraction);
         string kind = config.OptimizerKind;
         DatasetOnDevice? onDevice = config.DatasetOnDevice ? DatasetOnDevice.Of(train) : null;
         long fixedBytes = MemoryEstimator.FixedBytes(net, kind, onDevice);

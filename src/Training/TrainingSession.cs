@@ -114,7 +114,7 @@ public sealed class TrainingSession : IDisposable
         }
         catch (DeviceMemoryException e)
         {
-            if (_advise) MemoryAdvice.Add(e, Network, Config.OptimizerKind, DatasetOnDevice.Of(data), LargestBatch(DatasetOnDevice.Of(data)));
+            if (_advise) MemoryAdvice.Add(e, Network, Config.OptimizerKind, DatasetOnDevice.Of(data), LargestBatch(DatasetOnDevice.Of(data)), LadderBatch);
             throw;
         }
     }
@@ -271,10 +271,13 @@ public sealed class TrainingSession : IDisposable
     {
         if (!_advise) return;
         var dataset = Dataset?.Sizes ?? _plannedDataset;
-        MemoryAdvice.Add(e, Network, Config.OptimizerKind, dataset, LargestBatch(dataset));
+        MemoryAdvice.Add(e, Network, Config.OptimizerKind, dataset, LargestBatch(dataset), LadderBatch);
     }
 
     readonly bool _advise;
+
+    /// <summary>The batch the remedy ladder's hints keep: with planned lifetimes and the exact allocator, which the ladder counts; else 0 (no such hints).</summary>
+    int LadderBatch => Config.Lifetime == LifetimeKind.Planned && Config.Allocator == AllocatorKind.Exact ? Config.BatchSize : 0;
 
     /// <summary>
     /// How the hints find the largest batch under a limit: the closed form of the lifetimes in use for the exact
