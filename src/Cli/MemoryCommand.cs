@@ -48,15 +48,15 @@ public static class MemoryCommand
         bool compare = o.Flag("--compare-optimizers");
         float? budgetFraction = o.Float("--budget", positiveOnly: true);
         if (budgetFraction > 1) throw new UsageException($"--budget: {budgetFraction} must be a fraction in (0, 1]");
-        bool plan = config.MemoryLimit is not null || budgetFraction is not null;
-        if (plan && config.Allocator == AllocatorKind.Caching)
-            throw new UsageException("--allocator caching with --memory-limit or --budget: the planner's closed form counts requested bytes; plan with the exact allocator (the default)");
-        double fraction = budgetFraction ?? 0.8;
         int? targetBatch = o.Has("--target-batch") ? o.Int("--target-batch", 0, 1) : null;
         if (targetBatch is not null && (config.Allocator == AllocatorKind.Caching || config.Lifetime == LifetimeKind.Eager))
             throw new UsageException("--target-batch: the ladder counts requested bytes with planned lifetimes and the exact allocator; leave out --allocator caching and --lifetime eager");
         if (targetBatch is not null && config.Accumulate > 1)
             throw new UsageException("--target-batch works out --accumulate itself; leave --accumulate out");
+        bool plan = config.MemoryLimit is not null || budgetFraction is not null;
+        if (plan && config.Allocator == AllocatorKind.Caching)
+            throw new UsageException("--allocator caching with --memory-limit or --budget: the planner's closed form counts requested bytes; plan with the exact allocator (the default)");
+        double fraction = budgetFraction ?? 0.8;
         int[] alternate = o.IntList("--alternate", []);
         int rounds = o.Int("--rounds", 3, 1, 1000);
         bool releaseCache = o.Flag("--release-cache");
@@ -386,13 +386,16 @@ public static class MemoryCommand
     {
         string pct = (100 * l.Fraction).ToString("0.#", CultureInfo.InvariantCulture);
         w.WriteLine($"Remedies for an effective batch of {l.TargetBatch} under a budget of {pct}% of {Bytes.Format(l.Memory)} ({l.MemorySource}) = {Bytes.Exact(l.Budget)}");
-        w.WriteLine("  (closed-form requested bytes, planned lifetimes; a step timed under the budget for each rung that fits)");
+        w.WriteLine("  (closed-form requested bytes with planned lifetimes, each measured in two real steps without the budget, the second timed)");
         int i = 0;
         foreach (var r in l.Remedies)
         {
-            string fits = r.Fits ? $"fits, {r.StepMs:0.0} ms per step" : $"does not fit ({Bytes.Exact(r.Total - l.Budget)} over)";
+            string fits = r.Fits ? "fits" : $"does not fit ({Bytes.Exact(r.Total - l.Budget)} over)";
+            string measured = r.MeasuredPeak is long peak
+                ? $"measured peak {Bytes.Exact(peak)}{(peak == r.Total ? " (= estimate)" : " (DIFFERS from the estimate)")}, {r.StepMs:0.0} ms per step"
+                : "the device had no room to measure it";
             w.WriteLine($"  {++i,2}. {r.Name}: {r.Options}");
-            w.WriteLine($"      micro-batch {r.MicroBatch}, total {Bytes.Exact(r.Total)}: {fits}{(r.KeepsTraining ? "" : "; changes the training")}");
+            w.WriteLine($"      micro-batch {r.MicroBatch}, total {Bytes.Exact(r.Total)}: {fits}{(r.KeepsTraining ? "" : "; changes the training")}; {measured}");
             w.WriteLine($"      {string.Join(", ", r.Bytes.Select(kv => $"{kv.Key} {Bytes.Exact(kv.Value)}"))}");
             w.WriteLine($"      cost: {r.Cost}");
         }

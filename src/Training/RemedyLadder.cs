@@ -12,8 +12,10 @@ namespace ScratchNet.Training;
 public sealed record Remedy(string Name, string Options, int MicroBatch, int MicroBatches, bool KeepsTraining, long ExtraForwardMacs,
     Dictionary<string, long> Bytes, long Total, bool Fits, string Cost)
 {
-    /// <summary>Milliseconds of one whole step (all its micro-batches) measured under the budget; null when it does not fit.</summary>
+    /// <summary>Milliseconds of one whole step (all its micro-batches), and the peak of requested bytes, measured in real steps
+    /// without the budget; null when the device itself had no room.</summary>
     public double? StepMs { get; init; }
+    public long? MeasuredPeak { get; init; }
     internal TrainConfig Config { get; init; } = null!;
 }
 
@@ -93,9 +95,12 @@ public static class RemedyLadder
             Add($"accumulate {accumulated.Accumulate} micro-batches{suffix}", accumulated, true, cost);
         }
 
-        // Time a real step of every rung that fits, under the budget (so each of them is also shown to fit).
+        // Every rung for real: two steps without the budget, the second timed, and the peak of requested bytes.
         for (int i = 0; i < remedies.Count; i++)
-            if (remedies[i].Fits) remedies[i] = remedies[i] with { StepMs = StepMilliseconds(device, remedies[i].Config with { MemoryLimit = budget }, data) };
+        {
+            var (ms, peak) = Measure(device, remedies[i].Config, data);
+            remedies[i] = remedies[i] with { StepMs = ms, MeasuredPeak = peak };
+        }
 
         // The recommendation keeps the training; of the rest it adds the least: nothing, then accumulation (fewest
         // micro-batches first), then recompute, then the direct conv.
@@ -177,11 +182,23 @@ public static class RemedyLadder
         return macs * batch;
     }
 
-    /// <summary>One whole step (all its micro-batches) of real data, timed after one warm-up step.</summary>
-    static double StepMilliseconds(ComputeDevice device, TrainConfig config, DatasetPair data)
+    /// <summary>One whole step (all its micro-batches) of real data, timed after one warm-up step, and the peak bytes of the two; nulls when the device has no room.</summary>
+    static (double? Ms, long? Peak) Measure(ComputeDevice device, TrainConfig config, DatasetPair data)
+    {
+        try
+        {
+            return Steps(device, config, data);
+        }
+        catch (DeviceMemoryException)
+        {
+            return (null, null);
+        }
+    }
+
+    static (double? Ms, long? Peak) Steps(ComputeDevice device, TrainConfig config, DatasetPair data)
     {
         DatasetInfo info = data.Train.Info;
-        using var session = new TrainingSession(device, config, info);
+        using var session = new TrainingSession(device, config, FeatureShape.Image(info.Channels, info.Height, info.Width), info.Classes, advise: false);
         int batch = config.BatchSize;
         var images = new float[(long)batch * info.ImageSize];
         var labels = new int[batch];
@@ -198,6 +215,6 @@ public static class RemedyLadder
         var clock = Stopwatch.StartNew();
         session.TrainBatch(host, indices, labels, batch);
         session.Backend.Synchronize();
-        return clock.Elapsed.TotalMilliseconds;
+        return (clock.Elapsed.TotalMilliseconds, session.Tracker.PeakBytes);
     }
 }

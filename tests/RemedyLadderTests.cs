@@ -1,0 +1,96 @@
+using System.Text.Json;
+using NUnit.Framework;
+using ScratchNet.Data;
+using ScratchNet.Training;
+
+namespace ScratchNet.Tests;
+
+/// <summary>
+/// memory --target-batch: every remedy with its bytes (estimated and measured), whether it fits the budget, its cost and
+/// a timed step; the recommended one proved under the budget and the next larger micro-batch failing. And the
+/// out-of-memory hints that come from the same ladder.
+/// </summary>
+[TestFixture]
+public sealed class RemedyLadderTests
+{
+    static readonly DatasetPair Data = DatasetLoader.LoadEmbedded(null);
+
+    [Test]
+    public void ConvNetBatch256_Under64MiB_KeepsTheBatchWithAccumulation_AndProvesIt()
+    {
+        var r = CliRunner.Run("memory", "--json", "--device", "host", "--model", "cnn", "--synthetic", "--memory-limit", "64MiB", "--target-batch", "256");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var ladder = doc.RootElement.GetProperty("ladder");
+        long budget = ladder.GetProperty("budget").GetInt64();
+        Assert.That(budget, Is.EqualTo((long)(0.8 * 64 * 1024 * 1024)));
+        var rungs = ladder.GetProperty("remedies").EnumerateArray().ToList();
+        foreach (var rung in rungs)
+        {
+            long total = rung.GetProperty("total").GetInt64();
+            Assert.That(rung.GetProperty("measuredPeak").GetInt64(), Is.EqualTo(total), rung.GetProperty("name").GetString() + ": measured = estimate");
+            Assert.That(rung.GetProperty("fits").GetBoolean(), Is.EqualTo(total <= budget));
+            Assert.That(rung.GetProperty("bytes").EnumerateObject().Sum(p => p.Value.GetInt64()), Is.EqualTo(total), "the categories add up");
+        }
+        Assert.That(rungs[0].GetProperty("name").GetString(), Is.EqualTo("as asked"));
+        Assert.That(rungs[0].GetProperty("fits").GetBoolean(), Is.False, "batch 256 does not fit 80% of 64 MiB");
+        Assert.That(rungs.Select(x => x.GetProperty("name").GetString()), Does.Contain("recompute activations").And.Contain("direct convolution").And.Contain("plain SGD instead of adam"));
+
+        string recommended = ladder.GetProperty("recommended").GetString()!;
+        Assert.That(recommended, Is.EqualTo("--batch-size 256 --accumulate 3"), "the fewest micro-batches with no extra arithmetic: 86 rows fit, 128 do not");
+        var pick = rungs.Single(x => x.GetProperty("options").GetString() == recommended);
+        Assert.That(pick.GetProperty("keepsTraining").GetBoolean() && pick.GetProperty("fits").GetBoolean(), Is.True);
+        Assert.That(ladder.GetProperty("provedPeak").GetInt64(), Is.EqualTo(pick.GetProperty("total").GetInt64()), "two real steps under the budget");
+        Assert.That(ladder.GetProperty("nextLarger").GetString(), Is.EqualTo("--batch-size 256 --accumulate 2 (micro-batches of 128)"));
+        Assert.That(ladder.GetProperty("nextError").GetString(), Does.StartWith("out of device memory"));
+    }
+
+    [Test]
+    public void TheMlp_HasNoRecomputeOrConvRungs_AndABatchThatFits_IsRecommendedAsItIs()
+    {
+        var config = new TrainConfig { MemoryLimit = 4 << 20 };
+        var fits = RemedyLadder.Build(Shared.Host, config, 64, 0.8, Data);
+        Assert.That(fits.Remedies.Select(r => r.Name), Is.EqualTo(new[] { "as asked", "SGD with momentum instead of Adam", "plain SGD instead of adam" }),
+            "nothing to recompute in the MLP, no convolution, and no accumulation needed");
+        Assert.That(fits.Recommended, Is.EqualTo("--batch-size 64"));
+        Assert.That(fits.NextLarger, Is.EqualTo("--batch-size 65 (one batch of 65)"));
+        Assert.That(fits.NextError, Is.Empty, "4 MiB holds far more than 65 rows: the ladder says so (memory exits non-zero)");
+
+        var tight = RemedyLadder.Build(Shared.Host, config with { MemoryLimit = 2_200_000 }, 1024, 0.8, Data);
+        var accumulate = tight.Remedies.Single(r => r.Name.StartsWith("accumulate", StringComparison.Ordinal));
+        Assert.That(tight.Recommended, Is.EqualTo(accumulate.Options));
+        long perSample = MemoryEstimator.BytesPerSample(config.Network(Data.Train.Info));
+        long fixedBytes = MemoryEstimator.FixedBytes(config.Network(Data.Train.Info), "adam");
+        long largest = (tight.Budget - fixedBytes) / perSample;
+        Assert.That(accumulate.MicroBatches, Is.EqualTo((int)((1024 + largest - 1) / largest)), "N = ceil(B / the largest batch that fits)");
+        Assert.That(tight.ProvedPeak, Is.EqualTo(accumulate.Total));
+        Assert.That(tight.NextError, Does.StartWith("out of device memory"));
+        Assert.That(tight.Remedies.All(r => r.MeasuredPeak == r.Total), Is.True, "every rung measured");
+    }
+
+    [Test]
+    public void TheOutOfMemoryHints_ComeFromTheLadder_AndFollowingThemWorks()
+    {
+        string data = TestData.EmbeddedFolder();
+        var r = CliRunner.Run("train", "--device", "host", "--data", data, "--model", "cnn", "--batch-size", "256", "--memory-limit", "64MiB");
+        Assert.That(r.ExitCode, Is.Not.Zero);
+        Assert.That(r.Stderr, Does.Contain("hint: to keep the batch of 256: --accumulate 2 runs it as 2 micro-batches of at most 128 rows, which fit"));
+        Assert.That(r.Stderr, Does.Contain("hint: --recompute would save 15.31 MiB at batch 256"));
+        var followed = CliRunner.Run("memory", "--device", "host", "--synthetic", "--model", "cnn", "--batch-size", "256", "--accumulate", "2");
+        Assert.That(followed.ExitCode, Is.Zero, followed.Stderr);
+        Assert.That(followed.Stdout, Does.Match(@"total\s+(\S+) B\s+\1 B\s+\1 B  0 \(exact\)"));
+        long total = long.Parse(System.Text.RegularExpressions.Regex.Match(followed.Stdout, @"total\s+(\S+) B").Groups[1].Value.Replace(",", ""));
+        Assert.That(total, Is.LessThanOrEqualTo(64L << 20), "the hinted --accumulate fits the limit");
+    }
+
+    [TestCase("--allocator", "caching")]
+    [TestCase("--lifetime", "eager")]
+    [TestCase("--accumulate", "2")]
+    public void TargetBatch_WithWhatTheLadderDoesNotCount_IsAOneLineError(string option, string value)
+    {
+        var r = CliRunner.Run("memory", "--device", "host", "--synthetic", "--memory-limit", "8MiB", "--target-batch", "256", option, value);
+        Assert.That(r.ExitCode, Is.EqualTo(2));
+        Assert.That(r.Stderr.Trim(), Does.Contain("--target-batch"));
+        Assert.That(r.Stderr.Trim().Split('\n'), Has.Length.EqualTo(1), r.Stderr);
+    }
+}
