@@ -16,14 +16,15 @@ public sealed class RemedyLadderTests
     static readonly DatasetPair Data = DatasetLoader.LoadEmbedded(null);
 
     [Test]
-    public void ConvNetBatch256_Under64MiB_KeepsTheBatchWithAccumulation_AndProvesIt()
+    public void ConvNetBatch64_Under24MiB_KeepsTheBatchWithAccumulation_AndProvesIt()
     {
-        var r = CliRunner.Run("memory", "--json", "--device", "host", "--model", "cnn", "--synthetic", "--memory-limit", "64MiB", "--target-batch", "256");
+        // The README runs batch 256 under 64 MiB (section 8, checked line by line); this is the same at a size a Debug build runs quickly.
+        var r = CliRunner.Run("memory", "--json", "--device", "host", "--model", "cnn", "--synthetic", "--memory-limit", "24MiB", "--target-batch", "64");
         Assert.That(r.ExitCode, Is.Zero, r.Stderr);
         using var doc = JsonDocument.Parse(r.Stdout);
         var ladder = doc.RootElement.GetProperty("ladder");
         long budget = ladder.GetProperty("budget").GetInt64();
-        Assert.That(budget, Is.EqualTo((long)(0.8 * 64 * 1024 * 1024)));
+        Assert.That(budget, Is.EqualTo((long)(0.8 * 24 * 1024 * 1024)));
         var rungs = ladder.GetProperty("remedies").EnumerateArray().ToList();
         foreach (var rung in rungs)
         {
@@ -33,15 +34,15 @@ public sealed class RemedyLadderTests
             Assert.That(rung.GetProperty("bytes").EnumerateObject().Sum(p => p.Value.GetInt64()), Is.EqualTo(total), "the categories add up");
         }
         Assert.That(rungs[0].GetProperty("name").GetString(), Is.EqualTo("as asked"));
-        Assert.That(rungs[0].GetProperty("fits").GetBoolean(), Is.False, "batch 256 does not fit 80% of 64 MiB");
+        Assert.That(rungs[0].GetProperty("fits").GetBoolean(), Is.False, "batch 64 does not fit 80% of 24 MiB");
         Assert.That(rungs.Select(x => x.GetProperty("name").GetString()), Does.Contain("recompute activations").And.Contain("direct convolution").And.Contain("plain SGD instead of adam"));
 
         string recommended = ladder.GetProperty("recommended").GetString()!;
-        Assert.That(recommended, Is.EqualTo("--batch-size 256 --accumulate 3"), "the fewest micro-batches with no extra arithmetic: 86 rows fit, 128 do not");
+        Assert.That(recommended, Is.EqualTo("--batch-size 64 --accumulate 3"), "the fewest micro-batches with no extra arithmetic: 22 rows fit, 32 do not");
         var pick = rungs.Single(x => x.GetProperty("options").GetString() == recommended);
         Assert.That(pick.GetProperty("keepsTraining").GetBoolean() && pick.GetProperty("fits").GetBoolean(), Is.True);
         Assert.That(ladder.GetProperty("provedPeak").GetInt64(), Is.EqualTo(pick.GetProperty("total").GetInt64()), "two real steps under the budget");
-        Assert.That(ladder.GetProperty("nextLarger").GetString(), Is.EqualTo("--batch-size 256 --accumulate 2 (micro-batches of 128)"));
+        Assert.That(ladder.GetProperty("nextLarger").GetString(), Is.EqualTo("--batch-size 64 --accumulate 2 (micro-batches of 32)"));
         Assert.That(ladder.GetProperty("nextError").GetString(), Does.StartWith("out of device memory"));
     }
 

@@ -135,6 +135,14 @@ public static class SelfTest
             backend.BiasBackward(ddy.View, db.View, rowsN, cols);
             return (db.ToArray(), reference.BiasBackward(dy, rowsN, cols));
         }));
+        Add(Elementwise("bias backward, accumulating (+=)", "(1000, 65), (7, 63)", 1e-4, [(1000, 65), (7, 63)], (rowsN, cols) =>
+        {
+            float[] dy = Reference.RandomFloats(r, rowsN * cols), held = Reference.RandomFloats(r, cols);
+            using var ddy = tracker.AllocateFrom("selftest.ddy", dy, MemoryCategory.Other);
+            using var db = tracker.AllocateFrom("selftest.db", held, MemoryCategory.Other);
+            backend.BiasBackward(ddy.View, db.View, rowsN, cols, accumulate: true);
+            return (db.ToArray(), reference.BiasBackward(dy, rowsN, cols).Select((g, i) => held[i] + g).ToArray());
+        }));
         foreach (bool gradient in new[] { false, true })
         {
             Add(Elementwise(gradient ? "softmax-cross-entropy gradient" : "softmax-cross-entropy loss", "(1000, 10), (7, 65), (1, 1)", 1e-5, [(1000, 10), (7, 65), (1, 1)], (rowsN, classes) =>

@@ -233,19 +233,8 @@ public sealed class TrainingSession : IDisposable
     /// <summary>Forward, loss and backward without the update (for gradient checks): gradients and per-row losses.</summary>
     public void TrainForwardBackward(int rows)
     {
-        if (_eager is not null)
-        {
-            _eager.Forward(Context, rows, training: true);
-            _eager.BeforeLoss(rows);
-            LossStep.Run(Context, Buffers, rows, Model.Classes, rows);
-            _eager.AfterLoss();
-            Context = _eager.Backward(Context, rows);
-            _eager.EndStep();   // the gradients stay, for the caller to read
-            return;
-        }
-        Model.Forward(Context, Buffers, rows);
-        LossStep.Run(Context, Buffers, rows, Model.Classes, rows);
-        Model.Backward(Context, Buffers, rows);
+        ForwardBackward(rows, rows, accumulate: false);
+        _eager?.EndStep();   // the gradients stay, for the caller to read
     }
 
     /// <summary>Forward only, for evaluation: returns the number of correct predictions.</summary>
