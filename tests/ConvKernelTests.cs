@@ -262,9 +262,11 @@ public sealed class ConvKernelTests
             Add(Mismatch(dw, refDw, Tol((long)rows * s.ColCols), 1e-5, what + ": dW"));
             Add(Mismatch(db, refDb, Tol((long)rows * s.ColCols), 1e-5, what + ": db"));
         }
-        // host AVX-512 computes the same chains of multiply-adds as host SIMD: the very same bits.
+        // host AVX-512 computes the same chains of multiply-adds as host SIMD for y, dx and db: the very same bits. dW here
+        // comes from IBackend.Matmul in the dot-product layout (dy_b · cols^T), which host AVX-512 sums in 16 lanes, so its
+        // last bits may differ (it is checked against the reference above); the host's own Im2colBackward keeps 8 lanes.
         if (byVersion.TryGetValue(MatmulVersion.HostSimd, out var simd) && byVersion.TryGetValue(MatmulVersion.HostAvx512, out var wide))
-            for (int t = 0; t < 4; t++)
+            foreach (int t in new[] { 0, 1, 3 })
                 if (!simd[t].AsSpan().SequenceEqual(wide[t])) failures.Add($"{backend} B={rows} {s}: host AVX-512 output {t} differs from host SIMD's");
 
         // im2col of the last image (a view at an offset) and col2im of random columns into it, alone.

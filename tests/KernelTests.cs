@@ -50,11 +50,13 @@ public sealed class KernelTests
     static IEnumerable<TestCaseData> Avx512Cases() => HostBackend.Avx512 ? MatmulCases(MatmulVersion.HostAvx512) : [];
 
     /// <summary>
-    /// host AVX-512 gives the very bits host SIMD gives, in every layout and accumulating or not: each c[i, j] is the same
-    /// chain of fused multiply-adds in both, so switching the default changes no printed figure.
+    /// host AVX-512 against host SIMD, accumulating or not. Where b's rows are contiguous (dx, dW) every c[i, j] is the same
+    /// chain of fused multiply-adds in both: the very same bits. The forward's dot products (x·W^T) run 16 lanes instead of
+    /// 8, so their sums are grouped differently: the last bits may differ, within the matmul's tolerance (both versions are
+    /// also checked against the reference at every size).
     /// </summary>
     [TestCaseSource(nameof(Avx512Cases))]
-    public void HostAvx512_IsBitIdenticalToHostSimd(MatmulVersion version, Layout layout, int m, int n, int p)
+    public void HostAvx512_AgreesWithHostSimd(MatmulVersion version, Layout layout, int m, int n, int p)
     {
         var acc = Shared.Cpu.Accelerator;
         var r = new Random(m * 7919 + n * 31 + p);
@@ -70,7 +72,13 @@ public sealed class KernelTests
             return dc.GetAsArray1D();
         }
         foreach (bool accumulate in new[] { false, true })
-            Assert.That(Run(MatmulVersion.HostAvx512, accumulate), Is.EqualTo(Run(MatmulVersion.HostSimd, accumulate)), $"accumulate {accumulate}");
+        {
+            float[] wide = Run(MatmulVersion.HostAvx512, accumulate), simd = Run(MatmulVersion.HostSimd, accumulate);
+            if (layout == Layout.Forward_A_BT)
+                Check.Close(wide, simd, 1e-5 * Math.Sqrt(p) + 1e-6, 1e-5, $"accumulate {accumulate}");
+            else
+                Assert.That(wide, Is.EqualTo(simd), $"accumulate {accumulate}: bit-identical");
+        }
     }
 
     /// <summary>The host backend's SIMD matmul (--device host), on the same cases.</summary>

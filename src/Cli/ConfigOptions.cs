@@ -25,7 +25,7 @@ public static class ConfigOptions
         new("--epochs", "N", "passes over the training set (default 1)"),
         new("--seed", "N", "seed for initialisation and shuffling (default 42)"),
         new("--device", "NAME", ComputeDevice.ChoiceHelp),
-        new("--matmul", "VERSION", "the ILGPU matmul kernel: auto, naive, blocked, tiled or vector (default: auto on GPUs and\nOpenCL: each is timed on the model's shapes and the fastest used; blocked on the\nCPU accelerator); the host backend has its own: host-simd (256-bit vectors) and,\non CPUs with AVX-512, host-avx512 (512-bit, the default there; same results)"),
+        new("--matmul", "VERSION", "the ILGPU matmul kernel: auto, naive, blocked, tiled or vector (default: auto on GPUs and\nOpenCL: each is timed on the model's shapes and the fastest used; blocked on the\nCPU accelerator); the host backend has its own: host-simd (256-bit vectors) and,\non CPUs with AVX-512, host-avx512 (512-bit, the default there; the forward's dot\nproducts sum 16 lanes, so last bits may differ)"),
         new("--memory-limit", "SIZE", "make the device behave like a card of SIZE (e.g. 8MiB, 6.4MiB, 4GiB, 1TiB)"),
         new("--max-buffer", "SIZE", "and like one whose largest single buffer is SIZE (OpenCL devices advertise\ntheirs, CL_DEVICE_MAX_MEM_ALLOC_SIZE, and it is enforced anyway)"),
         new("--allocator", "NAME", "exact (default: each tensor its own device buffer of exactly its size) or caching\n(PyTorch's caching allocator: 512 B blocks in 2 MiB and 20 MiB segments, kept for reuse)"),

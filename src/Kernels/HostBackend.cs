@@ -79,6 +79,7 @@ public sealed unsafe partial class HostBackend : IBackend
         {
             var (i0, i1) = HostParallel.Range(M, 4, part, parts);
             if (Wide && BCol == 1) MatmulRowsB512(A, B, C, i0, i1, N, K, ARow, ACol, BRow, N, Accumulate);
+            else if (Wide && ACol == 1 && BRow == 1) MatmulDots512(A, B, C, i0, i1, N, K, ARow, BCol, N, Accumulate);
             else MatmulRows(A, B, C, i0, i1, N, K, ARow, ACol, BRow, BCol, N, Accumulate);
         }
     }
@@ -290,6 +291,103 @@ public sealed unsafe partial class HostBackend : IBackend
         for (; i < i1; i++)
             for (int j = 0; j < n; j++)
                 Put(c + (long)i * cRow + j, acc, Dot(a + (long)i * aRow, b + (long)j * bCol, k));
+    }
+
+    /// <summary>
+    /// <see cref="MatmulDots"/> with 512-bit vectors (host AVX-512): 4 x 4 dot products at once, 16 lanes each; the last
+    /// k % 16 elements as one 512-bit vector made of two 256-bit halves, each a full or a masked load (lanes past k read
+    /// as 0). The 16 lanes are folded to 8 (low half + high half) and then summed as the 256-bit path sums them
+    /// (<see cref="Sum4"/>); the single dot products at the edges (<see cref="Dot512"/>) do the same, so a result does
+    /// not depend on which path computed it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void MatmulDots512(float* a, float* b, float* c, int i0, int i1, int n, int k, int aRow, int bCol, int cRow, bool acc)
+    {
+        int kv = k & ~15;
+        bool tail = kv < k;
+        int i = i0;
+        for (; i + 4 <= i1; i += 4)
+        {
+            float* a0 = a + (long)i * aRow, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow;
+            int j = 0;
+            for (; j + 4 <= n; j += 4)
+            {
+                float* b0 = b + (long)j * bCol, b1 = b0 + bCol, b2 = b1 + bCol, b3 = b2 + bCol;
+                Vector512<float> s00 = default, s01 = default, s02 = default, s03 = default;
+                Vector512<float> s10 = default, s11 = default, s12 = default, s13 = default;
+                Vector512<float> s20 = default, s21 = default, s22 = default, s23 = default;
+                Vector512<float> s30 = default, s31 = default, s32 = default, s33 = default;
+                for (int q = 0; q < kv; q += 16)
+                {
+                    var w0 = Vector512.Load(b0 + q); var w1 = Vector512.Load(b1 + q);
+                    var w2 = Vector512.Load(b2 + q); var w3 = Vector512.Load(b3 + q);
+                    var x = Vector512.Load(a0 + q);
+                    s00 = Vector512.FusedMultiplyAdd(x, w0, s00); s01 = Vector512.FusedMultiplyAdd(x, w1, s01);
+                    s02 = Vector512.FusedMultiplyAdd(x, w2, s02); s03 = Vector512.FusedMultiplyAdd(x, w3, s03);
+                    x = Vector512.Load(a1 + q);
+                    s10 = Vector512.FusedMultiplyAdd(x, w0, s10); s11 = Vector512.FusedMultiplyAdd(x, w1, s11);
+                    s12 = Vector512.FusedMultiplyAdd(x, w2, s12); s13 = Vector512.FusedMultiplyAdd(x, w3, s13);
+                    x = Vector512.Load(a2 + q);
+                    s20 = Vector512.FusedMultiplyAdd(x, w0, s20); s21 = Vector512.FusedMultiplyAdd(x, w1, s21);
+                    s22 = Vector512.FusedMultiplyAdd(x, w2, s22); s23 = Vector512.FusedMultiplyAdd(x, w3, s23);
+                    x = Vector512.Load(a3 + q);
+                    s30 = Vector512.FusedMultiplyAdd(x, w0, s30); s31 = Vector512.FusedMultiplyAdd(x, w1, s31);
+                    s32 = Vector512.FusedMultiplyAdd(x, w2, s32); s33 = Vector512.FusedMultiplyAdd(x, w3, s33);
+                }
+                if (tail)   // the same step once more for the last k % 16 elements
+                {
+                    int rest = k - kv;
+                    var w0 = Tail16(b0 + kv, rest); var w1 = Tail16(b1 + kv, rest);
+                    var w2 = Tail16(b2 + kv, rest); var w3 = Tail16(b3 + kv, rest);
+                    var x = Tail16(a0 + kv, rest);
+                    s00 = Vector512.FusedMultiplyAdd(x, w0, s00); s01 = Vector512.FusedMultiplyAdd(x, w1, s01);
+                    s02 = Vector512.FusedMultiplyAdd(x, w2, s02); s03 = Vector512.FusedMultiplyAdd(x, w3, s03);
+                    x = Tail16(a1 + kv, rest);
+                    s10 = Vector512.FusedMultiplyAdd(x, w0, s10); s11 = Vector512.FusedMultiplyAdd(x, w1, s11);
+                    s12 = Vector512.FusedMultiplyAdd(x, w2, s12); s13 = Vector512.FusedMultiplyAdd(x, w3, s13);
+                    x = Tail16(a2 + kv, rest);
+                    s20 = Vector512.FusedMultiplyAdd(x, w0, s20); s21 = Vector512.FusedMultiplyAdd(x, w1, s21);
+                    s22 = Vector512.FusedMultiplyAdd(x, w2, s22); s23 = Vector512.FusedMultiplyAdd(x, w3, s23);
+                    x = Tail16(a3 + kv, rest);
+                    s30 = Vector512.FusedMultiplyAdd(x, w0, s30); s31 = Vector512.FusedMultiplyAdd(x, w1, s31);
+                    s32 = Vector512.FusedMultiplyAdd(x, w2, s32); s33 = Vector512.FusedMultiplyAdd(x, w3, s33);
+                }
+                float* ci = c + (long)i * cRow + j;
+                Put(ci, acc, Sum4(Fold(s00), Fold(s01), Fold(s02), Fold(s03)));
+                Put(ci + cRow, acc, Sum4(Fold(s10), Fold(s11), Fold(s12), Fold(s13)));
+                Put(ci + 2 * cRow, acc, Sum4(Fold(s20), Fold(s21), Fold(s22), Fold(s23)));
+                Put(ci + 3 * cRow, acc, Sum4(Fold(s30), Fold(s31), Fold(s32), Fold(s33)));
+            }
+            for (; j < n; j++)
+                for (int r = 0; r < 4; r++)
+                    Put(c + (long)(i + r) * cRow + j, acc, Dot512(a + (long)(i + r) * aRow, b + (long)j * bCol, k));
+        }
+        for (; i < i1; i++)
+            for (int j = 0; j < n; j++)
+                Put(c + (long)i * cRow + j, acc, Dot512(a + (long)i * aRow, b + (long)j * bCol, k));
+    }
+
+    /// <summary>The last `rest` (1..15) elements of a row as 16 lanes, lanes past them 0: two 256-bit halves, full or masked.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Tail16(float* p, int rest) => rest > 8
+        ? Vector512.Create(Vector256.Load(p), Avx.MaskLoad(p + 8, TailMask(rest - 8)))
+        : Vector512.Create(Avx.MaskLoad(p, TailMask(rest)), Vector256<float>.Zero);
+
+    /// <summary>16 lanes to 8: the low half plus the high half.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> Fold(Vector512<float> s) => s.GetLower() + s.GetUpper();
+
+    /// <summary>dot(x[0..k), y[0..k)) in 16 lanes, summed as <see cref="MatmulDots512"/> sums them; 0 for k &lt;= 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float Dot512(float* x, float* y, int k)
+    {
+        if (k <= 0) return 0f;
+        int kv = k & ~15;
+        var s = Vector512<float>.Zero;
+        for (int q = 0; q < kv; q += 16) s = Vector512.FusedMultiplyAdd(Vector512.Load(x + q), Vector512.Load(y + q), s);
+        if (kv < k) s = Vector512.FusedMultiplyAdd(Tail16(x + kv, k - kv), Tail16(y + kv, k - kv), s);
+        var f = Fold(s);
+        return Sum4(f, f, f, f).ToScalar();
     }
 
     /// <summary>Lanes 0..count-1 set: the mask of a masked load of the last count (0..7) elements of a row.</summary>
