@@ -13,25 +13,11 @@ static class Accumulation
     /// <summary>The small conv stack selftest uses: both conv versions, pooling, ReLU, on the CPU accelerator in seconds.</summary>
     internal const string SmallCnn = "conv3x3:8,relu,maxpool2,conv3x3:8,relu,maxpool2,flatten,linear:10";
 
-    /// <summary>The first `rows` training images, normalised, and their labels.</summary>
-    internal static (float[] Images, int[] Labels) Batch(int rows, int offset = 0)
-    {
-        var images = new float[rows * 784];
-        var labels = new int[rows];
-        var normalizer = new Normalizer(Data.Train.Info);
-        for (int i = 0; i < rows; i++)
-        {
-            normalizer.Normalize(Data.Train.Image(offset + i), images.AsSpan(i * 784, 784));
-            labels[i] = Data.Train.Labels[offset + i];
-        }
-        return (images, labels);
-    }
-
     /// <summary>The summed gradients of a batch of `rows` run as `accumulate` micro-batches (no update), and the loss sum.</summary>
     internal static (float[] Gradients, double LossSum) Gradients(ComputeDevice device, TrainConfig config, int rows)
     {
         using var session = new TrainingSession(device, config, FeatureShape.Image(1, 28, 28), 10);
-        var (images, labels) = Batch(rows);
+        var (images, labels, _) = MemoryProbe.FirstRows(Data.Train, rows);
         var (loss, _) = session.TrainBatch(images, default, labels, rows, update: false);
         return (session.Model.Gradients.ToArray(), loss);
     }

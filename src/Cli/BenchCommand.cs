@@ -234,12 +234,7 @@ public static class BenchCommand
                 Layer layer = model.Layers[i];
                 LayerBuffers io = session.Buffers.Layers[i];
                 if (layer is Flatten) continue;
-                double macs = layer switch
-                {
-                    Conv2d cv => (double)batch * cv.Shape.F * cv.Shape.ColRows * cv.Shape.ColCols,
-                    Linear l => (double)batch * l.InFeatures * l.OutFeatures,
-                    _ => 0,
-                };
+                double macs = (double)batch * layer.MultiplyAddsPerSample;
                 double bytes = 4.0 * batch * (layer.In.Size + layer.Out.Size);
                 string shape = $"{layer.In} -> {layer.Out}";
                 var fwd = Time(session.Backend, repeats, () => layer.Forward(session.Context, io, rows));

@@ -80,14 +80,13 @@ public static class MemoryProbe
 {
     public const int Steps = 2;
 
-    public static ProbeResult Run(ComputeDevice device, TrainConfig config, DatasetPair data)
+    /// <summary>
+    /// The batch every probe runs: the first `batch` training images, cycled when the split is smaller, normalised as
+    /// training normalises them, with their labels and their indices in the split (for --dataset-on-device).
+    /// </summary>
+    public static (float[] Images, int[] Labels, int[] Indices) FirstRows(Dataset train, int batch)
     {
-        Dataset train = data.Train;
         DatasetInfo info = train.Info;
-        var driverBefore = device.DriverFreeMemory();
-        using var session = new TrainingSession(device, config, info, logPhases: true);
-        if (config.DatasetOnDevice) session.PlaceDataset(data);
-        int batch = config.BatchSize;
         var images = new float[(long)batch * info.ImageSize];
         var labels = new int[batch];
         var indices = new int[batch];
@@ -99,12 +98,24 @@ public static class MemoryProbe
             normalizer.Normalize(train.Image(index), images.AsSpan(i * info.ImageSize, info.ImageSize));
             labels[i] = train.Labels[index];
         }
+        return (images, labels, indices);
+    }
+
+    public static ProbeResult Run(ComputeDevice device, TrainConfig config, DatasetPair data)
+    {
+        Dataset train = data.Train;
+        DatasetInfo info = train.Info;
+        var driverBefore = device.DriverFreeMemory();
+        using var session = new TrainingSession(device, config, info, logPhases: true);
+        if (config.DatasetOnDevice) session.PlaceDataset(data);
+        int batch = config.BatchSize;
+        var (images, labels, indices) = FirstRows(train, batch);
         long allocationsBefore = session.Tracker.AllocationCount;
         for (int s = 0; s < Steps; s++)
         {
             session.Tracker.Phase = "upload";
             // The whole batch, in micro-batches with --accumulate (each uploaded or gathered in its turn).
-            session.TrainBatch(session.Dataset is null ? images : default, session.Dataset is null ? default : indices, labels, batch);
+            session.TrainBatch(images, indices, labels, batch);
         }
         session.Tracker.Phase = "done";
         var driverAfter = device.DriverFreeMemory();
@@ -152,14 +163,7 @@ public static class MemoryProbe
         DatasetInfo info = train.Info;
         int largest = batches.Max();
         using var session = new TrainingSession(device, config with { BatchSize = largest }, info);
-        var images = new float[(long)largest * info.ImageSize];
-        var labels = new int[largest];
-        var normalizer = new Normalizer(info);
-        for (int i = 0; i < largest; i++)
-        {
-            normalizer.Normalize(train.Image(i % train.Count), images.AsSpan(i * info.ImageSize, info.ImageSize));
-            labels[i] = train.Labels[i % train.Count];
-        }
+        var (images, labels, _) = FirstRows(train, largest);
         var tracker = session.Tracker;
         var steps = new List<AlternationStep>();
         for (int r = 0; r < rounds; r++)
@@ -229,10 +233,7 @@ public static class MemoryProbe
         Network net = config.Network(info);
         int batch = config.BatchSize;
         using var session = new InferenceSession(device, net, batch, config.Matmul, allocator: config.Allocator);
-        var images = new float[(long)batch * info.ImageSize];
-        var normalizer = new Normalizer(info);
-        for (int i = 0; i < batch; i++)
-            normalizer.Normalize(data.Train.Image(i % data.Train.Count), images.AsSpan(i * info.ImageSize, info.ImageSize));
+        var (images, _, _) = FirstRows(data.Train, batch);
         session.Images.CopyFrom(images);
         session.Predict(batch);
         var tracker = session.Tracker;

@@ -165,20 +165,12 @@ public static class RemedyLadder
         return string.Join(" ", parts);
     }
 
-    static long ExtraForwardMacs(TrainConfig c, DatasetInfo info) => ExtraForwardMacs(c.Network(info), c.BatchSize);
-
     /// <summary>Recompute's extra arithmetic per step: the multiply-adds of the forward of every block that is run again, for B rows.</summary>
     static long ExtraForwardMacs(Network net, int batch)
     {
         long macs = 0;
         foreach (var block in Recompute.Recomputed(net.Layers))
-            for (int i = block.First; i <= block.Last; i++)
-                macs += net.Layers[i] switch
-                {
-                    Conv2d c => (long)c.Shape.F * c.Shape.ColRows * c.Shape.ColCols,
-                    Linear l => (long)l.InFeatures * l.OutFeatures,
-                    _ => 0,
-                };
+            for (int i = block.First; i <= block.Last; i++) macs += net.Layers[i].MultiplyAddsPerSample;
         return macs * batch;
     }
 
@@ -200,20 +192,11 @@ public static class RemedyLadder
         DatasetInfo info = data.Train.Info;
         using var session = new TrainingSession(device, config, FeatureShape.Image(info.Channels, info.Height, info.Width), info.Classes, advise: false);
         int batch = config.BatchSize;
-        var images = new float[(long)batch * info.ImageSize];
-        var labels = new int[batch];
-        var normalizer = new Normalizer(info);
-        for (int i = 0; i < batch; i++)
-        {
-            normalizer.Normalize(data.Train.Image(i % data.Train.Count), images.AsSpan(i * info.ImageSize, info.ImageSize));
-            labels[i] = data.Train.Labels[i % data.Train.Count];
-        }
-        int[] indices = Enumerable.Range(0, batch).Select(i => i % data.Train.Count).ToArray();
+        var (images, labels, indices) = MemoryProbe.FirstRows(data.Train, batch);
         if (config.DatasetOnDevice) session.PlaceDataset(data);
-        ReadOnlySpan<float> host = session.Dataset is null ? images : default;
-        session.TrainBatch(host, indices, labels, batch);
+        session.TrainBatch(images, indices, labels, batch);
         var clock = Stopwatch.StartNew();
-        session.TrainBatch(host, indices, labels, batch);
+        session.TrainBatch(images, indices, labels, batch);
         session.Backend.Synchronize();
         return (clock.Elapsed.TotalMilliseconds, session.Tracker.PeakBytes);
     }

@@ -145,7 +145,7 @@ public sealed class Trainer
             int next = b + 1;
             bool prefetching = next < batches && !onDevice;
             if (prefetching) _prefetch.Start(next, _images[next % 2], _labels[next % 2]);
-            var (batchLoss, batchCorrect) = _session.TrainBatch(onDevice ? default : images, indices, labels, rows);
+            var (batchLoss, batchCorrect) = _session.TrainBatch(images, indices, labels, rows);
             if (!double.IsFinite(batchLoss))
             {
                 if (prefetching) _prefetch.Wait();

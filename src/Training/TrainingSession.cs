@@ -37,7 +37,6 @@ public sealed class TrainingSession : IDisposable
             throw new ArgumentException("--recompute shares buffers between blocks, which needs --lifetime planned (eager lifetimes free each block's buffers as backward consumes them)");
         if (config.Accumulate < 1 || config.Accumulate > config.BatchSize)
             throw new ArgumentException($"--accumulate {config.Accumulate}: the batch of {config.BatchSize} rows (--batch-size) splits into 1 to {config.BatchSize} micro-batches");
-        MicroBatch = config.MicroBatch;
         // --matmul auto, asked for or by default on a GPU or OpenCL device: time the versions on this model's shapes.
         MatmulVersion? recorded = config.MatmulFromCheckpoint is { } r && Backend.MatmulVersions.Contains(r) ? r : null;
         bool auto = config.Matmul is null && recorded is null && Backend.MatmulVersions.Count > 1 &&
@@ -80,7 +79,7 @@ public sealed class TrainingSession : IDisposable
     public ComputeDevice Device { get; }
     public TrainConfig Config { get; }
     /// <summary>The rows on the device at once: the batch, or with --accumulate N the largest micro-batch (BatchSize / N, rounded up).</summary>
-    public int MicroBatch { get; }
+    public int MicroBatch => Config.MicroBatch;
     /// <summary>What runs the operations: the ILGPU kernels (<see cref="IlgpuBackend"/>) or, for --device host, <see cref="HostBackend"/>.</summary>
     public IBackend Backend { get; }
     public MatmulVersion Matmul { get; }
@@ -154,8 +153,8 @@ public sealed class TrainingSession : IDisposable
     /// </code>
     /// Without --accumulate this is Upload (or Gather) and <see cref="TrainStep"/>.
     /// </summary>
-    /// <param name="images">The batch on the host, rows x C H W values; empty when the dataset is on the device.</param>
-    /// <param name="indices">With the dataset on the device, the batch's sample indices; else empty.</param>
+    /// <param name="images">The batch on the host, rows x C H W values (not read when the dataset is on the device).</param>
+    /// <param name="indices">With the dataset on the device, the batch's sample indices (not read otherwise).</param>
     /// <param name="update">False: no optimizer step; the summed gradients stay in the gradient buffer for the caller to read (gradient checks).</param>
     public (double LossSum, int Correct) TrainBatch(ReadOnlySpan<float> images, ReadOnlySpan<int> indices, ReadOnlySpan<int> labels, int rows,
         bool update = true)

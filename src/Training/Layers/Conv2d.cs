@@ -36,6 +36,7 @@ public sealed class Conv2d : Layer
     public ConvShape Shape { get; }
     public long WeightCount => (long)Shape.F * Shape.ColRows;
     public override long ParameterCount => WeightCount + Shape.F;
+    public override long MultiplyAddsPerSample => (long)Shape.F * Shape.ColRows * Shape.ColCols;
 
     public ArrayView<float> Weight(ArrayView<float> flat) => flat.SubView(Offset, WeightCount);
     public ArrayView<float> Bias(ArrayView<float> flat) => flat.SubView(Offset + WeightCount, Shape.F);

@@ -83,6 +83,8 @@ public abstract class Layer(string name, FeatureShape input, FeatureShape output
     /// <summary>Where this layer's parameters start in the flat parameter and gradient buffers (set by the model).</summary>
     public long Offset { get; internal set; }
     public virtual long ParameterCount => 0;
+    /// <summary>Multiply-adds of the forward pass per sample (Linear K N, Conv2d F C k k OH OW; 0 for the others).</summary>
+    public virtual long MultiplyAddsPerSample => 0;
     /// <summary>True when the output is the input buffer itself (ReLU in place, Flatten a view): no bytes of its own.</summary>
     public virtual bool InPlace => false;
 

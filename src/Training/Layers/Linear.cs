@@ -22,6 +22,7 @@ public sealed class Linear(string name, FeatureShape input, int outFeatures)
     public int OutFeatures => Out.C;
     public long WeightCount => (long)OutFeatures * InFeatures;
     public override long ParameterCount => WeightCount + OutFeatures;
+    public override long MultiplyAddsPerSample => (long)InFeatures * OutFeatures;
 
     public ArrayView<float> Weight(ArrayView<float> flat) => flat.SubView(Offset, WeightCount);
     public ArrayView<float> Bias(ArrayView<float> flat) => flat.SubView(Offset + WeightCount, OutFeatures);
