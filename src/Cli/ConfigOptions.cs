@@ -31,6 +31,7 @@ public static class ConfigOptions
         new("--allocator", "NAME", "exact (default: each tensor its own device buffer of exactly its size) or caching\n(PyTorch's caching allocator: 512 B blocks in 2 MiB and 20 MiB segments, kept for reuse)"),
         new("--lifetime", "MODE", "planned (default: every buffer made once and reused by every step) or eager (as under\nPyTorch's autograd: activations freed as backward consumes them, gradients made in\nbackward and freed after the optimizer step, temporaries per operation)"),
         new("--recompute", null, "activation checkpointing: keep only each block's input (a block: a conv or linear\nlayer with the ReLU and max-pool after it), share the rest between blocks and run the\nblock's forward again in backward (the same weights, one more forward pass)"),
+        new("--precision", "P", "fp32 (default), fp16 or bf16: mixed precision as Apex O2 does it: float32 master\nweights, weight gradients and optimizer state; a 16-bit weight copy, and the batch,\nlayer outputs and gradients between layers in 16 bits; fp16 with dynamic loss scaling\n(for stacks of Linear, ReLU and Flatten: the lesson's MLP)"),
         new("--dataset-on-device", null, "keep the dataset on the device as bytes; gather and normalise batches there\n(its bytes then show in the Input category)"),
     ];
 
@@ -92,6 +93,7 @@ public static class ConfigOptions
             Recompute = o.Flag("--recompute"),
             Lifetime = o.Choice("--lifetime", "planned", ["planned", "eager"]) == "eager" ? LifetimeKind.Eager : LifetimeKind.Planned,
             Allocator = o.Choice("--allocator", "exact", ["exact", "caching"]) == "caching" ? AllocatorKind.Caching : AllocatorKind.Exact,
+            Precision = Enum.Parse<Precision>(o.Choice("--precision", "fp32", ["fp32", "fp16", "bf16"]), ignoreCase: true),
         };
         if (config.Recompute && config.Lifetime == LifetimeKind.Eager)
             throw new UsageException("--recompute shares buffers between blocks, which needs --lifetime planned (eager lifetimes free each block's buffers as backward consumes them)");
@@ -107,6 +109,7 @@ public static class ConfigOptions
         {
             throw new UsageException($"{(layers is not null ? "--layers" : "--model " + model)} on {info.Name} [{info.Channels}, {info.Height}, {info.Width}]: {e.Message}");
         }
+        if (config.PrecisionRefusal(config.Network(info)) is { } refusal) throw new UsageException(refusal);
         return config;
     }
 }

@@ -78,7 +78,8 @@ public static class MemoryCommand
         DatasetInfo info = data.Train.Info;
         using ComputeDevice device = ComputeDevice.Create(config.Device);
         Network net = config.Network(info);
-        string modelLine = $"{net.Label} ({net.ParameterCount:N0} parameters){(net.ConvLabel.Length > 0 ? ", conv " + net.ConvLabel : "")}, {config.OptimizerKind}, {info.Name} [{info.Channels}, {info.Height}, {info.Width}]";
+        string modelLine = $"{net.Label} ({net.ParameterCount:N0} parameters){(net.ConvLabel.Length > 0 ? ", conv " + net.ConvLabel : "")}, {config.OptimizerKind}, " +
+            $"{(net.Half is not null ? "--precision " + config.Precision.ToString().ToLowerInvariant() + ", " : "")}{info.Name} [{info.Channels}, {info.Height}, {info.Width}]";
         text.WriteLine(device.Description);
         text.WriteLine($"model: {modelLine}");
 
@@ -86,6 +87,8 @@ public static class MemoryCommand
         ProbeResult probe = MemoryProbe.Run(device, unlimited, data);
         text.WriteLine();
         WriteProbe(text, probe);
+        PrecisionComparison? precision = net.Half is null ? null : MemoryEstimator.ComparePrecision(net, config.OptimizerKind);
+        if (precision is not null) WritePrecision(text, precision);
         text.WriteLine();
         WriteAllocator(text, probe);
         text.WriteLine(probe.DriverLine());
@@ -152,6 +155,8 @@ public static class MemoryCommand
                 model = modelLine,
                 layers = net.IsMlp ? net.MlpSizes : null,
                 stack = net.Spec.Text,
+                precision = config.Precision.ToString().ToLowerInvariant(),
+                precisionComparison = precision,
                 probe = Strip(probe),
                 perLayer = probe.Layers,
                 activationsExceedFixed = ActivationsExceedFixed(probe),
@@ -240,6 +245,22 @@ public static class MemoryCommand
                   $"backward runs the forward of the block{(p.RecomputedBlocks.Count > 1 ? "s" : "")} starting at {string.Join(", ", p.RecomputedBlocks)} again");
     }
 
+    /// <summary>--precision fp16 or bf16: what grew, what halved and what stayed float32, in words, with the figures.</summary>
+    static void WritePrecision(TextWriter w, PrecisionComparison c)
+    {
+        w.WriteLine($"  --precision {c.Precision} against fp32 (estimates for the same model and optimizer):");
+        w.WriteLine($"    fixed part {Bytes.Exact(c.Fixed)} against {Bytes.Exact(c.FixedFp32)}: it GROWS by {Bytes.Exact(c.Fixed - c.FixedFp32)}, " +
+            $"the {c.Precision} weight copy forward and backward read ({Bytes.Exact(c.WeightCopy)}){(c.Fixed - c.FixedFp32 > c.WeightCopy ? " and the loss scaler's 4 B found-inf flag" : "")}");
+        w.WriteLine($"    per sample {Bytes.Exact(c.PerSample)} against {Bytes.Exact(c.PerSampleFp32)} ({100.0 * c.PerSample / c.PerSampleFp32:0.0}%): the images, layer outputs and " +
+            "gradients between layers take 2 bytes a value; int32 labels and predictions and float32 losses do not shrink");
+        w.WriteLine("    kept in float32, as Apex O2 and autocast keep them: the master weights (an Adam update of about 1e-3 of a weight is lost in " +
+            "a 16-bit mantissa), the weight gradients (summed over rows and micro-batches), Adam's m and v (v ~ g^2 underflows in fp16), the loss (exp and log)");
+        if (c.Precision == "fp16")
+            w.WriteLine($"    fp16 scales the loss by {LossScaler.InitialScale:N0} at the start (dynamic loss scaling: halved and the step skipped on an inf or NaN " +
+                $"gradient, doubled after {LossScaler.GrowthInterval:N0} good steps), so gradients below fp16's 2^-24 are not lost");
+        w.WriteLine("    here the input batch is stored in 16 bits too; PyTorch's autocast would keep the input in float32 and cast it inside each layer");
+    }
+
     /// <summary>With --accumulate: " in 4 micro-batches of 16 (--accumulate 4: the device holds one micro-batch)".</summary>
     static string MicroBatches(ProbeResult p) => p.Accumulate == 1 ? "" :
         $" in {p.Accumulate} micro-batches of at most {p.MicroBatch} (--accumulate {p.Accumulate}: the per-sample bytes are a micro-batch's; gradients are summed in the one gradient buffer)";
@@ -316,7 +337,8 @@ public static class MemoryCommand
 
     static void WriteInference(TextWriter w, ProbeResult p, InferenceResult inf)
     {
-        w.WriteLine($"Training vs prediction at batch {inf.BatchSize} (prediction: forward only, no gradients or optimizer state, each activation freed once the next layer has read it)");
+        w.WriteLine($"Training vs prediction at batch {inf.BatchSize} (prediction: forward only, no gradients or optimizer state, each activation freed once the next layer has read it" +
+            $"{(p.Precision != "fp32" ? "; prediction runs in float32: it has no 16-bit path yet" : "")})");
         w.WriteLine($"  {"category",-15} {"training",13} {"prediction peak",16} {"estimate",13}");
         foreach (MemoryCategory c in Enum.GetValues<MemoryCategory>())
         {

@@ -110,6 +110,10 @@ public static class TrainCommand
             (session.Optimizer.Name == "momentum" ? $", momentum {config.EffectiveMomentum}" : "") +
             $"; batch {config.BatchSize}{(config.Accumulate > 1 ? $" in micro-batches of {config.MicroBatch} (--accumulate {config.Accumulate})" : "")}, {config.Epochs} epoch(s), seed {config.Seed}, matmul {session.MatmulName}");
         if (session.MatmulChoice is { } choice) text.WriteLine($"matmul auto: {choice}");
+        if (session.Network.Half is not null)
+            text.WriteLine($"precision: {PrecisionName(config.Precision)}: float32 master weights, weight gradients and optimizer state; a 16-bit weight copy, " +
+                "the batch, layer outputs and gradients between layers in 16 bits; the loss in float32" +
+                (session.Scaler is { } sc ? $"; loss scale {sc.Scale:N0} (dynamic)" : ""));
 
         EpochPosition start = new(0, 0, 0, 0, 0);
         if (resume is not null)
@@ -174,6 +178,8 @@ public static class TrainCommand
             results.Add(r);
             text.WriteLine($"epoch {r.Epoch}/{config.Epochs}: loss {r.Loss:0.0000}, train acc {100 * r.TrainAccuracy:0.00}%, " +
                 $"test acc {100 * r.TestAccuracy:0.00}%, {r.Seconds:0.00} s, {r.SamplesPerSecond:N0} samples/s");
+            if (session.Scaler is { } scaler)
+                text.WriteLine($"  loss scaler: scale {scaler.Scale:N0}, {scaler.GoodSteps:N0} good steps since it last changed, {scaler.SkippedSteps:N0} step(s) skipped on inf/NaN gradients so far");
             if (savePath is not null)
             {
                 Checkpoint.Save(savePath, session, new EpochPosition(epoch + 1, 0, 0, 0, 0), dataIdentity.Value);
@@ -210,6 +216,9 @@ public static class TrainCommand
                 epochs = config.Epochs,
                 seed = config.Seed,
                 matmul = session.MatmulName,
+                precision = PrecisionName(config.Precision),
+                lossScale = session.Scaler?.Scale,
+                skippedSteps = session.Scaler?.SkippedSteps,
                 matmulAuto = session.MatmulChoice?.Timings.Select(t => new { version = MatmulVersions.Label(t.Version), milliseconds = t.Milliseconds }),
                 results,
                 memory = summary,
@@ -218,6 +227,8 @@ public static class TrainCommand
         }
         return Cli.ExitOk;
     }
+
+    static string PrecisionName(Precision p) => p.ToString().ToLowerInvariant();
 
     /// <summary>
     /// The configuration of a resumed run: the checkpoint's model, optimizer, batch size and seed (an option
@@ -237,6 +248,7 @@ public static class TrainCommand
             throw new UsageException($"the model given ({given.Spec(classes).Text}) differs from the checkpoint's {stack}; a resumed run keeps the checkpoint's model");
         Same("--conv", given.Conv.ToString().ToLowerInvariant(), h.ConvVersion.ToString().ToLowerInvariant());
         Same("--optimizer", given.OptimizerKind, h.Optimizer);
+        Same("--precision", PrecisionName(given.Precision), PrecisionName(h.PrecisionKind));
         Same("--batch-size", given.BatchSize, h.BatchSize);
         Same("--seed", given.Seed, h.Seed);
         return given with
@@ -244,6 +256,7 @@ public static class TrainCommand
             Dataset = h.Dataset,
             Layers = stack,
             Conv = h.ConvVersion,
+            Precision = h.PrecisionKind,
             Optimizer = h.Optimizer,
             Momentum = h.Optimizer == "adam" ? null : h.Momentum,
             LearningRate = o.Has("--lr") ? given.LearningRate : h.LearningRate,

@@ -123,6 +123,40 @@ public interface IBackend
     void GatherNormalize(ArrayView<byte> pixels, ArrayView<byte> labels, ArrayView<int> indices, ArrayView<float> scaleShift,
         ArrayView<float> x, ArrayView<int> y, int rows, int k, int planeSize, int channels);
 
+    // 16-bit storage (--precision fp16 and bf16, see HalfKernels): ushort buffers, float32 arithmetic.
+
+    /// <summary>half (P) = round(master (P)): the 16-bit weight copy.</summary>
+    void ConvertToHalf(ArrayView<float> master, ArrayView<ushort> half, int count, HalfFormat format);
+
+    /// <summary>c (M, N) = a (M, K) · b (K, N), 16-bit in and out, float32 sums (strides as in <see cref="Matmul"/>).</summary>
+    void MatmulHalf(ArrayView<ushort> a, ArrayView<ushort> b, ArrayView<ushort> c, int m, int n, int k, int aRow, int aCol, int bRow, int bCol, HalfFormat format);
+
+    /// <summary>c (M, N) float32 = a (M, K) · b (K, N), 16-bit in; with accumulate, c += a · b.</summary>
+    void MatmulHalfToFloat(ArrayView<ushort> a, ArrayView<ushort> b, ArrayView<float> c, int m, int n, int k, int aRow, int aCol, int bRow, int bCol,
+        HalfFormat format, bool accumulate = false);
+
+    /// <summary>y (B, N) = relu?(y + bias), 16-bit, in place.</summary>
+    void BiasActivationHalf(ArrayView<ushort> y, ArrayView<ushort> bias, int rows, int n, bool relu, HalfFormat format);
+
+    /// <summary>y (count) = max(y, 0), 16-bit, in place.</summary>
+    void ReluHalf(ArrayView<ushort> y, int count, HalfFormat format);
+
+    /// <summary>dy (count) *= (y > 0), 16-bit, in place.</summary>
+    void ReluBackwardHalf(ArrayView<ushort> dy, ArrayView<ushort> y, int count, HalfFormat format);
+
+    /// <summary>dbias (N) float32 (+)= column sums of dy (B, N) 16-bit.</summary>
+    void BiasBackwardHalf(ArrayView<ushort> dy, ArrayView<float> dbias, int rows, int n, HalfFormat format, bool accumulate = false);
+
+    /// <summary>losses (B) float32 and dlogits (B, classes) 16-bit = scale x d(mean loss)/d(logits), from 16-bit logits.</summary>
+    void SoftmaxCrossEntropyHalf(ArrayView<ushort> logits, ArrayView<int> labels, ArrayView<float> losses, ArrayView<ushort> dlogits,
+        int rows, int classes, int meanRows, float scale, HalfFormat format);
+
+    /// <summary>predictions (B) = argmax of each row of 16-bit logits (B, classes).</summary>
+    void ArgmaxHalf(ArrayView<ushort> logits, ArrayView<int> predictions, int rows, int classes, HalfFormat format);
+
+    /// <summary>grad (P) *= invScale; found[0] = 1 when any gradient is inf or NaN (the loss scaler's check).</summary>
+    void Unscale(ArrayView<float> grad, ArrayView<int> found, int count, float invScale);
+
     /// <summary>Waits until everything launched so far has finished.</summary>
     void Synchronize();
 }

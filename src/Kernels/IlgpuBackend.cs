@@ -43,6 +43,17 @@ public sealed class IlgpuBackend : IBackend
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float> _sgdMomentum;
     readonly Action<KernelConfig, ArrayView<byte>, ArrayView<byte>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int> _gatherNormalize;
 
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, int, int> _toHalf;
+    readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, int, int, int, int, int, int, int, int> _matmulHalf;
+    readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, int, int, int, int, int, int, int, int, int> _matmulHalfToFloat;
+    readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<ushort>, int, int, int, int> _biasActivationHalf;
+    readonly Action<KernelConfig, ArrayView<ushort>, int, int> _reluHalf;
+    readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<ushort>, int, int> _reluBackwardHalf;
+    readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<float>, int, int, int, int> _biasBackwardHalf;
+    readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<ushort>, int, int, int, float, int> _softmaxCrossEntropyHalf;
+    readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<int>, int, int, int> _argmaxHalf;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, int, float> _unscale;
+
     readonly bool _isOpenCLCpu;   // PoCL or another OpenCL runtime on a CPU
 
     IlgpuBackend(Accelerator accelerator)
@@ -73,6 +84,16 @@ public sealed class IlgpuBackend : IBackend
         _sgd = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, float>(OptimizerKernels.Sgd);
         _sgdMomentum = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float>(OptimizerKernels.SgdMomentum);
         _gatherNormalize = _acc.LoadStreamKernel<ArrayView<byte>, ArrayView<byte>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int>(DataKernels.GatherNormalize);
+        _toHalf = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, int, int>(HalfKernels.Convert);
+        _matmulHalf = _acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, int, int, int, int, int, int, int, int>(HalfKernels.MatmulToHalf);
+        _matmulHalfToFloat = _acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, int, int, int, int, int, int, int, int, int>(HalfKernels.MatmulToFloat);
+        _biasActivationHalf = _acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<ushort>, int, int, int, int>(HalfKernels.BiasActivation);
+        _reluHalf = _acc.LoadStreamKernel<ArrayView<ushort>, int, int>(HalfKernels.Relu);
+        _reluBackwardHalf = _acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<ushort>, int, int>(HalfKernels.ReluBackward);
+        _biasBackwardHalf = _acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<float>, int, int, int, int>(HalfKernels.BiasBackward);
+        _softmaxCrossEntropyHalf = _acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<ushort>, int, int, int, float, int>(HalfKernels.SoftmaxCrossEntropy);
+        _argmaxHalf = _acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<int>, int, int, int>(HalfKernels.Argmax);
+        _unscale = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, int, float>(HalfKernels.Unscale);
         // The tiled matmul's barriers need a whole 16x16 tile in one group; the CPU accelerator's groups are smaller.
         MatmulVersions = _acc.MaxNumThreadsPerGroup >= TiledGroupSize
             ? [MatmulVersion.Naive, MatmulVersion.Blocked, MatmulVersion.Tiled, MatmulVersion.Vector]
@@ -197,6 +218,37 @@ public sealed class IlgpuBackend : IBackend
     public void GatherNormalize(ArrayView<byte> pixels, ArrayView<byte> labels, ArrayView<int> indices, ArrayView<float> scaleShift,
         ArrayView<float> x, ArrayView<int> y, int rows, int k, int planeSize, int channels) =>
         _gatherNormalize(Geometry((long)rows * k), pixels, labels, indices, scaleShift, x, y, rows, k, planeSize, channels);
+
+    public void ConvertToHalf(ArrayView<float> master, ArrayView<ushort> half, int count, HalfFormat format) =>
+        _toHalf(Geometry(count), master, half, count, (int)format);
+
+    public void MatmulHalf(ArrayView<ushort> a, ArrayView<ushort> b, ArrayView<ushort> c, int m, int n, int k, int aRow, int aCol, int bRow, int bCol, HalfFormat format) =>
+        _matmulHalf(Geometry((long)m * n), a, b, c, m, n, k, aRow, aCol, bRow, bCol, (int)format);
+
+    public void MatmulHalfToFloat(ArrayView<ushort> a, ArrayView<ushort> b, ArrayView<float> c, int m, int n, int k, int aRow, int aCol, int bRow, int bCol,
+        HalfFormat format, bool accumulate = false) =>
+        _matmulHalfToFloat(Geometry((long)m * n), a, b, c, m, n, k, aRow, aCol, bRow, bCol, (int)format, accumulate ? 1 : 0);
+
+    public void BiasActivationHalf(ArrayView<ushort> y, ArrayView<ushort> bias, int rows, int n, bool relu, HalfFormat format) =>
+        _biasActivationHalf(Geometry((long)rows * n), y, bias, rows, n, relu ? 1 : 0, (int)format);
+
+    public void ReluHalf(ArrayView<ushort> y, int count, HalfFormat format) => _reluHalf(Geometry(count), y, count, (int)format);
+
+    public void ReluBackwardHalf(ArrayView<ushort> dy, ArrayView<ushort> y, int count, HalfFormat format) =>
+        _reluBackwardHalf(Geometry(count), dy, y, count, (int)format);
+
+    public void BiasBackwardHalf(ArrayView<ushort> dy, ArrayView<float> dbias, int rows, int n, HalfFormat format, bool accumulate = false) =>
+        _biasBackwardHalf(Geometry(n), dy, dbias, rows, n, accumulate ? 1 : 0, (int)format);
+
+    public void SoftmaxCrossEntropyHalf(ArrayView<ushort> logits, ArrayView<int> labels, ArrayView<float> losses, ArrayView<ushort> dlogits,
+        int rows, int classes, int meanRows, float scale, HalfFormat format) =>
+        _softmaxCrossEntropyHalf(Geometry(rows), logits, labels, losses, dlogits, rows, classes, meanRows, scale, (int)format);
+
+    public void ArgmaxHalf(ArrayView<ushort> logits, ArrayView<int> predictions, int rows, int classes, HalfFormat format) =>
+        _argmaxHalf(Geometry(rows), logits, predictions, rows, classes, (int)format);
+
+    public void Unscale(ArrayView<float> grad, ArrayView<int> found, int count, float invScale) =>
+        _unscale(Geometry(count), grad, found, count, invScale);
 
     public void Synchronize() => _acc.Synchronize();
 }

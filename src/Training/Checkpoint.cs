@@ -10,8 +10,12 @@ namespace ScratchNet.Training;
 public sealed record CheckpointHeader(
     string Dataset, int[] Layers, string Optimizer, float LearningRate, float Momentum, int BatchSize, ulong Seed,
     long OptimizerSteps, int Epoch, int NextBatch, double LossSum, long Correct, long Seen, int StateBuffers,
-    DataIdentity? Data = null, string? Matmul = null, string? Stack = null, string? Conv = null)
+    DataIdentity? Data = null, string? Matmul = null, string? Stack = null, string? Conv = null,
+    string? Precision = null, float? LossScale = null, int? LossScaleGoodSteps = null)
 {
+    /// <summary>--precision as recorded ("fp16", "bf16"); fp32 where it was not recorded (checkpoints before mixed precision).</summary>
+    public Precision PrecisionKind => Precision switch { "fp16" => Training.Precision.Fp16, "bf16" => Training.Precision.Bf16, _ => Training.Precision.Fp32 };
+
     /// <summary>The layer stack: recorded since conv nets (<see cref="Stack"/>); older checkpoints are MLPs of <see cref="Layers"/>' sizes.</summary>
     public ModelSpec Spec(int classes) => Stack is not null ? new ModelSpec(Stack) : ModelSpec.Mlp(Layers[1..^1], classes);
 
@@ -28,7 +32,9 @@ public sealed record CheckpointHeader(
 /// version               int32 little-endian (2; version 1 had no Data in the header; Matmul, the version
 ///                       that ran (--matmul auto's choice included), is optional; Stack, the layer stack as
 ///                       --layers writes it, and Conv, the --conv version, are recorded since conv nets:
-///                       without Stack the model is the MLP of Layers' sizes)
+///                       without Stack the model is the MLP of Layers' sizes; Precision, and with fp16 the loss
+///                       scaler's LossScale and LossScaleGoodSteps, are recorded since mixed precision: without
+///                       them the run was fp32. The parameters are the float32 master weights either way)
 /// header length         int32, then the header as UTF-8 JSON (CheckpointHeader)
 /// parameters            P float32
 /// optimizer state       StateBuffers x P float32 (Adam: m then v; momentum: the buffer)
@@ -111,7 +117,8 @@ public static class Checkpoint
         int[] sizes = net.IsMlp ? net.MlpSizes : [(int)net.Input.Size, net.Classes];
         var header = new CheckpointHeader(config.Dataset, sizes, session.Optimizer.Name, config.EffectiveLearningRate,
             config.EffectiveMomentum, config.BatchSize, config.Seed, session.Optimizer.Steps, position.Epoch, position.NextBatch,
-            position.LossSum, position.Correct, position.Seen, state.Count, data, session.MatmulName, net.Spec.Text, net.Conv.ToString().ToLowerInvariant());
+            position.LossSum, position.Correct, position.Seen, state.Count, data, session.MatmulName, net.Spec.Text, net.Conv.ToString().ToLowerInvariant(),
+            net.Precision.ToString().ToLowerInvariant(), session.Scaler?.Scale, session.Scaler?.GoodSteps);
         byte[] headerBytes = JsonSerializer.SerializeToUtf8Bytes(header);
 
         try
@@ -282,6 +289,10 @@ public static class Checkpoint
         if (!float.IsFinite(h.LearningRate) || h.LearningRate <= 0) return $"learning rate {h.LearningRate} must be a positive number";
         if (!float.IsFinite(h.Momentum) || h.Momentum < 0 || h.Momentum >= 1) return $"momentum {h.Momentum} must be in [0, 1)";
         if (h.BatchSize <= 0) return $"batch size {h.BatchSize} must be positive";
+        if (h.Precision is not (null or "fp32" or "fp16" or "bf16")) return $"precision '{h.Precision}' is not fp32, fp16 or bf16";
+        if (h.Precision == "fp16" && (h.LossScale is not float scale || !float.IsFinite(scale) || scale <= 0 ||
+            h.LossScaleGoodSteps is not int good || good < 0 || good >= LossScaler.GrowthInterval))
+            return $"an fp16 run needs a loss scale above 0 and 0 to {LossScaler.GrowthInterval - 1} good steps (found {h.LossScale}, {h.LossScaleGoodSteps})";
         if (h.Epoch < 0) return $"epoch {h.Epoch} is negative";
         if (h.NextBatch < 0) return $"next batch {h.NextBatch} is negative";
         if (h.OptimizerSteps < 0) return $"optimizer step {h.OptimizerSteps} is negative";
@@ -317,6 +328,9 @@ public static class Checkpoint
             loaded.State.Length != session.Optimizer.State.Count)
             throw new InvalidOperationException("the session does not match the checkpoint");
         session.Model.Parameters.CopyFrom(loaded.Parameters);
+        session.Model.RefreshHalfCopy(session.Backend);
+        if (session.Scaler is { } scaler && loaded.Header.LossScale is float scale)
+            (scaler.Scale, scaler.GoodSteps) = (scale, loaded.Header.LossScaleGoodSteps ?? 0);
         for (int i = 0; i < loaded.State.Length; i++) session.Optimizer.State[i].CopyFrom(loaded.State[i]);
         session.Optimizer.Steps = loaded.Header.OptimizerSteps;
     }

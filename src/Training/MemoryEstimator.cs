@@ -20,6 +20,12 @@ namespace ScratchNet.Training;
 /// Workspace       = 4 C k k OH OW per Conv2d with --conv im2col (one image's unfolded patches), 0 with direct
 /// with --recompute, the outputs and indices made inside a block are not counted per layer; instead, Activation holds
 ///                 + 4 B x (each shared slot: the largest slot-K buffer per sample of any block)   (see Recompute)
+/// with --precision fp16 or bf16 (V = 2 bytes a stored value instead of 4; see <see cref="Precision"/>):
+/// Parameter       = 4 P (float32 master weights) + 2 P (the 16-bit copy forward and backward read)
+/// Gradient, OptimizerState: unchanged (float32)
+/// Input, Activation, Temporary: each "4 B x" of the images, layer outputs and gradients between layers becomes "2 B x";
+///                   the int32 labels and predictions and the float32 losses stay 4 B
+/// Temporary       + 4 (fp16 only: the loss scaler's int32 found-inf flag)
 /// with --dataset-on-device, Input also holds the datasets as bytes and the batch's indices:
 ///                 + (Ntrain + Ntest) (C H W + 1) pixels and labels + 4 B int32 indices + 8 C scale and shift
 /// </code>
@@ -32,7 +38,12 @@ public static class MemoryEstimator
         long b = batch;
         int stateCopies = optimizerKind switch { "adam" => 2, "momentum" => 1, "sgd" => 0, _ => throw new ArgumentException($"unknown optimizer '{optimizerKind}'") };
         var e = new MemoryEstimate(p);
-        e.Set(MemoryCategory.Parameter, 4 * p, $"4 x {p:N0} parameters");
+        int v = net.ValueBytes;
+        bool half = net.Half is not null;
+        long scalerFlag = net.Precision == Precision.Fp16 ? 4 : 0;
+        e.Set(MemoryCategory.Parameter, 4 * p + (half ? 2 * p : 0), half
+            ? $"4 x {p:N0} float32 master parameters + 2 x {p:N0} {net.Precision.ToString().ToLowerInvariant()} copy"
+            : $"4 x {p:N0} parameters");
         e.Set(MemoryCategory.Gradient, 4 * p, $"4 x {p:N0} (one gradient per parameter)");
         e.Set(MemoryCategory.OptimizerState, 4 * p * stateCopies, optimizerKind switch
         {
@@ -45,12 +56,12 @@ public static class MemoryEstimator
             e.Set(MemoryCategory.Input, 4 * b * k0 + 4 * b + (long)(d.TrainCount + d.TestCount) * (k0 + 1) + 4 * b + 8L * d.Channels,
                 $"4 x {b} x {k0} images + 4 x {b} labels + ({d.TrainCount:N0} + {d.TestCount:N0}) x ({k0} + 1) dataset bytes + 4 x {b} indices + 8 x {d.Channels} scale/shift");
         else
-            e.Set(MemoryCategory.Input, 4 * b * k0 + 4 * b, $"4 x {b} x {k0} images + 4 x {b} labels");
+            e.Set(MemoryCategory.Input, v * b * k0 + 4 * b, $"{v} x {b} x {k0} images + 4 x {b} labels");
 
         var rows = Layers(net, batch, stateCopies);
         e.Layers = rows;
         var (outSlots, indexSlots) = net.Recompute ? Recompute.SlotSizes(net.Layers) : ([], []);
-        e.RecomputeBytes = 4 * b * (outSlots.Sum() + indexSlots.Sum());
+        e.RecomputeBytes = 4 * b * (outSlots.Sum() + indexSlots.Sum());   // fp32 only: --recompute refuses 16-bit storage
         long activations = rows.Sum(r => r.Bytes[MemoryCategory.Activation]) + e.RecomputeBytes;
         long gradients = rows.Sum(r => r.Bytes[MemoryCategory.Temporary]);
         long workspace = rows.Sum(r => r.Bytes[MemoryCategory.Workspace]);
@@ -68,10 +79,11 @@ public static class MemoryEstimator
             if (i >= FirstTrainable(net)) grads.Add($"{l.Out.Size}");
             if (l is Conv2d c && net.Conv == ConvVersion.Im2col) cols.Add($"{c.Shape.ColRows} x {c.Shape.ColCols}");
         }
-        e.Set(MemoryCategory.Activation, activations, $"4 x {b} x ({string.Join(" + ", outs)}) layer outputs" +
+        e.Set(MemoryCategory.Activation, activations, $"{v} x {b} x ({string.Join(" + ", outs)}) layer outputs" +
             (net.Recompute ? $" + 4 x {b} x ({string.Join(" + ", outSlots.Select(v => $"{v}").Concat(indexSlots.Select(v => $"{v} indices")).DefaultIfEmpty("0"))}) shared recompute buffers" : ""));
-        e.Set(MemoryCategory.Temporary, gradients + 8 * b,
-            (grads.Count > 0 ? $"4 x {b} x ({string.Join(" + ", grads)}) output gradients + " : "") + $"4 x {b} losses + 4 x {b} predictions");
+        e.Set(MemoryCategory.Temporary, gradients + 8 * b + scalerFlag,
+            (grads.Count > 0 ? $"{v} x {b} x ({string.Join(" + ", grads)}) output gradients + " : "") + $"4 x {b} losses + 4 x {b} predictions" +
+            (scalerFlag > 0 ? " + 4 found-inf flag" : ""));
         e.Set(MemoryCategory.Workspace, workspace, cols.Count > 0
             ? $"4 x ({string.Join(" + ", cols)}) im2col patches, one image per conv layer"
             : layers.Any(l => l is Conv2d) ? "--conv direct reads the windows in place: no workspace" : "no layer needs one");
@@ -100,14 +112,14 @@ public static class MemoryEstimator
             Layer l = layers[i];
             var bytes = Enum.GetValues<MemoryCategory>().ToDictionary(c => c, _ => 0L);
             long p = l.ParameterCount;
-            bytes[MemoryCategory.Parameter] = 4 * p;
+            bytes[MemoryCategory.Parameter] = 4 * p + (net.Half is not null ? 2 * p : 0);
             bytes[MemoryCategory.Gradient] = 4 * p;
             bytes[MemoryCategory.OptimizerState] = 4 * p * stateCopies;
             string note = "";
             switch (l)
             {
                 case Linear or Conv2d or MaxPool2d:
-                    long output = 4 * b * l.Out.Size;
+                    long output = net.ValueBytes * b * l.Out.Size;   // a max-pool's int32 indices only exist in float32 (no 16-bit conv stacks)
                     // A max-pool also keeps its int32 indices; with --recompute a block's inner buffers are in the shared ones.
                     bytes[MemoryCategory.Activation] = (outputSlot[i] < 0 ? output : 0) + (l is MaxPool2d && indicesSlot[i] < 0 ? output : 0);
                     bytes[MemoryCategory.Temporary] = i >= first ? output : 0;
@@ -126,6 +138,17 @@ public static class MemoryEstimator
             rows.Add(new LayerEstimate(l.Name, l.Describe(), l.Out.ToString(), p, bytes, note));
         }
         return rows;
+    }
+
+    /// <summary>
+    /// --precision fp16 or bf16 against fp32, for the same stack and optimizer: the fixed part and the bytes per sample
+    /// of each (the fixed part grows by the 16-bit weight copy while the per-sample part about halves).
+    /// </summary>
+    public static PrecisionComparison ComparePrecision(Network net, string optimizerKind, DatasetOnDevice? onDevice = null)
+    {
+        var fp32 = net with { Precision = Precision.Fp32 };
+        return new(net.Precision.ToString().ToLowerInvariant(), FixedBytes(net, optimizerKind, onDevice), FixedBytes(fp32, optimizerKind, onDevice),
+            BytesPerSample(net, onDevice), BytesPerSample(fp32, onDevice), 2 * net.ParameterCount);
     }
 
     /// <summary>The bytes that grow with every sample of the batch (Input + Activation + Temporary per row); the estimate is affine in B.</summary>
@@ -158,6 +181,9 @@ public static class MemoryEstimator
         return free <= 0 ? 0 : free / BytesPerSample(net, onDevice);
     }
 }
+
+/// <summary>A 16-bit precision's fixed and per-sample bytes beside fp32's (see <see cref="MemoryEstimator.ComparePrecision"/>).</summary>
+public sealed record PrecisionComparison(string Precision, long Fixed, long FixedFp32, long PerSample, long PerSampleFp32, long WeightCopy);
 
 /// <summary>The dataset sizes that --dataset-on-device puts in the Input category.</summary>
 public sealed record DatasetOnDevice(int TrainCount, int TestCount, int Channels)

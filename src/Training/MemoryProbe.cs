@@ -41,6 +41,8 @@ public sealed record ProbeResult(int BatchSize, string Optimizer, long Parameter
     /// <summary>--recompute: the estimate of the total without it (null without --recompute), and the blocks run twice (by their first layer).</summary>
     public long? WithoutRecompute { get; init; }
     public List<string> RecomputedBlocks { get; init; } = [];
+    /// <summary>--precision: "fp32", "fp16" or "bf16".</summary>
+    public string Precision { get; init; } = "fp32";
 
     /// <summary>The driver's figure beside the tracker's, with the difference explained; or why there is none.</summary>
     public string DriverLine()
@@ -147,6 +149,7 @@ public static class MemoryProbe
             DriverSource = driverBefore?.Source ?? device.NoDriverMemoryReason,
             Accumulate = config.Accumulate,
             MicroBatch = session.MicroBatch,
+            Precision = config.Precision.ToString().ToLowerInvariant(),
             WithoutRecompute = config.Recompute ? MemoryEstimator.Estimate(session.Network with { Recompute = false }, session.MicroBatch, session.Optimizer.Name, session.Dataset?.Sizes).Total : null,
             RecomputedBlocks = session.Buffers.Recomputed.Select(b => session.Model.Layers[b.First].Name).ToList(),
         };
@@ -217,8 +220,8 @@ public static class MemoryProbe
                 "the blocks' inner outputs and indices, refilled by running each block's forward again in backward"));
         var loss = Tagged("");
         foreach (var c in LayerColumns.Where(c => c != MemoryCategory.Temporary)) loss[c.ToString()] = 0;
-        long lossEstimate = 8L * session.MicroBatch;
-        rows.Add(Row("loss", "losses, predictions", $"({session.Network.Classes})", 0, loss,
+        long lossEstimate = 8L * session.MicroBatch + (session.Network.Precision == Precision.Fp16 ? 4 : 0);   // + fp16's found-inf flag
+        rows.Add(Row("loss", session.Network.Precision == Precision.Fp16 ? "losses, predictions, found-inf flag" : "losses, predictions", $"({session.Network.Classes})", 0, loss,
             LayerColumns.ToDictionary(c => c.ToString(), c => c == MemoryCategory.Temporary ? lossEstimate : 0L), ""));
         return rows;
 

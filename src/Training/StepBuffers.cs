@@ -32,6 +32,11 @@ public sealed class StepBuffers : IDisposable
         FeatureShape imageShape = model.Layers[0] is Flatten ? model.Layers[0].Out : model.Input;
         try
         {
+            if (model.Half is not null)
+            {
+                AllocateHalf(tracker, model, imageShape, batchSize);
+                return;
+            }
             Images = Own(tracker.Allocate<float>("input.images", imageShape.Batch(batchSize), MemoryCategory.Input));
             Labels = Own(tracker.Allocate<int>("input.labels", [batchSize], MemoryCategory.Input));
             if (eager)
@@ -73,6 +78,31 @@ public sealed class StepBuffers : IDisposable
         }
     }
 
+    /// <summary>
+    /// --precision fp16 and bf16: the same buffers with the images, the layers' outputs and the gradients between layers
+    /// in 16 bits (2 bytes a value); labels, predictions (int32) and the per-row losses (float32) do not shrink.
+    /// fp16 adds the loss scaler's found-inf flag (int32, Temporary).
+    /// </summary>
+    void AllocateHalf(MemoryTracker tracker, Model model, FeatureShape imageShape, int batchSize)
+    {
+        ImagesHalf = Own(tracker.Allocate<ushort>("input.images", imageShape.Batch(batchSize), MemoryCategory.Input));
+        Labels = Own(tracker.Allocate<int>("input.labels", [batchSize], MemoryCategory.Input));
+        Tensor<ushort> input = ImagesHalf;
+        Tensor<ushort>? inputGradient = null;
+        var layers = model.Layers;
+        for (int i = 0; i < layers.Count; i++)
+        {
+            var io = new LayerBuffers { InputHalf = input, InputGradientHalf = inputGradient };
+            layers[i].AllocateHalf(tracker, io, batchSize, OutputName(layers, i), i >= model.FirstTrainable);
+            _owned.AddRange(io.Owned(layers[i].InPlace));
+            Layers.Add(io);
+            (input, inputGradient) = (io.OutputHalf, io.OutputGradientHalf);
+        }
+        Losses = Own(tracker.Allocate<float>("losses", [batchSize], MemoryCategory.Temporary));
+        Predictions = Own(tracker.Allocate<int>("predictions", [batchSize], MemoryCategory.Temporary));
+        if (model.Half == Kernels.HalfFormat.Fp16) FoundInf = Own(tracker.Allocate<int>("scaler.found_inf", [1], MemoryCategory.Temporary));
+    }
+
     T Own<T>(T t) where T : IDisposable
     {
         _owned.Add(t);
@@ -102,8 +132,13 @@ public sealed class StepBuffers : IDisposable
     public int BatchSize { get; }
     /// <summary>--recompute: the blocks whose forward backward runs again (those that write a shared buffer); empty otherwise.</summary>
     public List<Recompute.Block> Recomputed { get; } = [];
+    /// <summary>The normalised batch, float32; null with --precision fp16 or bf16 (then <see cref="ImagesHalf"/>).</summary>
     public Tensor<float> Images { get; } = null!;
-    public Tensor<int> Labels { get; } = null!;
+    /// <summary>--precision fp16 and bf16: the batch in 16 bits; null in float32.</summary>
+    public Tensor<ushort>? ImagesHalf { get; private set; }
+    public Tensor<int> Labels { get; private set; } = null!;
+    /// <summary>--precision fp16: 1 when the last unscale met an inf or NaN gradient (see <see cref="LossScaler"/>); null otherwise.</summary>
+    public Tensor<int>? FoundInf { get; private set; }
     /// <summary>Per layer, its buffers (input, output, gradients, extras).</summary>
     public List<LayerBuffers> Layers { get; } = [];
     public Tensor<float> Losses { get; internal set; } = null!;

@@ -44,12 +44,26 @@ public sealed record TrainConfig
     public long? MemoryLimit { get; init; }
     /// <summary>--recompute: keep only each block's input and run the block's forward again in backward (see <see cref="Training.Recompute"/>).</summary>
     public bool Recompute { get; init; }
+    /// <summary>--precision: float32 everywhere, or 16-bit storage (see <see cref="Training.Precision"/>).</summary>
+    public Precision Precision { get; init; } = Precision.Fp32;
     /// <summary>--lifetime: planned (every buffer made once, reused by every step) or eager (as under autograd: see <see cref="EagerStep"/>).</summary>
     public LifetimeKind Lifetime { get; init; } = LifetimeKind.Planned;
     /// <summary>--allocator: exact (each tensor its own device buffer) or caching (segments and blocks, PyTorch's rules).</summary>
     public AllocatorKind Allocator { get; init; } = AllocatorKind.Exact;
     /// <summary>The largest single buffer allowed (bytes), like an OpenCL device's CL_DEVICE_MAX_MEM_ALLOC_SIZE; null: the device's own.</summary>
     public long? MaxBuffer { get; init; }
+
+    /// <summary>Why --precision fp16 or bf16 cannot run with this stack or these options (what is not built yet), or null.</summary>
+    public string? PrecisionRefusal(Network net)
+    {
+        if (Precision == Precision.Fp32) return null;
+        if (net.HalfRefusal is { } refusal) return refusal;
+        string p = $"--precision {Precision.ToString().ToLowerInvariant()}";
+        if (Lifetime == LifetimeKind.Eager) return $"{p} runs with --lifetime planned only (the eager schedule has no 16-bit buffers yet)";
+        if (Recompute) return $"{p} and --recompute together are not built yet";
+        if (DatasetOnDevice) return $"{p} and --dataset-on-device together are not built yet (the gather kernel writes float32)";
+        return null;
+    }
 
     /// <summary>The per-buffer cap in force on a device: the smaller of --max-buffer and what the device advertises.</summary>
     public long? BufferCap(long? deviceCap) => (MaxBuffer, deviceCap) switch
@@ -74,8 +88,18 @@ public sealed record TrainConfig
     public Network Network(Data.DatasetInfo info) => Network(FeatureShape.Image(info.Channels, info.Height, info.Width), info.Classes);
 
     /// <summary>The architecture on inputs of this shape.</summary>
-    public Network Network(FeatureShape input, int classes) => new(Spec(classes), input, classes, Conv, Recompute);
+    public Network Network(FeatureShape input, int classes) => new(Spec(classes), input, classes, Conv, Recompute, Precision);
 }
+
+/// <summary>
+/// --precision, mixed precision as Apex O2 does it: fp32 keeps everything in float32. fp16 and bf16 keep float32 master
+/// weights, float32 weight gradients and float32 optimizer state, and store a 16-bit copy of the weights, the input
+/// batch, every layer's output and the gradients flowing between layers in 16 bits (ushort patterns, float32 arithmetic
+/// inside the kernels: see <see cref="Kernels.HalfKernels"/>); the loss runs in float32. fp16 adds dynamic loss scaling
+/// (<see cref="LossScaler"/>): its smallest value is 2^-24, and small gradients would otherwise round to 0.
+/// bf16 has float32's exponent range, so it needs no scaling.
+/// </summary>
+public enum Precision { Fp32, Fp16, Bf16 }
 
 /// <summary>--lifetime: when a step's buffers are made and freed.</summary>
 public enum LifetimeKind { Planned, Eager }

@@ -35,6 +35,7 @@ public sealed class TrainingSession : IDisposable
         Network = config.Network(input, classes);
         if (config.Recompute && config.Lifetime == LifetimeKind.Eager)
             throw new ArgumentException("--recompute shares buffers between blocks, which needs --lifetime planned (eager lifetimes free each block's buffers as backward consumes them)");
+        if (config.PrecisionRefusal(Network) is { } refusal) throw new ArgumentException(refusal);
         if (config.Accumulate < 1 || config.Accumulate > config.BatchSize)
             throw new ArgumentException($"--accumulate {config.Accumulate}: the batch of {config.BatchSize} rows (--batch-size) splits into 1 to {config.BatchSize} micro-batches");
         // --matmul auto, asked for or by default on a GPU or OpenCL device: time the versions on this model's shapes.
@@ -56,7 +57,7 @@ public sealed class TrainingSession : IDisposable
         try
         {
             bool eager = config.Lifetime == LifetimeKind.Eager;
-            Model = new Model(Tracker, Network.Spec, Network.Input, Network.Classes, gradients: !eager);
+            Model = new Model(Tracker, Network.Spec, Network.Input, Network.Classes, gradients: !eager, half: Network.Half);
             Optimizer = config.OptimizerKind == "adam"
                 ? new Adam(Tracker, Model, config.EffectiveLearningRate)
                 : new Sgd(Tracker, Model, config.EffectiveLearningRate, config.EffectiveMomentum);
@@ -70,7 +71,11 @@ public sealed class TrainingSession : IDisposable
             throw;
         }
         Model.Initialize(config.Seed);
-        Context = new StepContext(Backend, Matmul, config.Conv, Model.Parameters.View, Model.Gradients is null ? default : Model.Gradients.View);
+        Model.RefreshHalfCopy(Backend);
+        Context = new StepContext(Backend, Matmul, config.Conv, Model.Parameters.View, Model.Gradients is null ? default : Model.Gradients.View,
+            Half: Network.Half, HalfParameters: Model.HalfParameters?.View ?? default);
+        if (Network.Half is not null) _imagesHalf = new ushort[(long)MicroBatch * Network.Input.Size];
+        if (Network.Half == HalfFormat.Fp16) Scaler = new LossScaler();
         _accumulating = Context with { Accumulate = true };
         Tracker.Phase = "ready";
         _readback = new StepReadback(MicroBatch);
@@ -98,6 +103,15 @@ public sealed class TrainingSession : IDisposable
     public Model Model { get; } = null!;
     public IOptimizer Optimizer { get; } = null!;
     public StepBuffers Buffers { get; } = null!;
+    /// <summary>--precision fp16: the dynamic loss scaler; null otherwise.</summary>
+    public LossScaler? Scaler { get; }
+    /// <summary>True when the last optimizer step was skipped because a gradient was inf or NaN (fp16's loss scaler).</summary>
+    public bool LastStepSkipped { get; private set; }
+    /// <summary>--precision fp16 and bf16: the host batch rounded to 16 bits before it is copied to the device.</summary>
+    readonly ushort[]? _imagesHalf;
+    readonly int[] _foundInf = new int[1];
+    static readonly int[] Zero = [0];
+
     /// <summary>The dataset on the device (--dataset-on-device), once placed; null when batches come from the host.</summary>
     public DeviceDataset? Dataset { get; private set; }
 
@@ -125,7 +139,15 @@ public sealed class TrainingSession : IDisposable
     /// <summary>Copies a host batch (rows images and labels) into the input buffers.</summary>
     public void Upload(ReadOnlySpan<float> images, ReadOnlySpan<int> labels, int rows)
     {
-        Buffers.Images.CopyFrom(images[..(rows * (int)Network.Input.Size)]);
+        int count = rows * (int)Network.Input.Size;
+        if (_imagesHalf is { } half)
+        {
+            // ToTensor + Normalize ran in float32 on the host; the device gets the batch rounded to 16 bits.
+            var format = (int)Network.Half!.Value;
+            for (int i = 0; i < count; i++) half[i] = HalfKernels.FromFloat(images[i], format);
+            Buffers.ImagesHalf!.CopyFrom(half.AsSpan(0, count));
+        }
+        else Buffers.Images.CopyFrom(images[..count]);
         Buffers.Labels.CopyFrom(labels[..rows]);
     }
 
@@ -194,7 +216,7 @@ public sealed class TrainingSession : IDisposable
         Tracker.Phase = "forward";
         Model.Forward(ctx, Buffers, rows);
         Tracker.Phase = "loss";
-        LossStep.Run(ctx, Buffers, rows, Model.Classes, meanRows);
+        LossStep.Run(ctx, Buffers, rows, Model.Classes, meanRows, Scaler?.Scale ?? 1f);
         Tracker.Phase = "backward";
         Model.Backward(ctx, Buffers, rows);
     }
@@ -217,7 +239,18 @@ public sealed class TrainingSession : IDisposable
     void Update()
     {
         Tracker.Phase = "update";
+        LastStepSkipped = false;
+        if (Scaler is not null)
+        {
+            // GradScaler's unscale_ and step: gradients x 1/scale in float32, and no step when one of them is inf or NaN.
+            Buffers.FoundInf!.CopyFrom(Zero);
+            Backend.Unscale(Model.Gradients.View, Buffers.FoundInf.View, (int)Model.ParameterCount, 1f / Scaler.Scale);
+            Buffers.FoundInf.CopyTo(_foundInf);
+            LastStepSkipped = !Scaler.Update(_foundInf[0] != 0);
+            if (LastStepSkipped) return;
+        }
         Optimizer.Step(Backend, Model);
+        Model.RefreshHalfCopy(Backend);
         if (_eager is not null) Context = _eager.AfterUpdate(Context);
     }
 

@@ -20,5 +20,15 @@ public sealed class Flatten(string name, FeatureShape input) : Layer(name, input
 
     public override void Backward(StepContext ctx, LayerBuffers io, int rows) { }
 
+    public override void AllocateHalf(MemoryTracker tracker, LayerBuffers io, int batch, string outputName, bool outputGradient)
+    {
+        io.OutputHalf = io.InputHalf;
+        io.OutputGradientHalf = io.InputGradientHalf;
+    }
+
+    public override void ForwardHalf(StepContext ctx, LayerBuffers io, int rows) { }
+
+    public override void BackwardHalf(StepContext ctx, LayerBuffers io, int rows) { }
+
     public override string Describe() => "Flatten";
 }

@@ -28,9 +28,11 @@ public enum ConvVersion { Direct, Im2col }
 /// the matmul and conv versions, and the model's flat parameter and gradient buffers (each layer takes its views).
 /// Accumulate (gradient accumulation, every micro-batch after a step's first): backward adds the parameter gradients
 /// to what the gradient buffer holds instead of overwriting them.
+/// With --precision fp16 or bf16, Half is the 16-bit format and HalfParameters the 16-bit copy of the parameters that
+/// forward and backward read (the float32 Parameters are the master weights the optimizer updates).
 /// </summary>
 public sealed record StepContext(IBackend Backend, MatmulVersion Matmul, ConvVersion Conv, ArrayView<float> Parameters, ArrayView<float> Gradients,
-    bool Accumulate = false);
+    bool Accumulate = false, HalfFormat? Half = null, ArrayView<ushort> HalfParameters = default);
 
 /// <summary>
 /// One layer's buffers for a batch of B. Input is the previous layer's Output (the images for the first layer);
@@ -54,14 +56,21 @@ public sealed class LayerBuffers
     /// </summary>
     public Tensor<float>? SharedOutput { get; set; }
     public Tensor<int>? SharedIndices { get; set; }
+    /// <summary>--precision fp16 and bf16: the same four buffers in 16 bits (ushort patterns) instead of the float32 ones.</summary>
+    public Tensor<ushort> InputHalf { get; set; } = null!;
+    public Tensor<ushort>? InputGradientHalf { get; set; }
+    public Tensor<ushort> OutputHalf { get; set; } = null!;
+    public Tensor<ushort>? OutputGradientHalf { get; set; }
 
     /// <summary>The buffers this layer created (not its input, nor an output it shares with its input, nor a shared recompute buffer).</summary>
     public IEnumerable<IDisposable> Owned(bool inPlace)
     {
         if (!inPlace)
         {
-            if (SharedOutput is null) yield return Output;
+            if (SharedOutput is null && Output is not null) yield return Output;
             if (OutputGradient is not null) yield return OutputGradient;
+            if (OutputHalf is not null) yield return OutputHalf;
+            if (OutputGradientHalf is not null) yield return OutputGradientHalf;
         }
         if (Indices is not null && SharedIndices is null) yield return Indices;
         if (Workspace is not null) yield return Workspace;
@@ -107,6 +116,15 @@ public abstract class Layer(string name, FeatureShape input, FeatureShape output
     /// ctx.Accumulate) and, when io.InputGradient is not null, d(loss)/d(input).
     /// </summary>
     public abstract void Backward(StepContext ctx, LayerBuffers io, int rows);
+
+    /// <summary>
+    /// --precision fp16 and bf16: the same three in 16-bit storage, on io's Half buffers (Linear, ReLU and Flatten have
+    /// them; <see cref="Network.HalfRefusal"/> refuses other stacks before anything is made).
+    /// </summary>
+    public virtual void AllocateHalf(MemoryTracker tracker, LayerBuffers io, int batch, string outputName, bool outputGradient) =>
+        throw new NotSupportedException($"{Describe()} has no 16-bit kernels");
+    public virtual void ForwardHalf(StepContext ctx, LayerBuffers io, int rows) => throw new NotSupportedException($"{Describe()} has no 16-bit kernels");
+    public virtual void BackwardHalf(StepContext ctx, LayerBuffers io, int rows) => throw new NotSupportedException($"{Describe()} has no 16-bit kernels");
 
     /// <summary>"Linear(784 -> 128)", "Conv2d(1 -> 32, 3x3, pad 1)", "ReLU", ...</summary>
     public abstract string Describe();

@@ -60,5 +60,36 @@ public sealed class Linear(string name, FeatureShape input, int outFeatures)
             ctx.Backend.Matmul(ctx.Matmul, dy, Weight(ctx.Parameters), dx.View, rows, k, n, n, 1, k, 1);
     }
 
+    public ArrayView<ushort> Weight(ArrayView<ushort> flat) => flat.SubView(Offset, WeightCount);
+    public ArrayView<ushort> Bias(ArrayView<ushort> flat) => flat.SubView(Offset + WeightCount, OutFeatures);
+
+    /// <summary>16-bit storage: NAME.out and NAME.out.grad as (B, N) ushort, 2 bytes a value.</summary>
+    public override void AllocateHalf(MemoryTracker tracker, LayerBuffers io, int batch, string outputName, bool outputGradient)
+    {
+        io.OutputHalf = tracker.Allocate<ushort>(outputName, Out.Batch(batch), MemoryCategory.Activation, Name);
+        if (outputGradient) io.OutputGradientHalf = tracker.Allocate<ushort>(outputName + ".grad", Out.Batch(batch), MemoryCategory.Temporary, Name);
+    }
+
+    /// <summary>The forward above on 16-bit x and the 16-bit weight copy: y = round(x · W^T + b), summed in float32.</summary>
+    public override void ForwardHalf(StepContext ctx, LayerBuffers io, int rows)
+    {
+        int k = InFeatures, n = OutFeatures;
+        var half = ctx.Half!.Value;
+        ctx.Backend.MatmulHalf(io.InputHalf.View, Weight(ctx.HalfParameters), io.OutputHalf.View, rows, n, k, k, 1, 1, k, half);
+        ctx.Backend.BiasActivationHalf(io.OutputHalf.View, Bias(ctx.HalfParameters), rows, n, relu: false, half);
+    }
+
+    /// <summary>The backward above with 16-bit dy, x and weights: dW and db into the float32 gradients, dx rounded to 16 bits.</summary>
+    public override void BackwardHalf(StepContext ctx, LayerBuffers io, int rows)
+    {
+        int k = InFeatures, n = OutFeatures;
+        var half = ctx.Half!.Value;
+        var dy = io.OutputGradientHalf!.View;
+        ctx.Backend.MatmulHalfToFloat(dy, io.InputHalf.View, Weight(ctx.Gradients), n, k, rows, 1, n, k, 1, half, ctx.Accumulate);
+        ctx.Backend.BiasBackwardHalf(dy, Bias(ctx.Gradients), rows, n, half, ctx.Accumulate);
+        if (io.InputGradientHalf is { } dx)
+            ctx.Backend.MatmulHalf(dy, Weight(ctx.HalfParameters), dx.View, rows, k, n, n, 1, k, 1, half);
+    }
+
     public override string Describe() => $"Linear({InFeatures} -> {OutFeatures})";
 }

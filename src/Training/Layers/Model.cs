@@ -12,7 +12,8 @@ namespace ScratchNet.Training;
 public sealed class Model : IDisposable
 {
     /// <param name="gradients">False for prediction only (<see cref="InferenceSession"/>): no gradient buffer.</param>
-    public Model(MemoryTracker tracker, ModelSpec spec, FeatureShape input, int classes, bool gradients = true)
+    /// <param name="half">--precision fp16 or bf16: also a 16-bit copy of the parameters, which forward and backward read.</param>
+    public Model(MemoryTracker tracker, ModelSpec spec, FeatureShape input, int classes, bool gradients = true, Kernels.HalfFormat? half = null)
     {
         Spec = spec;
         Input = input;
@@ -29,6 +30,24 @@ public sealed class Model : IDisposable
         FirstTrainable = Layers.FindIndex(l => l.ParameterCount > 0);
         Parameters = tracker.Allocate<float>("parameters", [(int)ParameterCount], MemoryCategory.Parameter);
         if (gradients) Gradients = tracker.Allocate<float>("gradients", [(int)ParameterCount], MemoryCategory.Gradient);
+        Half = half;
+        if (half is { } h)
+            HalfParameters = tracker.Allocate<ushort>(h == Kernels.HalfFormat.Fp16 ? "parameters.fp16" : "parameters.bf16", [(int)ParameterCount], MemoryCategory.Parameter);
+    }
+
+    /// <summary>--precision fp16 or bf16: the 16-bit format; null in float32.</summary>
+    public Kernels.HalfFormat? Half { get; }
+
+    /// <summary>
+    /// --precision fp16 or bf16: the 16-bit copy of <see cref="Parameters"/> (the float32 master weights), 2 bytes a
+    /// parameter, remade by <see cref="RefreshHalfCopy"/> after every change to the master; null in float32.
+    /// </summary>
+    public Tensor<ushort>? HalfParameters { get; }
+
+    /// <summary>half copy = round(master), after initialisation, an optimizer step or loading a checkpoint.</summary>
+    public void RefreshHalfCopy(Kernels.IBackend backend)
+    {
+        if (Half is { } h) backend.ConvertToHalf(Parameters.View, HalfParameters!.View, (int)ParameterCount, h);
     }
 
     public ModelSpec Spec { get; }
@@ -61,7 +80,9 @@ public sealed class Model : IDisposable
     /// <summary>Forward pass for the first `rows` samples: every layer in order; the last one's output is the logits.</summary>
     public void Forward(StepContext ctx, StepBuffers buffers, int rows)
     {
-        for (int i = 0; i < Layers.Count; i++) Layers[i].Forward(ctx, buffers.Layers[i], rows);
+        for (int i = 0; i < Layers.Count; i++)
+            if (ctx.Half is null) Layers[i].Forward(ctx, buffers.Layers[i], rows);
+            else Layers[i].ForwardHalf(ctx, buffers.Layers[i], rows);
     }
 
     /// <summary>
@@ -77,7 +98,8 @@ public sealed class Model : IDisposable
             foreach (var block in buffers.Recomputed)
                 if (block.Last == i)
                     for (int j = block.First; j <= block.Last; j++) Layers[j].Forward(ctx, buffers.Layers[j], rows);
-            Layers[i].Backward(ctx, buffers.Layers[i], rows);
+            if (ctx.Half is null) Layers[i].Backward(ctx, buffers.Layers[i], rows);
+            else Layers[i].BackwardHalf(ctx, buffers.Layers[i], rows);
         }
     }
 
@@ -88,5 +110,6 @@ public sealed class Model : IDisposable
     {
         Parameters.Dispose();
         Gradients?.Dispose();
+        HalfParameters?.Dispose();
     }
 }

@@ -6,8 +6,25 @@ namespace ScratchNet.Training;
 /// What the estimator, the planner, the advice after an out-of-memory error and checkpoints reason about,
 /// before (or without) allocating anything.
 /// </summary>
-public sealed record Network(ModelSpec Spec, FeatureShape Input, int Classes, ConvVersion Conv = ConvVersion.Im2col, bool Recompute = false)
+public sealed record Network(ModelSpec Spec, FeatureShape Input, int Classes, ConvVersion Conv = ConvVersion.Im2col, bool Recompute = false,
+    Precision Precision = Precision.Fp32)
 {
+    /// <summary>Bytes of one stored value of the batch's buffers (the input, layer outputs, the gradients between layers): 4, or 2 in fp16 and bf16.</summary>
+    public int ValueBytes => Precision == Precision.Fp32 ? 4 : 2;
+
+    /// <summary>The 16-bit format of --precision fp16 or bf16; null for fp32.</summary>
+    public Kernels.HalfFormat? Half => Precision switch
+    {
+        Precision.Fp16 => Kernels.HalfFormat.Fp16,
+        Precision.Bf16 => Kernels.HalfFormat.Bf16,
+        _ => null,
+    };
+
+    /// <summary>Why this stack cannot run in 16-bit storage, or null when it can (Linear, ReLU and Flatten have 16-bit kernels).</summary>
+    public string? HalfRefusal => Precision == Precision.Fp32 || Layers.All(l => l is Linear or Relu or Flatten) ? null
+        : $"--precision {Precision.ToString().ToLowerInvariant()}: {Layers.First(l => l is not (Linear or Relu or Flatten)).Describe()} has no 16-bit kernels yet; " +
+          "16-bit storage runs stacks of Linear, ReLU and Flatten layers (the lesson's MLP)";
+
     List<Layer>? _layers;
 
     /// <summary>The layers with their shapes (built once; throws naming the layer when the stack does not fit).</summary>

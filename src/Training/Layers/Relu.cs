@@ -24,5 +24,18 @@ public sealed class Relu(string name, FeatureShape shape) : Layer(name, shape, s
         if (io.OutputGradient is { } dy) ctx.Backend.ReluBackward(dy.View, io.Output.View, Count(rows, Out));
     }
 
+    public override void AllocateHalf(MemoryTracker tracker, LayerBuffers io, int batch, string outputName, bool outputGradient)
+    {
+        io.OutputHalf = io.InputHalf;
+        io.OutputGradientHalf = io.InputGradientHalf;
+    }
+
+    public override void ForwardHalf(StepContext ctx, LayerBuffers io, int rows) => ctx.Backend.ReluHalf(io.OutputHalf.View, Count(rows, Out), ctx.Half!.Value);
+
+    public override void BackwardHalf(StepContext ctx, LayerBuffers io, int rows)
+    {
+        if (io.OutputGradientHalf is { } dy) ctx.Backend.ReluBackwardHalf(dy.View, io.OutputHalf.View, Count(rows, Out), ctx.Half!.Value);
+    }
+
     public override string Describe() => "ReLU";
 }
