@@ -8,6 +8,83 @@ using ScratchNet.Training;
 
 namespace ScratchNet.Tests;
 
+/// <summary>The mixed-precision checks the tests here and on OpenCL share.</summary>
+static class MixedPrecision
+{
+    static readonly DatasetPair Data = DatasetLoader.LoadEmbedded(null);
+
+    /// <summary>
+    /// A one-layer model (Flatten, Linear 784 -> 10) with zero weights and a bias that makes class 1's probability about
+    /// 4e-8 for every image of label 0: each row's logit gradient for class 1 is 4e-8 / 4 rows = 1e-8, below fp16's smallest
+    /// subnormal (6e-8; 1e-8 rounds to 0). Returns the bias gradient of class 1 after a step, unscaled.
+    /// </summary>
+    static float TinyGradient(ComputeDevice d, Precision precision, float? scale)
+    {
+        var config = new TrainConfig { Hidden = [], BatchSize = 4, Precision = precision, Optimizer = "sgd", LearningRate = 0.01f };
+        using var session = new TrainingSession(d, config, FeatureShape.Image(1, 28, 28), 10);
+        var p = new float[session.Model.ParameterCount];   // weights 0
+        long biasAt = 784 * 10;
+        p[biasAt + 0] = 0f;
+        for (int j = 1; j < 10; j++) p[biasAt + j] = -40f;   // e^-40: nothing
+        p[biasAt + 1] = MathF.Log(4e-8f);                    // softmax_1 = 4e-8 / (1 + ...) ~ 4e-8
+        session.Model.Parameters.CopyFrom(p);
+        session.Model.RefreshHalfCopy(session.Backend);
+        if (scale is float s) session.Scaler!.Scale = s;
+        var images = new float[4 * 784];
+        var labels = new int[4];
+        session.Upload(images, labels, 4);
+        session.TrainStep(labels, 4);
+        return session.Model.Gradients.ToArray()[biasAt + 1];
+    }
+
+    internal static void CheckUnderflow(ComputeDevice device)
+    {
+        float fp32 = TinyGradient(device, Precision.Fp32, null);
+        Assert.That(fp32, Is.EqualTo(4e-8f).Within(4e-9f), "float32: 4 rows x 1e-8");
+        Assert.That(TinyGradient(device, Precision.Fp16, 1f), Is.Zero, "fp16 without scaling (scale 1): each 1e-8 rounds to 0");
+        float scaled = TinyGradient(device, Precision.Fp16, null);
+        // Within 1%: the bias log(4e-8) = -17.03 is read from the fp16 copy, whose step there is 2^-6, so softmax_1 moves by up to 0.8%.
+        Assert.That(scaled, Is.EqualTo(fp32).Within(Math.Abs(fp32) * 1e-2), "fp16 with the scaler's 65,536: the gradient survives");
+        Assert.That(TinyGradient(device, Precision.Bf16, null), Is.EqualTo(fp32).Within(Math.Abs(fp32) * 0.1), "bf16 has float32's range: no scaling needed (its step at -17 is 2^-3)");
+    }
+
+    internal static void CheckSkippedStep(ComputeDevice d)
+    {
+        using var session = new TrainingSession(d, new TrainConfig { BatchSize = 8, Precision = Precision.Fp16 }, FeatureShape.Image(1, 28, 28), 10);
+        var (images, labels, _) = MemoryProbe.FirstRows(Data.Train, 8);
+        session.Upload(images, labels, 8);
+        session.TrainStep(labels, 8);
+        Assert.That(session.LastStepSkipped, Is.False, "a normal step at 65,536");
+        Assert.That(session.Scaler!.GoodSteps, Is.EqualTo(1));
+        float[] before = session.Model.Parameters.ToArray(), m = session.Optimizer.State[0].ToArray();
+        ushort[] copy = session.Model.HalfParameters!.ToArray();
+        long steps = session.Optimizer.Steps;
+        session.Scaler.Scale = 1e30f;   // the logits' gradient x 1e30 is beyond fp16's 65,504: infinity
+        session.Upload(images, labels, 8);
+        session.TrainStep(labels, 8);
+        Assert.That(session.LastStepSkipped, Is.True, "skipped");
+        Assert.That(session.Model.Parameters.ToArray(), Is.EqualTo(before), "master weights bit-identical");
+        Assert.That(session.Model.HalfParameters.ToArray(), Is.EqualTo(copy), "16-bit copy unchanged");
+        Assert.That(session.Optimizer.State[0].ToArray(), Is.EqualTo(m), "Adam's m unchanged");
+        Assert.That(session.Optimizer.Steps, Is.EqualTo(steps), "no optimizer step counted");
+        Assert.That(session.Scaler.Scale, Is.EqualTo(5e29f), "scale halved");
+        Assert.That(session.Scaler.GoodSteps, Is.Zero);
+        Assert.That(session.Scaler.SkippedSteps, Is.EqualTo(1));
+    }
+
+    internal static void CheckMemory(ComputeDevice d, Precision precision, int[] hidden, int batch, string optimizer)
+    {
+        var config = new TrainConfig { Hidden = hidden, BatchSize = batch, Optimizer = optimizer, Precision = precision };
+        var probe = MemoryProbe.Run(d, config, Data);
+        foreach (var c in probe.Categories)
+        {
+            Assert.That(c.Live, Is.EqualTo(c.Estimate), $"{c.Category} live");
+            Assert.That(c.Peak, Is.EqualTo(c.Estimate), $"{c.Category} peak");
+        }
+        Assert.That(probe.Layers.All(l => l.Match), $"per layer: {string.Join(", ", probe.Layers.Where(l => !l.Match).Select(l => l.Layer))}");
+    }
+}
+
 /// <summary>
 /// --precision fp16 and bf16: the 16-bit conversions against .NET's own and a nearest-value search, every 16-bit
 /// kernel against a plain C# reference on the CPU accelerator and the host backend, the loss scaler (underflow,
@@ -224,42 +301,12 @@ public sealed class MixedPrecisionTests
 
     // ---- the loss scaler ----
 
-    /// <summary>
-    /// A one-layer model (Flatten, Linear 784 -> 10) with zero weights and a bias that makes class 1's probability about
-    /// 4e-8 for every image of label 0: each row's logit gradient for class 1 is 4e-8 / 4 rows = 1e-8, below fp16's smallest
-    /// subnormal (6e-8; 1e-8 rounds to 0). Returns the bias gradient of class 1 after a step, unscaled.
-    /// </summary>
-    static float TinyGradient(string device, Precision precision, float? scale)
-    {
-        using var d = ComputeDevice.Create(device);
-        var config = new TrainConfig { Hidden = [], BatchSize = 4, Precision = precision, Optimizer = "sgd", LearningRate = 0.01f };
-        using var session = new TrainingSession(d, config, FeatureShape.Image(1, 28, 28), 10);
-        var p = new float[session.Model.ParameterCount];   // weights 0
-        long biasAt = 784 * 10;
-        p[biasAt + 0] = 0f;
-        for (int j = 1; j < 10; j++) p[biasAt + j] = -40f;   // e^-40: nothing
-        p[biasAt + 1] = MathF.Log(4e-8f);                    // softmax_1 = 4e-8 / (1 + ...) ~ 4e-8
-        session.Model.Parameters.CopyFrom(p);
-        session.Model.RefreshHalfCopy(session.Backend);
-        if (scale is float s) session.Scaler!.Scale = s;
-        var images = new float[4 * 784];
-        var labels = new int[4];
-        session.Upload(images, labels, 4);
-        session.TrainStep(labels, 4);
-        return session.Model.Gradients.ToArray()[biasAt + 1];
-    }
-
     [TestCase("host")]
     [TestCase("cpu")]
     public void AGradientOf1e8_UnderflowsInFp16WithoutScaling_AndSurvivesWithTheScaler(string device)
     {
-        float fp32 = TinyGradient(device, Precision.Fp32, null);
-        Assert.That(fp32, Is.EqualTo(4e-8f).Within(4e-9f), "float32: 4 rows x 1e-8");
-        Assert.That(TinyGradient(device, Precision.Fp16, 1f), Is.Zero, "fp16 without scaling (scale 1): each 1e-8 rounds to 0");
-        float scaled = TinyGradient(device, Precision.Fp16, null);
-        // Within 1%: the bias log(4e-8) = -17.03 is read from the fp16 copy, whose step there is 2^-6, so softmax_1 moves by up to 0.8%.
-        Assert.That(scaled, Is.EqualTo(fp32).Within(Math.Abs(fp32) * 1e-2), "fp16 with the scaler's 65,536: the gradient survives");
-        Assert.That(TinyGradient(device, Precision.Bf16, null), Is.EqualTo(fp32).Within(Math.Abs(fp32) * 0.1), "bf16 has float32's range: no scaling needed (its step at -17 is 2^-3)");
+        using var d = ComputeDevice.Create(device);
+        MixedPrecision.CheckUnderflow(d);
     }
 
     [TestCase("host")]
@@ -267,26 +314,7 @@ public sealed class MixedPrecisionTests
     public void AStepWithAnInfGradient_IsSkipped_AndLeavesTheWeightsBitIdentical(string device)
     {
         using var d = ComputeDevice.Create(device);
-        using var session = new TrainingSession(d, new TrainConfig { BatchSize = 8, Precision = Precision.Fp16 }, FeatureShape.Image(1, 28, 28), 10);
-        var (images, labels, _) = MemoryProbe.FirstRows(Data.Train, 8);
-        session.Upload(images, labels, 8);
-        session.TrainStep(labels, 8);
-        Assert.That(session.LastStepSkipped, Is.False, "a normal step at 65,536");
-        Assert.That(session.Scaler!.GoodSteps, Is.EqualTo(1));
-        float[] before = session.Model.Parameters.ToArray(), m = session.Optimizer.State[0].ToArray();
-        ushort[] copy = session.Model.HalfParameters!.ToArray();
-        long steps = session.Optimizer.Steps;
-        session.Scaler.Scale = 1e30f;   // the logits' gradient x 1e30 is beyond fp16's 65,504: infinity
-        session.Upload(images, labels, 8);
-        session.TrainStep(labels, 8);
-        Assert.That(session.LastStepSkipped, Is.True, "skipped");
-        Assert.That(session.Model.Parameters.ToArray(), Is.EqualTo(before), "master weights bit-identical");
-        Assert.That(session.Model.HalfParameters.ToArray(), Is.EqualTo(copy), "16-bit copy unchanged");
-        Assert.That(session.Optimizer.State[0].ToArray(), Is.EqualTo(m), "Adam's m unchanged");
-        Assert.That(session.Optimizer.Steps, Is.EqualTo(steps), "no optimizer step counted");
-        Assert.That(session.Scaler.Scale, Is.EqualTo(5e29f), "scale halved");
-        Assert.That(session.Scaler.GoodSteps, Is.Zero);
-        Assert.That(session.Scaler.SkippedSteps, Is.EqualTo(1));
+        MixedPrecision.CheckSkippedStep(d);
     }
 
     [Test]
@@ -315,14 +343,7 @@ public sealed class MixedPrecisionTests
     public void EstimateEqualsMeasured_PerCategory_InEveryPrecision(string device, Precision precision, int[] hidden, int batch, string optimizer)
     {
         using var d = ComputeDevice.Create(device);
-        var config = new TrainConfig { Hidden = hidden, BatchSize = batch, Optimizer = optimizer, Precision = precision };
-        var probe = MemoryProbe.Run(d, config, Data);
-        foreach (var c in probe.Categories)
-        {
-            Assert.That(c.Live, Is.EqualTo(c.Estimate), $"{c.Category} live");
-            Assert.That(c.Peak, Is.EqualTo(c.Estimate), $"{c.Category} peak");
-        }
-        Assert.That(probe.Layers.All(l => l.Match), $"per layer: {string.Join(", ", probe.Layers.Where(l => !l.Match).Select(l => l.Layer))}");
+        MixedPrecision.CheckMemory(d, precision, hidden, batch, optimizer);
     }
 
     [Test]

@@ -131,6 +131,17 @@ public sealed class OpenCLTests
         Assert.That(Weights(true), Is.EqualTo(Weights(false)));
     }
 
+    /// <summary>--precision fp16 and bf16 on OpenCL (ushort storage, no cl_khr_fp16 needed): the scaler keeps a 1e-8 gradient that
+    /// fp16 alone loses, an inf step is skipped with the weights bit-identical, and every category equals the estimate.</summary>
+    [Test]
+    public void MixedPrecision_ScalesSkipsAndCountsExactly()
+    {
+        MixedPrecision.CheckUnderflow(Device);
+        MixedPrecision.CheckSkippedStep(Device);
+        foreach (var precision in new[] { Precision.Fp16, Precision.Bf16 })
+            MixedPrecision.CheckMemory(Device, precision, [128], 64, "adam");
+    }
+
     [TestCase("opencl", "host")]
     [TestCase("host", "opencl")]
     public void Checkpoint_ResumesOnTheOtherBackend(string first, string second)

@@ -13,7 +13,7 @@ public sealed class SelfTestTests
     {
         var r = CliRunner.Run("selftest", "--device", "cpu");
         Assert.That(r.ExitCode, Is.Zero, r.Stdout + r.Stderr);
-        Assert.That(r.Stdout, Does.Contain("selftest passed: all 35 checks"));
+        Assert.That(r.Stdout, Does.Contain("selftest passed: all 40 checks"));
         Assert.That(r.Stdout, Does.Not.Contain("FAIL"));
         foreach (string check in new[] { "matmul naive", "matmul blocked", "matmul tiled", "matmul vector", "bias add + relu", "relu backward", "bias backward",
                      "softmax-cross-entropy loss", "softmax-cross-entropy gradient", "argmax", "adam", "sgd momentum", "training: 20 steps" })
@@ -49,7 +49,7 @@ public sealed class SelfTestTests
         string text = stdout.ToString();
         Assert.That(code, Is.EqualTo(1));
         Assert.That(text, Does.Match(@"adam \(3 steps\).*FAIL"));
-        Assert.That(text, Does.Contain("selftest FAILED: 1 of 35 checks"));
+        Assert.That(text, Does.Contain("selftest FAILED: 1 of 40 checks"));
     }
 
     [Test]

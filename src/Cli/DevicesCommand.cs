@@ -36,6 +36,7 @@ public static class DevicesCommand
                 (d.Kind == "CPU" ? " (the CPU accelerator reports no limit; use --memory-limit to plan)" : ""));
             stdout.WriteLine($"          warp size {d.WarpSize}, max group size {d.MaxGroupSize}, multiprocessors {d.Multiprocessors}" +
                 (d.Version is null ? "" : $", {d.Version}"));
+            stdout.WriteLine($"          precisions: {string.Join(", ", d.Precisions)} (fp16 and bf16 as 16-bit storage with float32 arithmetic: no half arithmetic needed)");
         }
         var unusable = devices.Where(d => !d.Usable).ToList();
         stdout.WriteLine();
@@ -49,6 +50,7 @@ public static class DevicesCommand
         }
         stdout.WriteLine();
         stdout.WriteLine($"Host memory: total {Bytes.Format(host.Total)}, available {Bytes.Format(host.Available)} ({host.Source})");
+        stdout.WriteLine("Host backend (--device host): precisions fp32, fp16, bf16 (the same 16-bit storage in C#)");
         return Cli.ExitOk;
     }
 }

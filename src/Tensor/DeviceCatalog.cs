@@ -8,7 +8,14 @@ namespace ScratchNet.Tensor;
 
 /// <summary>One accelerator as `scratchnet devices` shows it.</summary>
 public sealed record DeviceEntry(string Kind, string Name, bool Usable, string? Reason, long? TotalMemory, long? FreeMemory,
-    long? MaxBufferBytes, int WarpSize, int MaxGroupSize, int Multiprocessors, string? Version);
+    long? MaxBufferBytes, int WarpSize, int MaxGroupSize, int Multiprocessors, string? Version)
+{
+    /// <summary>
+    /// The --precision values training runs in on it: all three on every usable device, since fp16 and bf16 are stored as
+    /// 16-bit patterns and computed in float32 (no half arithmetic, so no cl_khr_fp16, is needed); none where it is not usable.
+    /// </summary>
+    public string[] Precisions => Usable ? ["fp32", "fp16", "bf16"] : [];
+}
 
 /// <summary>Host memory from /proc/meminfo (Linux) or the GC's view elsewhere.</summary>
 public sealed record HostMemory(long Total, long Available, string Source);

@@ -203,9 +203,58 @@ public static class SelfTest
         }
 
         foreach (var row in ConvChecks(backend, tracker, reference, r)) Add(row);
+        foreach (var row in HalfChecks(backend, tracker, reference, r)) Add(row);
         Add(TrainingAgreement(device));
+        foreach (var precision in new[] { Precision.Fp16, Precision.Bf16 })
+            Add(TrainingAgreement(device, new TrainConfig { Seed = 42, Precision = precision },
+                $"training, {precision.ToString().ToLowerInvariant()}: {TrainingSteps} steps vs CPU accelerator", "784-128-10, B=64"));
         foreach (var conv in new[] { ConvVersion.Im2col, ConvVersion.Direct }) Add(ConvTrainingAgreement(device, conv));
         return rows;
+    }
+
+    /// <summary>
+    /// 16-bit storage (--precision fp16, bf16): the matmul in the MLP's three layouts with 16-bit inputs and outputs against
+    /// the float reference on the decoded inputs, rounded (within one step of the format: the reference sums in double);
+    /// and the loss scaler's unscale with its inf/NaN check.
+    /// </summary>
+    static IEnumerable<SelfTestRow> HalfChecks(IBackend backend, MemoryTracker tracker, ReferenceOps reference, Random r)
+    {
+        foreach (var format in new[] { HalfFormat.Fp16, HalfFormat.Bf16 })
+        {
+            double rel = format == HalfFormat.Fp16 ? 1e-3 : 8e-3;   // one step of the format: 2^-10 or 2^-7
+            double maxError = 0;
+            bool passed = true;
+            foreach (var (m, n, k) in MatmulShapes)
+                foreach (var (_, strides) in Layouts)
+                {
+                    var (aRow, aCol, bRow, bCol) = strides(m, n, k);
+                    ushort[] a = Reference.RandomFloats(r, m * k).Select(v => HalfKernels.FromFloat(v, (int)format)).ToArray();
+                    ushort[] b = Reference.RandomFloats(r, k * n).Select(v => HalfKernels.FromFloat(v, (int)format)).ToArray();
+                    using var da = tracker.AllocateFrom("selftest.da16", a, MemoryCategory.Other);
+                    using var db = tracker.AllocateFrom("selftest.db16", b, MemoryCategory.Other);
+                    using var dc = tracker.Allocate<ushort>("selftest.dc16", [m * n], MemoryCategory.Other);
+                    backend.MatmulHalf(da.View, db.View, dc.View, m, n, k, aRow, aCol, bRow, bCol, format);
+                    float[] actual = dc.ToArray().Select(h => HalfKernels.ToFloat(h, (int)format)).ToArray();
+                    float[] expected = reference.Matmul(a.Select(h => HalfKernels.ToFloat(h, (int)format)).ToArray(),
+                        b.Select(h => HalfKernels.ToFloat(h, (int)format)).ToArray(), m, n, k, aRow, aCol, bRow, bCol);
+                    var (_, excess, err) = Reference.Compare(actual, expected, 1e-5 * Math.Sqrt(k) + 1e-6, rel);
+                    maxError = Math.Max(maxError, err);
+                    passed &= excess <= 0;
+                }
+            yield return new SelfTestRow($"matmul, {format.ToString().ToLowerInvariant()} storage (3 layouts)", "1..1000", maxError, $"1e-5 sqrt(K) + {rel:0e0} rel", passed);
+        }
+        yield return Elementwise("loss scaler: unscale + inf/NaN check", "1000, 7", 0, [(1000, 0), (7, 1)], (count, poison) =>
+        {
+            float[] g = Reference.RandomFloats(r, count).Select(v => v * 65536f).ToArray();
+            if (poison == 1) g[count / 2] = float.PositiveInfinity;
+            using var dg = tracker.AllocateFrom("selftest.dg", g, MemoryCategory.Other);
+            using var found = tracker.Allocate<int>("selftest.found", [1], MemoryCategory.Other);
+            found.View.MemSetToZero();
+            backend.Unscale(dg.View, found.View, count, 1f / 65536);
+            // The flag goes last: an unscaled gradient per element (the infinity stays one: compared as 0), then 1 if one was inf or NaN.
+            static float Finite(float v) => float.IsFinite(v) ? v : 0f;
+            return ([.. dg.ToArray().Select(Finite), found.ToArray()[0]], [.. g.Select(v => Finite(v * (1f / 65536))), poison]);
+        });
     }
 
     /// <summary>Conv shapes with awkward sizes: a 1x1 image and kernel, odd channels, padding 0, 1 and 2, a 5x5 kernel.</summary>
