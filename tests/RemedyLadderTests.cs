@@ -51,17 +51,29 @@ public sealed class RemedyLadderTests
     {
         var config = new TrainConfig { MemoryLimit = 4 << 20 };
         var fits = RemedyLadder.Build(Shared.Host, config, 64, 0.8, Data);
-        Assert.That(fits.Remedies.Select(r => r.Name), Is.EqualTo(new[] { "as asked", "SGD with momentum instead of Adam", "plain SGD instead of adam" }),
-            "nothing to recompute in the MLP, no convolution, and no accumulation needed");
+        Assert.That(fits.Remedies.Select(r => r.Name), Is.EqualTo(new[] { "as asked", "SGD with momentum instead of Adam", "plain SGD instead of adam", "fp16 mixed precision", "bf16 mixed precision" }),
+            "nothing to recompute in the MLP, no convolution, and no accumulation needed; the MLP has 16-bit kernels");
+        var asAsked = fits.Remedies[0];
+        var fp16 = fits.Remedies.Single(r => r.Name == "fp16 mixed precision");
+        Assert.That(fp16.Options, Is.EqualTo("--batch-size 64 --precision fp16"));
+        Assert.That(fp16.Bytes["Parameter"], Is.EqualTo(asAsked.Bytes["Parameter"] * 3 / 2), "float32 master + 16-bit copy");
+        Assert.That(fp16.Bytes["Input"], Is.EqualTo(2 * 64 * 784 + 4 * 64), "16-bit images, int32 labels");
+        Assert.That(fp16.MeasuredPeak, Is.EqualTo(fp16.Total), "measured in two real fp16 steps");
         Assert.That(fits.Recommended, Is.EqualTo("--batch-size 64"));
         Assert.That(fits.NextLarger, Is.EqualTo("--batch-size 65 (one batch of 65)"));
         Assert.That(fits.NextError, Is.Empty, "4 MiB holds far more than 65 rows: the ladder says so (memory exits non-zero)");
 
         var tight = RemedyLadder.Build(Shared.Host, config with { MemoryLimit = 2_200_000 }, 1024, 0.8, Data);
-        var accumulate = tight.Remedies.Single(r => r.Name.StartsWith("accumulate", StringComparison.Ordinal));
-        Assert.That(tight.Recommended, Is.EqualTo(accumulate.Options));
-        long perSample = MemoryEstimator.BytesPerSample(config.Network(Data.Train.Info));
+        var accumulate = tight.Remedies.Single(r => r.Name.StartsWith("accumulate", StringComparison.Ordinal) && !r.Options.Contains("--precision"));
+        Assert.That(tight.Recommended, Is.EqualTo(accumulate.Options), "accumulation before 16-bit storage: the same update, no change of rounding");
+        // The lesson's question, "why did mixed precision not help?": the MLP's fixed part grows with the 16-bit weight copy, and
+        // here that alone is over the budget, so no micro-batch of fp16 fits.
         long fixedBytes = MemoryEstimator.FixedBytes(config.Network(Data.Train.Info), "adam");
+        long fp16Fixed = MemoryEstimator.FixedBytes(config.Network(Data.Train.Info) with { Precision = Precision.Fp16 }, "adam");
+        Assert.That(fp16Fixed, Is.GreaterThan(tight.Budget).And.GreaterThan(fixedBytes));
+        Assert.That(tight.Remedies.Single(r => r.Name == "fp16 mixed precision").Fits, Is.False);
+        Assert.That(tight.Remedies.Any(r => r.Name.EndsWith("+ fp16", StringComparison.Ordinal)), Is.False, "not even one fp16 row fits");
+        long perSample = MemoryEstimator.BytesPerSample(config.Network(Data.Train.Info));
         long largest = (tight.Budget - fixedBytes) / perSample;
         Assert.That(accumulate.MicroBatches, Is.EqualTo((int)((1024 + largest - 1) / largest)), "N = ceil(B / the largest batch that fits)");
         Assert.That(tight.ProvedPeak, Is.EqualTo(accumulate.Total));

@@ -33,11 +33,12 @@ public sealed record RemedyLadderResult(int TargetBatch, long Memory, string Mem
 /// --recompute              the blocks share their inner buffers      (one more forward pass of those blocks)
 /// --conv direct            no im2col workspace                       (the same sums in another order; its own speed)
 /// --accumulate N           micro-batches of ceil(B / N) rows          (the same update; N smaller steps' worth of launches)
-/// and the useful combinations: --accumulate with --recompute and with --conv direct
+/// --precision fp16, bf16  16-bit batch, outputs and gradients     (rounding to 16 bits; a 16-bit weight copy; Linear/ReLU stacks only)
+/// and the useful combinations: --accumulate with --recompute, with --conv direct and with a 16-bit precision
 /// </code>
 /// For accumulation, N is the fewest micro-batches whose micro-batch fits. The recommended rung keeps the optimizer and
 /// the effective batch and, of those that fit, adds the least: nothing, then accumulation (no extra arithmetic, the fewest
-/// micro-batches first), then recompute (an extra forward pass), then the direct conv (the same arithmetic in a kernel
+/// micro-batches first), then recompute (an extra forward pass), then 16-bit storage (changed rounding), then the direct conv (the same arithmetic in a kernel
 /// whose speed depends on the device: its measured time is shown). It is proved with two real steps under the budget,
 /// and the next larger micro-batch is shown failing.
 /// </summary>
@@ -80,18 +81,29 @@ public static class RemedyLadder
             Add("direct convolution", asked with { Conv = ConvVersion.Direct }, true, directCost);
         if (canRecompute && canDirect)
             Add("recompute + direct convolution", asked with { Recompute = true, Conv = ConvVersion.Direct }, true, "both of the above");
+        // Mixed precision, where the stack has 16-bit kernels (Linear, ReLU, Flatten) and the options allow it.
+        var halves = new[] { Precision.Fp16, Precision.Bf16 }
+            .Where(p => config.Precision == Precision.Fp32 && (asked with { Precision = p }).PrecisionRefusal((asked with { Precision = p }).Network(info)) is null)
+            .ToList();
+        string HalfCost(Precision p) => p == Precision.Fp16
+            ? "16-bit storage (about 3 significant digits) of the batch, outputs and gradients between layers; a 2 P-byte weight copy added; dynamic loss scaling skips a step on overflow"
+            : "bfloat16 storage (about 2 significant digits, float32's range) of the batch, outputs and gradients between layers; a 2 P-byte weight copy added";
+        foreach (var p in halves)
+            Add($"{p.ToString().ToLowerInvariant()} mixed precision", asked with { Precision = p }, true, HalfCost(p));
 
         // Accumulation: the fewest micro-batches whose micro-batch fits, alone and with the remedies that keep the training.
         var bases = new List<(string Suffix, TrainConfig Config)> { ("", asked) };
         if (canRecompute) bases.Add((" + recompute", asked with { Recompute = true }));
         if (canDirect) bases.Add((" + direct convolution", asked with { Conv = ConvVersion.Direct }));
+        foreach (var p in halves) bases.Add(($" + {p.ToString().ToLowerInvariant()}", asked with { Precision = p }));
         foreach (var (suffix, c) in bases)
         {
             int n = MicroBatchesFor(c.Network(info), c.OptimizerKind, target, budget, onDevice);
             if (n <= 1) continue;   // needs no accumulation, or not even one row fits
             var accumulated = c with { Accumulate = n };
             string cost = $"{accumulated.Accumulate} micro-batches of at most {accumulated.MicroBatch} rows per step: the same update up to float rounding, " +
-                "no extra arithmetic, smaller matmuls" + (c.Recompute ? "; and " + RecomputeCost(accumulated) : "") + (c.Conv != config.Conv ? "; and the direct convolution" : "");
+                "no extra arithmetic, smaller matmuls" + (c.Recompute ? "; and " + RecomputeCost(accumulated) : "") + (c.Conv != config.Conv ? "; and the direct convolution" : "") +
+                (c.Precision != config.Precision ? "; and " + HalfCost(c.Precision) : "");
             Add($"accumulate {accumulated.Accumulate} micro-batches{suffix}", accumulated, true, cost);
         }
 
@@ -106,6 +118,7 @@ public static class RemedyLadder
         // micro-batches first), then recompute, then the direct conv.
         var pick = remedies.Where(r => r.Fits && r.KeepsTraining)
             .OrderBy(r => r.Config.Conv != config.Conv)
+            .ThenBy(r => r.Config.Precision != config.Precision)
             .ThenBy(r => r.ExtraForwardMacs)
             .ThenBy(r => r.MicroBatches)
             .FirstOrDefault();
@@ -114,7 +127,8 @@ public static class RemedyLadder
                 "no rung that keeps the training fits, not even with one row per micro-batch: a smaller model, or more memory", null, null, "");
         string why = pick.Name == "as asked" ? "the batch fits as it is" :
             $"it keeps the optimizer and the effective batch of {target}, and of the rungs that do and fit it adds the least (" +
-            (pick.Config.Conv != config.Conv ? "only those with the direct convolution fit" : pick.ExtraForwardMacs > 0 ? "recompute is needed" : "no extra arithmetic, the fewest micro-batches") + ")";
+            (pick.Config.Conv != config.Conv ? "only those with the direct convolution fit" : pick.Config.Precision != config.Precision ? "only those with 16-bit storage fit" :
+                pick.ExtraForwardMacs > 0 ? "recompute is needed" : "no extra arithmetic, the fewest micro-batches") + ")";
 
         // Proof: two real steps under the budget; then the next larger micro-batch of the same rung (or batch B + 1) fails.
         ProbeResult proof = MemoryProbe.Run(device, pick.Config with { MemoryLimit = budget }, data);
@@ -162,6 +176,7 @@ public static class RemedyLadder
         if (c.OptimizerKind != user.OptimizerKind) parts.Add($"--optimizer {c.OptimizerKind}");
         if (c.Recompute && !user.Recompute) parts.Add("--recompute");
         if (c.Conv != user.Conv) parts.Add($"--conv {c.Conv.ToString().ToLowerInvariant()}");
+        if (c.Precision != user.Precision) parts.Add($"--precision {c.Precision.ToString().ToLowerInvariant()}");
         return string.Join(" ", parts);
     }
 
