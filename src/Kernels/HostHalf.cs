@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using ILGPU;
 
 namespace ScratchNet.Kernels;
@@ -30,50 +31,67 @@ public sealed unsafe partial class HostBackend
         for (int i = 0; i < count; i++) dst[i] = Store(src[i], format);
     }
 
-    /// <summary>One output c[i, j] of a 16-bit matmul: the float32 sum over q in order, as the kernel sums it.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float Dot(ushort* a, ushort* b, int k, long aCol, long bRow, HalfFormat format)
-    {
-        float sum = 0f;
-        for (int q = 0; q < k; q++) sum += Load(a[q * aCol], format) * Load(b[q * bRow], format);
-        return sum;
-    }
+    public void MatmulHalf(ArrayView<ushort> a, ArrayView<ushort> b, ArrayView<ushort> c, int m, int n, int k, int aRow, int aCol, int bRow, int bCol, HalfFormat format) =>
+        MatmulHalf(Ptr(a), Ptr(b), Ptr(c), null, m, n, k, aRow, aCol, bRow, bCol, format, accumulate: false);
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void MatmulHalf(ArrayView<ushort> a, ArrayView<ushort> b, ArrayView<ushort> c, int m, int n, int k, int aRow, int aCol, int bRow, int bCol, HalfFormat format)
-    {
-        ushort* pa = Ptr(a), pb = Ptr(b), pc = Ptr(c);
-        Rows(m, (long)n * k, i =>
-        {
-            for (int j = 0; j < n; j++)
-                pc[(long)i * n + j] = Store(Dot(pa + (long)i * aRow, pb + (long)j * bCol, k, aCol, bRow, format), format);
-        });
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void MatmulHalfToFloat(ArrayView<ushort> a, ArrayView<ushort> b, ArrayView<float> c, int m, int n, int k, int aRow, int aCol, int bRow, int bCol,
-        HalfFormat format, bool accumulate = false)
-    {
-        ushort* pa = Ptr(a), pb = Ptr(b);
-        float* pc = Ptr(c);
-        Rows(m, (long)n * k, i =>
-        {
-            for (int j = 0; j < n; j++)
-            {
-                float sum = Dot(pa + (long)i * aRow, pb + (long)j * bCol, k, aCol, bRow, format);
-                long at = (long)i * n + j;
-                pc[at] = accumulate ? pc[at] + sum : sum;
-            }
-        });
-    }
+        HalfFormat format, bool accumulate = false) =>
+        MatmulHalf(Ptr(a), Ptr(b), null, Ptr(c), m, n, k, aRow, aCol, bRow, bCol, format, accumulate);
 
-    /// <summary>Runs row(i) for i in 0..rows-1, split between the cores when a row's work times the rows is worth it.</summary>
-    static void Rows(int rows, long workPerRow, Action<int> row)
+    /// <summary>The largest inner size K whose 8-column panel of b, as float32, goes on the stack (8 K floats, 128 KB).</summary>
+    const int PanelK = 4096;
+
+    /// <summary>
+    /// c (M, N) = a (M, K) · b (K, N), 16-bit a and b in any strides, into 16-bit c16 or float32 c32 (written or added to).
+    /// Eight columns at a time: their panel of b, K x 8 values, is turned into float32 once (on the stack), then every row i
+    /// runs <c>sum[0..8] += a[i, q] * panel[q, 0..8]</c> for q in order, a multiply then an add: each output is summed in
+    /// exactly the kernel's order, so the results are bit-identical to <see cref="HalfKernels"/>'. Panels are split
+    /// between the cores. Above <see cref="PanelK"/> it is the plain loop.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void MatmulHalf(ushort* a, ushort* b, ushort* c16, float* c32, int m, int n, int k, int aRow, int aCol, int bRow, int bCol,
+        HalfFormat format, bool accumulate)
     {
-        if (rows * workPerRow < ParallelThreshold || HostParallel.Cores == 1)
-            for (int i = 0; i < rows; i++) row(i);
+        int panels = (n + 7) / 8;
+        void Panel(int p)
+        {
+            int j0 = p * 8, width = Math.Min(8, n - j0);
+            if (k > PanelK)
+            {
+                for (int i = 0; i < m; i++)
+                    for (int j = j0; j < j0 + width; j++)
+                    {
+                        float s = 0f;
+                        for (int q = 0; q < k; q++) s += Load(a[(long)i * aRow + (long)q * aCol], format) * Load(b[(long)q * bRow + (long)j * bCol], format);
+                        Write(i, j, s);
+                    }
+                return;
+            }
+            float* panel = stackalloc float[8 * k];
+            for (int q = 0; q < k; q++)
+                for (int l = 0; l < 8; l++)
+                    panel[q * 8 + l] = l < width ? Load(b[(long)q * bRow + (long)(j0 + l) * bCol], format) : 0f;
+            float* sums = stackalloc float[8];
+            for (int i = 0; i < m; i++)
+            {
+                var sum = Vector256<float>.Zero;
+                ushort* ai = a + (long)i * aRow;
+                for (int q = 0; q < k; q++)
+                    sum += Vector256.Create(Load(ai[(long)q * aCol], format)) * Vector256.Load(panel + q * 8);
+                sum.Store(sums);
+                for (int l = 0; l < width; l++) Write(i, j0 + l, sums[l]);
+            }
+        }
+        void Write(int i, int j, float s)
+        {
+            long at = (long)i * n + j;
+            if (c16 is not null) c16[at] = Store(s, format);
+            else c32[at] = accumulate ? c32[at] + s : s;
+        }
+        if ((long)m * n * k < ParallelThreshold || HostParallel.Cores == 1 || panels == 1)
+            for (int p = 0; p < panels; p++) Panel(p);
         else
-            Parallel.For(0, rows, new ParallelOptions { MaxDegreeOfParallelism = HostParallel.Cores }, row);
+            Parallel.For(0, panels, new ParallelOptions { MaxDegreeOfParallelism = HostParallel.Cores }, Panel);
     }
 
     public void BiasActivationHalf(ArrayView<ushort> y, ArrayView<ushort> bias, int rows, int n, bool relu, HalfFormat format)
