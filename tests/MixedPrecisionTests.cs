@@ -437,6 +437,27 @@ public sealed class MixedPrecisionTests
         }
     }
 
+    /// <summary>From the command line: train --precision fp16 --save, resume (the precision and the scaler's good steps go on),
+    /// a resume that asks for another precision is refused, and evaluate counts training in the checkpoint's precision.</summary>
+    [Test]
+    public void TrainSaveResumeEvaluate_KeepThePrecision()
+    {
+        string data = TestData.EmbeddedFolder(), dir = TestData.NewFolder(), ckpt = Path.Combine(dir, "fp16.ckpt");
+        var first = CliRunner.Run("train", "--precision", "fp16", "--data", data, "--save", ckpt);
+        Assert.That(first.ExitCode, Is.Zero, first.Stderr);
+        Assert.That(first.Stdout, Does.Contain("precision: fp16: float32 master weights").And.Contain("loss scaler: scale 65,536"));
+        var resumed = CliRunner.Run("train", "--resume", ckpt, "--epochs", "2", "--data", data, "--json");
+        Assert.That(resumed.ExitCode, Is.Zero, resumed.Stderr);
+        using (var doc = System.Text.Json.JsonDocument.Parse(resumed.Stdout))
+            Assert.That(doc.RootElement.GetProperty("precision").GetString(), Is.EqualTo("fp16"));
+        var other = CliRunner.Run("train", "--resume", ckpt, "--epochs", "2", "--data", data, "--precision", "bf16");
+        Assert.That(other.ExitCode, Is.EqualTo(2));
+        Assert.That(other.Stderr.Trim(), Is.EqualTo("error: --precision bf16 differs from the checkpoint's fp16; a resumed run keeps the checkpoint's value"));
+        var eval = CliRunner.Run("evaluate", "--resume", ckpt, "--data", data);
+        Assert.That(eval.ExitCode, Is.Zero, eval.Stderr);
+        Assert.That(eval.Stdout, Does.Contain("training this model at batch 64 with adam in fp16 holds 1,968,312 B"));
+    }
+
     // ---- what is refused ----
 
     [TestCase("--model cnn --precision fp16", "Conv2d(1 -> 32, 3x3, pad 1) has no 16-bit kernels yet")]

@@ -65,7 +65,7 @@ public static class EvaluateCommand
         double seconds = clock.Elapsed.TotalSeconds;
         double accuracy = (double)correct / data.Test.Count;
         var estimate = InferenceSession.Estimate(net, batch);
-        long trainingBytes = MemoryEstimator.Estimate(net, batch, h.Optimizer).Total;
+        long trainingBytes = MemoryEstimator.Estimate(net with { Precision = h.PrecisionKind }, batch, h.Optimizer).Total;   // as it was trained (prediction runs in float32)
         if (json)
         {
             stdout.WriteLine(JsonSerializer.Serialize(new
@@ -80,7 +80,7 @@ public static class EvaluateCommand
         stdout.WriteLine($"checkpoint: {path}: {net.Label} ({net.ParameterCount:N0} parameters), trained {h.Epoch} epoch(s) on {h.Dataset}");
         stdout.WriteLine($"test accuracy: {100 * accuracy:0.00}% ({correct:N0} of {data.Test.Count:N0}), {seconds:0.00} s at batch {batch}");
         stdout.WriteLine($"memory: prediction peaked at {Bytes.Exact(session.Tracker.PeakBytes)} (estimate {Bytes.Exact(estimate.Total)}{(session.Tracker.PeakBytes == estimate.Total ? ", exact" : ", DIFFERENT")}); " +
-            $"training this model at batch {batch} with {h.Optimizer} holds {Bytes.Exact(trainingBytes)} ({(double)trainingBytes / estimate.Total:0.00}x)");
+            $"training this model at batch {batch} with {h.Optimizer}{(h.PrecisionKind != Precision.Fp32 ? " in " + h.Precision : "")} holds {Bytes.Exact(trainingBytes)} ({(double)trainingBytes / estimate.Total:0.00}x)");
         return Cli.ExitOk;
     }
 }
