@@ -91,6 +91,15 @@ public static class HalfKernels
             half[i] = FromFloat(master[i], format);
     }
 
+    /// <summary>One output of a 16-bit matmul: <c>sum over q of a[i, q] * b[q, j]</c> in float32, q in order.</summary>
+    static float Dot(ArrayView<ushort> a, ArrayView<ushort> b, int i, int j, int k, int aRow, int aCol, int bRow, int bCol, int format)
+    {
+        float sum = 0f;
+        for (int q = 0; q < k; q++)
+            sum += ToFloat(a[i * aRow + q * aCol], format) * ToFloat(b[q * bRow + j * bCol], format);
+        return sum;
+    }
+
     /// <summary>
     /// c (M, N) = a (M, K) · b (K, N) with 16-bit a and b read through strides (a[i, q] = a[i*aRow + q*aCol],
     /// b[q, j] = b[q*bRow + j*bCol], as in <see cref="MatmulKernels"/>), summed in float32, one thread per output,
@@ -104,10 +113,7 @@ public static class HalfKernels
         int stride = Grid.DimX * Group.DimX;
         for (int idx = Grid.GlobalIndex.X; idx < m * n; idx += stride)
         {
-            int i = idx / n, j = idx % n;
-            float sum = 0f;
-            for (int q = 0; q < k; q++)
-                sum += ToFloat(a[i * aRow + q * aCol], format) * ToFloat(b[q * bRow + j * bCol], format);
+            float sum = Dot(a, b, idx / n, idx % n, k, aRow, aCol, bRow, bCol, format);
             c[idx] = FromFloat(sum, format);
         }
     }
@@ -124,10 +130,7 @@ public static class HalfKernels
         int stride = Grid.DimX * Group.DimX;
         for (int idx = Grid.GlobalIndex.X; idx < m * n; idx += stride)
         {
-            int i = idx / n, j = idx % n;
-            float sum = 0f;
-            for (int q = 0; q < k; q++)
-                sum += ToFloat(a[i * aRow + q * aCol], format) * ToFloat(b[q * bRow + j * bCol], format);
+            float sum = Dot(a, b, idx / n, idx % n, k, aRow, aCol, bRow, bCol, format);
             c[idx] = accumulate != 0 ? c[idx] + sum : sum;
         }
     }
