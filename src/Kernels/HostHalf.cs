@@ -44,7 +44,7 @@ public sealed unsafe partial class HostBackend
     /// <summary>
     /// c (M, N) = a (M, K) · b (K, N), 16-bit a and b in any strides, into 16-bit c16 or float32 c32 (written or added to).
     /// Eight columns at a time: their panel of b, K x 8 values, is turned into float32 once (on the stack), then every row i
-    /// runs <c>sum[0..8] += a[i, q] * panel[q, 0..8]</c> for q in order, a multiply then an add: each output is summed in
+    /// (four rows at a time) runs <c>sum[0..8] += a[i, q] * panel[q, 0..8]</c> for q in order, a multiply then an add: each output is summed in
     /// exactly the kernel's order, so the results are bit-identical to <see cref="HalfKernels"/>'. Panels are split
     /// between the cores. Above <see cref="PanelK"/> it is the plain loop.
     /// </summary>
@@ -58,12 +58,12 @@ public sealed unsafe partial class HostBackend
             int j0 = p * 8, width = Math.Min(8, n - j0);
             if (k > PanelK)
             {
-                for (int i = 0; i < m; i++)
+                for (int row = 0; row < m; row++)
                     for (int j = j0; j < j0 + width; j++)
                     {
                         float s = 0f;
-                        for (int q = 0; q < k; q++) s += Load(a[(long)i * aRow + (long)q * aCol], format) * Load(b[(long)q * bRow + (long)j * bCol], format);
-                        Write(i, j, s);
+                        for (int q = 0; q < k; q++) s += Load(a[(long)row * aRow + (long)q * aCol], format) * Load(b[(long)q * bRow + (long)j * bCol], format);
+                        Write(row, j, s);
                     }
                 return;
             }
@@ -71,8 +71,27 @@ public sealed unsafe partial class HostBackend
             for (int q = 0; q < k; q++)
                 for (int l = 0; l < 8; l++)
                     panel[q * 8 + l] = l < width ? Load(b[(long)q * bRow + (long)(j0 + l) * bCol], format) : 0f;
-            float* sums = stackalloc float[8];
-            for (int i = 0; i < m; i++)
+            float* sums = stackalloc float[4 * 8];
+            int i = 0;
+            // Four rows at a time: four independent chains share each panel load (one chain waits on its own adds).
+            for (; i + 4 <= m; i += 4)
+            {
+                Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
+                ushort* a0 = a + (long)i * aRow;
+                for (int q = 0; q < k; q++)
+                {
+                    var pq = Vector256.Load(panel + q * 8);
+                    ushort* aq = a0 + (long)q * aCol;
+                    s0 += Vector256.Create(Load(aq[0], format)) * pq;
+                    s1 += Vector256.Create(Load(aq[aRow], format)) * pq;
+                    s2 += Vector256.Create(Load(aq[2L * aRow], format)) * pq;
+                    s3 += Vector256.Create(Load(aq[3L * aRow], format)) * pq;
+                }
+                s0.Store(sums); s1.Store(sums + 8); s2.Store(sums + 16); s3.Store(sums + 24);
+                for (int r = 0; r < 4; r++)
+                    for (int l = 0; l < width; l++) Write(i + r, j0 + l, sums[r * 8 + l]);
+            }
+            for (; i < m; i++)
             {
                 var sum = Vector256<float>.Zero;
                 ushort* ai = a + (long)i * aRow;
