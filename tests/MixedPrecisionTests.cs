@@ -325,6 +325,9 @@ public sealed class MixedPrecisionTests
         Assert.That(s.Scale, Is.EqualTo(65536f));
         s.Update(false);
         Assert.That((s.Scale, s.GoodSteps), Is.EqualTo((131072f, 0)));
+        var top = new LossScaler { Scale = float.MaxValue / 1.5f };
+        for (int i = 0; i < 2000; i++) top.Update(false);
+        Assert.That(top.Scale, Is.EqualTo(float.MaxValue / 1.5f), "it grows only to a finite scale, as torch's _amp_update_scale_");
         Assert.That(s.Update(foundInf: true), Is.False);
         Assert.That((s.Scale, s.GoodSteps, s.SkippedSteps), Is.EqualTo((65536f, 0, 1L)));
     }
@@ -356,6 +359,21 @@ public sealed class MixedPrecisionTests
         Assert.That(c.PerSample, Is.EqualTo(2 * 784 + 4 + 2 * 2 * 138 + 8), "16-bit images, outputs and gradients; int32 labels, predictions, float32 losses");
         var bf = MemoryEstimator.ComparePrecision(net with { Precision = Precision.Bf16 }, "adam");
         Assert.That(bf.Fixed, Is.EqualTo(bf.FixedFp32 + 2 * 101_770), "bf16 has no loss scaler");
+    }
+
+    /// <summary>Under a per-buffer cap the largest batch counts 2 bytes a value in 16 bits (the widest buffer is the 784-value images).</summary>
+    [Test]
+    public void TheLargestBatchUnderABufferCap_Counts16BitValues()
+    {
+        var fp32 = new TrainConfig().Network(FeatureShape.Image(1, 28, 28), 10);
+        long cap = 500_000;
+        Assert.That(MemoryEstimator.LargestBatchUnderBufferCap(fp32, cap), Is.EqualTo(cap / (4 * 784)));
+        Assert.That(MemoryEstimator.LargestBatchUnderBufferCap(fp32 with { Precision = Precision.Fp16 }, cap), Is.EqualTo(cap / (2 * 784)));
+        using var d = ComputeDevice.Create("host");
+        int largest = (int)(cap / (2 * 784));
+        var config = new TrainConfig { Precision = Precision.Fp16, MaxBuffer = cap };
+        using (new TrainingSession(d, config with { BatchSize = largest }, FeatureShape.Image(1, 28, 28), 10)) { }
+        Assert.Throws<DeviceMemoryException>(() => new TrainingSession(d, config with { BatchSize = largest + 1 }, FeatureShape.Image(1, 28, 28), 10).Dispose());
     }
 
     // ---- training ----
@@ -465,6 +483,7 @@ public sealed class MixedPrecisionTests
     [TestCase("--precision fp16 --recompute", "--recompute together are not built yet")]
     [TestCase("--precision fp16 --dataset-on-device", "--dataset-on-device together are not built yet")]
     [TestCase("--precision fp8", "--precision")]
+    [TestCase("--precision fp16 --matmul blocked --device cpu", "--matmul blocked: it picks a float32 matmul")]
     public void WhatIsNotBuilt_IsRefusedInOneLine(string args, string message)
     {
         var r = CliRunner.Run(["memory", "--synthetic", .. args.Split(' ')]);

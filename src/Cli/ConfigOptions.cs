@@ -110,6 +110,8 @@ public static class ConfigOptions
             throw new UsageException($"{(layers is not null ? "--layers" : "--model " + model)} on {info.Name} [{info.Channels}, {info.Height}, {info.Width}]: {e.Message}");
         }
         if (config.PrecisionRefusal(config.Network(info)) is { } refusal) throw new UsageException(refusal);
+        if (config.Precision != Precision.Fp32 && matmul is not null)
+            throw new UsageException($"--matmul {matmul}: it picks a float32 matmul; --precision {config.Precision.ToString().ToLowerInvariant()} has one 16-bit matmul of its own (float32 sums)");
         return config;
     }
 }

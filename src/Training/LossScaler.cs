@@ -36,7 +36,8 @@ public sealed class LossScaler
         }
         if (++GoodSteps == GrowthInterval)
         {
-            Scale *= GrowthFactor;
+            // As torch's _amp_update_scale_: grow only to a finite scale (an infinite one would make every gradient NaN).
+            if (float.IsFinite(Scale * GrowthFactor)) Scale *= GrowthFactor;
             GoodSteps = 0;
         }
         return true;

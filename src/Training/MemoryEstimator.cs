@@ -171,7 +171,8 @@ public static class MemoryEstimator
         long workspace = net.Conv == ConvVersion.Im2col
             ? net.Layers.OfType<Conv2d>().Select(c => 4L * c.Shape.ColRows * c.Shape.ColCols).DefaultIfEmpty(0).Max() : 0;
         if (4 * p > cap || datasetPixels > cap || workspace > cap) return 0;
-        return cap / (4L * net.WidestPerSample);
+        // The widest batch buffer holds V bytes a value (4, or 2 in fp16 and bf16); the int32 labels and predictions 4 bytes a row.
+        return Math.Min(cap / ((long)net.ValueBytes * net.WidestPerSample), cap / 4);
     }
 
     /// <summary>The largest batch whose buffers fit in `budget` bytes (0 when not even one sample fits).</summary>

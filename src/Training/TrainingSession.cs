@@ -42,6 +42,7 @@ public sealed class TrainingSession : IDisposable
         MatmulVersion? recorded = config.MatmulFromCheckpoint is { } r && Backend.MatmulVersions.Contains(r) ? r : null;
         bool auto = config.Matmul is null && recorded is null && Backend.MatmulVersions.Count > 1 &&
             (config.MatmulAuto || device.Kind is DeviceKind.Cuda or DeviceKind.OpenCL);
+        if (Network.Half is not null) auto = false;   // 16-bit storage has one matmul of its own (HalfKernels, HostHalf): nothing to time
         if (auto && MicroBatch <= Network.MaxBatch)
             MatmulChoice = MatmulAuto.Choose(Backend, device.Accelerator, Network, MicroBatch);
         Matmul = config.Matmul ?? recorded ?? MatmulChoice?.Version ?? Backend.DefaultMatmul;
@@ -91,7 +92,7 @@ public sealed class TrainingSession : IDisposable
     /// <summary>What --matmul auto chose and why (null when the version was forced or only one exists).</summary>
     public MatmulChoice? MatmulChoice { get; }
     /// <summary>What runs the matmuls, for reports: "blocked", "tiled", ... or "host SIMD".</summary>
-    public string MatmulName => MatmulVersions.Label(Matmul);
+    public string MatmulName => Network.Half is not null ? "16-bit storage (float32 sums)" : MatmulVersions.Label(Matmul);
     /// <summary>The architecture: layer stack, input shape, classes, conv version.</summary>
     public Network Network { get; }
     /// <summary>What every layer's forward and backward get: backend, versions, the flat buffers.</summary>

@@ -70,7 +70,10 @@ public sealed class Linear(string name, FeatureShape input, int outFeatures)
         if (outputGradient) io.OutputGradientHalf = tracker.Allocate<ushort>(outputName + ".grad", Out.Batch(batch), MemoryCategory.Temporary, Name);
     }
 
-    /// <summary>The forward above on 16-bit x and the 16-bit weight copy: y = round(x · W^T + b), summed in float32.</summary>
+    /// <summary>
+    /// The forward above on 16-bit x and the 16-bit weight copy, summed in float32: y = round(round(x · W^T) + b), the
+    /// product rounded to 16 bits when stored and again after the bias is added (two launches, as in float32).
+    /// </summary>
     public override void ForwardHalf(StepContext ctx, LayerBuffers io, int rows)
     {
         int k = InFeatures, n = OutFeatures;
