@@ -22,7 +22,7 @@ public sealed unsafe partial class HostBackend
         format == HalfFormat.Bf16 ? BitConverter.UInt32BitsToSingle((uint)h << 16) : Fp16Values[h];
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static ushort Store(float f, HalfFormat format) => format == HalfFormat.Bf16 ? HalfKernels.FloatToBf16(f) : HalfKernels.FloatToHalf(f);
+    static ushort Store(float f, HalfFormat format) => HalfKernels.FromFloat(f, (int)format);
 
     public void ConvertToHalf(ArrayView<float> master, ArrayView<ushort> half, int count, HalfFormat format)
     {

@@ -40,9 +40,9 @@ public sealed class TrainingSession : IDisposable
             throw new ArgumentException($"--accumulate {config.Accumulate}: the batch of {config.BatchSize} rows (--batch-size) splits into 1 to {config.BatchSize} micro-batches");
         // --matmul auto, asked for or by default on a GPU or OpenCL device: time the versions on this model's shapes.
         MatmulVersion? recorded = config.MatmulFromCheckpoint is { } r && Backend.MatmulVersions.Contains(r) ? r : null;
-        bool auto = config.Matmul is null && recorded is null && Backend.MatmulVersions.Count > 1 &&
+        // 16-bit storage has one matmul of its own (HalfKernels, HostHalf): nothing to time.
+        bool auto = Network.Half is null && config.Matmul is null && recorded is null && Backend.MatmulVersions.Count > 1 &&
             (config.MatmulAuto || device.Kind is DeviceKind.Cuda or DeviceKind.OpenCL);
-        if (Network.Half is not null) auto = false;   // 16-bit storage has one matmul of its own (HalfKernels, HostHalf): nothing to time
         if (auto && MicroBatch <= Network.MaxBatch)
             MatmulChoice = MatmulAuto.Choose(Backend, device.Accelerator, Network, MicroBatch);
         Matmul = config.Matmul ?? recorded ?? MatmulChoice?.Version ?? Backend.DefaultMatmul;

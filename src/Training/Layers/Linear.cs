@@ -24,8 +24,9 @@ public sealed class Linear(string name, FeatureShape input, int outFeatures)
     public override long ParameterCount => WeightCount + OutFeatures;
     public override long MultiplyAddsPerSample => (long)InFeatures * OutFeatures;
 
-    public ArrayView<float> Weight(ArrayView<float> flat) => flat.SubView(Offset, WeightCount);
-    public ArrayView<float> Bias(ArrayView<float> flat) => flat.SubView(Offset + WeightCount, OutFeatures);
+    /// <summary>This layer's weight and bias in a flat buffer: the float32 parameters or gradients, or the 16-bit weight copy.</summary>
+    public ArrayView<T> Weight<T>(ArrayView<T> flat) where T : unmanaged => flat.SubView(Offset, WeightCount);
+    public ArrayView<T> Bias<T>(ArrayView<T> flat) where T : unmanaged => flat.SubView(Offset + WeightCount, OutFeatures);
 
     /// <summary>
     /// PyTorch's default initialisation (kaiming_uniform with a = sqrt(5) for the weight, which works out
@@ -59,9 +60,6 @@ public sealed class Linear(string name, FeatureShape input, int outFeatures)
         if (io.InputGradient is { } dx)
             ctx.Backend.Matmul(ctx.Matmul, dy, Weight(ctx.Parameters), dx.View, rows, k, n, n, 1, k, 1);
     }
-
-    public ArrayView<ushort> Weight(ArrayView<ushort> flat) => flat.SubView(Offset, WeightCount);
-    public ArrayView<ushort> Bias(ArrayView<ushort> flat) => flat.SubView(Offset + WeightCount, OutFeatures);
 
     /// <summary>16-bit storage: NAME.out and NAME.out.grad as (B, N) ushort, 2 bytes a value.</summary>
     public override void AllocateHalf(MemoryTracker tracker, LayerBuffers io, int batch, string outputName, bool outputGradient)
