@@ -72,6 +72,95 @@ static class MixedPrecision
         Assert.That(session.Scaler.SkippedSteps, Is.EqualTo(1));
     }
 
+    /// <summary>
+    /// Every 16-bit conv and max-pool operation against the float32 reference on the 16-bit values: outputs within one
+    /// 16-bit step of the rounded reference (the backends sum in float32, in their own order), float32 gradients to 1e-4
+    /// relative, max-pool bits and indices exactly; the weight and bias gradients also with accumulate.
+    /// </summary>
+    internal static void CheckConvKernels(IBackend ops, Accelerator acc, HalfFormat f, ConvShape s, int rows, string what)
+    {
+        var r = new Random(s.C * 1000 + s.F * 10 + s.KernelSize + rows);
+        ushort[] Random16(int n) => Enumerable.Range(0, n).Select(_ => HalfKernels.FromFloat((float)(r.NextDouble() * 2 - 1), (int)f)).ToArray();
+        float[] Values(ushort[] h) => h.Select(v => HalfKernels.ToFloat(v, (int)f)).ToArray();
+        double step = f == HalfFormat.Fp16 ? 1.0 / 1024 : 1.0 / 128;   // one 16-bit step, relative
+        void Near(ushort[] actual, float[] expected, string name)
+        {
+            for (int i = 0; i < expected.Length; i++)
+            {
+                float a = HalfKernels.ToFloat(actual[i], (int)f);
+                Assert.That(a, Is.EqualTo(expected[i]).Within(Math.Abs(expected[i]) * step + 1e-4), $"{what} {name}[{i}]");
+            }
+        }
+        void Close(float[] actual, float[] expected, string name)
+        {
+            for (int i = 0; i < expected.Length; i++)
+                Assert.That(actual[i], Is.EqualTo(expected[i]).Within(1e-4 * (1 + Math.Abs(expected[i]))), $"{what} {name}[{i}]");
+        }
+        int inSize = rows * s.C * s.H * s.W, outSize = rows * s.F * s.OutH * s.OutW, weights = s.F * s.ColRows;
+        ushort[] x = Random16(inSize), w = Random16(weights), bias = Random16(s.F), dy = Random16(outSize);
+        using var dx16 = acc.Allocate1D(x);
+        using var dw16 = acc.Allocate1D(w);
+        using var db16 = acc.Allocate1D(bias);
+        using var ddy = acc.Allocate1D(dy);
+        using var dyOut = acc.Allocate1D<ushort>(outSize);
+        using var dxOut = acc.Allocate1D<ushort>(inSize);
+        float[] dw0 = Enumerable.Range(0, weights).Select(i => 0.25f * (i % 5)).ToArray(), db0 = Enumerable.Range(0, s.F).Select(i => 0.5f * i).ToArray();
+        using var ddw = acc.Allocate1D(dw0);
+        using var ddb = acc.Allocate1D(db0);
+        ops.ConvForwardHalf(dx16.View, dw16.View, db16.View, dyOut.View, s, rows, f);
+        ops.ConvBackwardInputHalf(ddy.View, dw16.View, dxOut.View, s, rows, f);
+        ops.ConvBackwardWeightHalf(ddy.View, dx16.View, ddw.View, s, rows, f, accumulate: true);
+        ops.ChannelBiasBackwardHalf(ddy.View, ddb.View, rows, s.F, s.ColCols, f, accumulate: true);
+        ops.Synchronize();
+        Near(dyOut.GetAsArray1D(), Reference.ConvForward(Values(x), Values(w), Values(bias), s, rows), "y");
+        Near(dxOut.GetAsArray1D(), Reference.ConvBackwardInput(Values(dy), Values(w), s, rows), "dx");
+        Close(ddw.GetAsArray1D(), Reference.ConvBackwardWeight(Values(dy), Values(x), s, rows).Select((v, i) => v + dw0[i]).ToArray(), "dw (accumulated)");
+        Close(ddb.GetAsArray1D(), Reference.ConvBackwardBias(Values(dy), s, rows).Select((v, i) => v + db0[i]).ToArray(), "db (accumulated)");
+        ops.ConvBackwardWeightHalf(ddy.View, dx16.View, ddw.View, s, rows, f);
+        ops.ChannelBiasBackwardHalf(ddy.View, ddb.View, rows, s.F, s.ColCols, f);
+        ops.Synchronize();
+        Close(ddw.GetAsArray1D(), Reference.ConvBackwardWeight(Values(dy), Values(x), s, rows), "dw");
+        Close(ddb.GetAsArray1D(), Reference.ConvBackwardBias(Values(dy), s, rows), "db");
+
+        // Max-pool 2 and 3 on the input planes (an odd size drops the last row and column); ties from repeated values.
+        foreach (int size in new[] { 2, 3 })
+        {
+            if (s.H < size || s.W < size) continue;
+            int planes = rows * s.C, oh = s.H / size, ow = s.W / size;
+            ushort[] px = x.Select((v, i) => i % 7 == 3 ? x[i - 1] : v).ToArray();
+            using var dpx = acc.Allocate1D(px);
+            using var dpy = acc.Allocate1D<ushort>(planes * oh * ow);
+            using var dpi = acc.Allocate1D<int>(planes * oh * ow);
+            ushort[] pdy = Random16(planes * oh * ow);
+            using var dpdy = acc.Allocate1D(pdy);
+            using var dpdx = acc.Allocate1D(Enumerable.Repeat((ushort)0x3C00, inSize).ToArray());   // not zeros: backward writes every element
+            ops.MaxPoolForwardHalf(dpx.View, dpy.View, dpi.View, planes, s.H, s.W, size, f);
+            ops.MaxPoolBackwardHalf(dpdy.View, dpi.View, dpdx.View, planes, s.H, s.W, size);
+            ops.Synchronize();
+            var (_, indices) = Reference.MaxPool(Values(px), planes, s.H, s.W, size);
+            int[] gotIndices = dpi.GetAsArray1D();
+            Assert.That(gotIndices, Is.EqualTo(indices), $"{what} max-pool {size} indices");
+            ushort[] expectedY = indices.Select((i, o) => px[o / (oh * ow) * s.H * s.W + i]).ToArray();
+            Assert.That(dpy.GetAsArray1D(), Is.EqualTo(expectedY), $"{what} max-pool {size}: the maxima's bits");
+            ushort[] expectedDx = new ushort[inSize];
+            for (int o = 0; o < indices.Length; o++) expectedDx[o / (oh * ow) * s.H * s.W + indices[o]] = pdy[o];
+            Assert.That(dpdx.GetAsArray1D(), Is.EqualTo(expectedDx), $"{what} max-pool {size} backward: dy's bits at the maxima, 0 elsewhere");
+        }
+    }
+
+    /// <summary>The lesson's conv net (or a small conv stack) in 16 bits: every category and every layer's estimate equals the measured bytes.</summary>
+    internal static void CheckConvMemory(ComputeDevice d, Precision precision, string? layers, int batch, string optimizer)
+    {
+        var config = new TrainConfig { Model = layers is null ? "cnn" : "mlp", Layers = layers, Conv = ConvVersion.Direct, BatchSize = batch, Optimizer = optimizer, Precision = precision };
+        var probe = MemoryProbe.Run(d, config, Data);
+        foreach (var c in probe.Categories)
+        {
+            Assert.That(c.Live, Is.EqualTo(c.Estimate), $"{c.Category} live");
+            Assert.That(c.Peak, Is.EqualTo(c.Estimate), $"{c.Category} peak");
+        }
+        Assert.That(probe.Layers.All(l => l.Match), $"per layer: {string.Join(", ", probe.Layers.Where(l => !l.Match).Select(l => l.Layer))}");
+    }
+
     internal static void CheckMemory(ComputeDevice d, Precision precision, int[] hidden, int batch, string optimizer)
     {
         var config = new TrainConfig { Hidden = hidden, BatchSize = batch, Optimizer = optimizer, Precision = precision };
@@ -478,7 +567,7 @@ public sealed class MixedPrecisionTests
 
     // ---- what is refused ----
 
-    [TestCase("--model cnn --precision fp16", "Conv2d(1 -> 32, 3x3, pad 1) has no 16-bit kernels yet")]
+    [TestCase("--model cnn --precision fp16 --conv im2col", "--precision fp16 with --conv im2col: 16-bit convolutions run direct only")]
     [TestCase("--precision bf16 --lifetime eager", "--lifetime planned only")]
     [TestCase("--precision fp16 --recompute", "--recompute together are not built yet")]
     [TestCase("--precision fp16 --dataset-on-device", "--dataset-on-device together are not built yet")]

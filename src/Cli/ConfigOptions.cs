@@ -16,7 +16,7 @@ public static class ConfigOptions
         new("--model", "NAME", "mlp (default: the lesson's Flatten, Linear, ReLU, Linear) or cnn (conv 3x3 32, ReLU,\nmax-pool 2, conv 3x3 64, ReLU, max-pool 2, Flatten, Linear 128, ReLU, Linear)"),
         new("--hidden", "LIST", "the MLP's hidden layer sizes, comma-separated (default 128; \"none\" for no hidden layer)"),
         new("--layers", "LAYERS", "any stack instead of --model. " + ModelSpec.Grammar),
-        new("--conv", "VERSION", "how convolutions run: im2col (default: unfold the patches into a Workspace buffer,\nthen matmul) or direct (each output from its input window, no workspace)"),
+        new("--conv", "VERSION", "how convolutions run: im2col (the default in fp32: unfold the patches into a\nWorkspace buffer, then matmul) or direct (each output from its input window, no\nworkspace; the default with --precision fp16 or bf16, which have no 16-bit im2col)"),
         new("--optimizer", "NAME", "adam (default), sgd, or momentum (SGD with momentum 0.9)"),
         new("--lr", "X", "learning rate (default: 0.001 for adam, 0.01 for sgd)"),
         new("--momentum", "X", "SGD momentum in [0, 1) (default 0; 0.9 for --optimizer momentum)"),
@@ -31,7 +31,7 @@ public static class ConfigOptions
         new("--allocator", "NAME", "exact (default: each tensor its own device buffer of exactly its size) or caching\n(PyTorch's caching allocator: 512 B blocks in 2 MiB and 20 MiB segments, kept for reuse)"),
         new("--lifetime", "MODE", "planned (default: every buffer made once and reused by every step) or eager (as under\nPyTorch's autograd: activations freed as backward consumes them, gradients made in\nbackward and freed after the optimizer step, temporaries per operation)"),
         new("--recompute", null, "activation checkpointing: keep only each block's input (a block: a conv or linear\nlayer with the ReLU and max-pool after it), share the rest between blocks and run the\nblock's forward again in backward (the same weights, one more forward pass)"),
-        new("--precision", "P", "fp32 (default), fp16 or bf16: mixed precision as Apex O2 does it: float32 master\nweights, weight gradients and optimizer state; a 16-bit weight copy, and the batch,\nlayer outputs and gradients between layers in 16 bits; fp16 with dynamic loss scaling\n(for stacks of Linear, ReLU and Flatten: the lesson's MLP)"),
+        new("--precision", "P", "fp32 (default), fp16 or bf16: mixed precision as Apex O2 does it: float32 master\nweights, weight gradients and optimizer state; a 16-bit weight copy, and the batch,\nlayer outputs and gradients between layers in 16 bits; fp16 with dynamic loss scaling\n(every layer: Linear, Conv2d with --conv direct, MaxPool2d, ReLU, Flatten)"),
         new("--dataset-on-device", null, "keep the dataset on the device as bytes; gather and normalise batches there\n(its bytes then show in the Input category)"),
     ];
 
@@ -68,7 +68,9 @@ public static class ConfigOptions
         if (layers is not null && o.Has("--model")) throw new UsageException("--layers and --model: give one of them (--layers is the whole stack)");
         if (o.Has("--hidden") && (layers is not null || model != "mlp"))
             throw new UsageException($"--hidden sets the MLP's hidden sizes; with {(layers is not null ? "--layers" : "--model cnn")} write the stack with --layers instead");
-        ConvVersion conv = o.Choice("--conv", "im2col", ["im2col", "direct"]) == "direct" ? ConvVersion.Direct : ConvVersion.Im2col;
+        var precision = Enum.Parse<Precision>(o.Choice("--precision", "fp32", ["fp32", "fp16", "bf16"]), ignoreCase: true);
+        // 16-bit convolutions run direct (there is no 16-bit im2col), so that is their default.
+        ConvVersion conv = o.Choice("--conv", precision == Precision.Fp32 ? "im2col" : "direct", ["im2col", "direct"]) == "direct" ? ConvVersion.Direct : ConvVersion.Im2col;
         var config = new TrainConfig
         {
             Dataset = dataset,
@@ -93,7 +95,7 @@ public static class ConfigOptions
             Recompute = o.Flag("--recompute"),
             Lifetime = o.Choice("--lifetime", "planned", ["planned", "eager"]) == "eager" ? LifetimeKind.Eager : LifetimeKind.Planned,
             Allocator = o.Choice("--allocator", "exact", ["exact", "caching"]) == "caching" ? AllocatorKind.Caching : AllocatorKind.Exact,
-            Precision = Enum.Parse<Precision>(o.Choice("--precision", "fp32", ["fp32", "fp16", "bf16"]), ignoreCase: true),
+            Precision = precision,
         };
         if (config.Recompute && config.Lifetime == LifetimeKind.Eager)
             throw new UsageException("--recompute shares buffers between blocks, which needs --lifetime planned (eager lifetimes free each block's buffers as backward consumes them)");

@@ -248,11 +248,11 @@ public static class MemoryCommand
     /// <summary>--precision fp16 or bf16: what grew, what halved and what stayed float32, in words, with the figures.</summary>
     static void WritePrecision(TextWriter w, PrecisionComparison c)
     {
-        w.WriteLine($"  --precision {c.Precision} against fp32 (estimates for the same model and optimizer):");
+        w.WriteLine($"  --precision {c.Precision} against fp32 (estimates for the same model, optimizer and conv version):");
         w.WriteLine($"    fixed part {Bytes.Exact(c.Fixed)} against {Bytes.Exact(c.FixedFp32)}: it GROWS by {Bytes.Exact(c.Fixed - c.FixedFp32)}, " +
             $"the {c.Precision} weight copy forward and backward read ({Bytes.Exact(c.WeightCopy)}){(c.Fixed - c.FixedFp32 > c.WeightCopy ? " and the loss scaler's 4 B found-inf flag" : "")}");
         w.WriteLine($"    per sample {Bytes.Exact(c.PerSample)} against {Bytes.Exact(c.PerSampleFp32)} ({100.0 * c.PerSample / c.PerSampleFp32:0.0}%): the images, layer outputs and " +
-            "gradients between layers take 2 bytes a value; int32 labels and predictions and float32 losses do not shrink");
+            "gradients between layers take 2 bytes a value; int32 labels, predictions and max-pool indices and float32 losses do not shrink");
         w.WriteLine("    kept in float32, as Apex O2 and autocast keep them: the master weights (an Adam update of about 1e-3 of a weight is lost in " +
             "a 16-bit mantissa), the weight gradients (summed over rows and micro-batches), Adam's m and v (v ~ g^2 underflows in fp16), the loss (exp and log)");
         if (c.Precision == "fp16")

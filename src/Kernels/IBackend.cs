@@ -154,6 +154,24 @@ public interface IBackend
     /// <summary>predictions (B) = argmax of each row of 16-bit logits (B, classes).</summary>
     void ArgmaxHalf(ArrayView<ushort> logits, ArrayView<int> predictions, int rows, int classes, HalfFormat format);
 
+    /// <summary>16-bit direct conv forward with the bias: y (B, F, OH, OW) = round(bias + x (B, C, H, W) convolved with weight (F, C, k, k)) (see <see cref="HalfConvKernels"/>).</summary>
+    void ConvForwardHalf(ArrayView<ushort> x, ArrayView<ushort> weight, ArrayView<ushort> bias, ArrayView<ushort> y, ConvShape s, int rows, HalfFormat format);
+
+    /// <summary>16-bit direct conv backward: dx (B, C, H, W) from dy (B, F, OH, OW) and the 16-bit weight.</summary>
+    void ConvBackwardInputHalf(ArrayView<ushort> dy, ArrayView<ushort> weight, ArrayView<ushort> dx, ConvShape s, int rows, HalfFormat format);
+
+    /// <summary>16-bit direct conv backward: float32 dweight (F, C, k, k) from 16-bit dy and x; with accumulate, added to dweight.</summary>
+    void ConvBackwardWeightHalf(ArrayView<ushort> dy, ArrayView<ushort> x, ArrayView<float> dweight, ConvShape s, int rows, HalfFormat format, bool accumulate = false);
+
+    /// <summary>float32 dbias (F) = sums of 16-bit dy (B, F, plane) over B and the plane; with accumulate, dbias += them.</summary>
+    void ChannelBiasBackwardHalf(ArrayView<ushort> dy, ArrayView<float> dbias, int rows, int channels, int plane, HalfFormat format, bool accumulate = false);
+
+    /// <summary>16-bit max pooling: y and indices as <see cref="MaxPoolForward"/>, the maxima's bits copied.</summary>
+    void MaxPoolForwardHalf(ArrayView<ushort> x, ArrayView<ushort> y, ArrayView<int> indices, int planes, int h, int w, int size, HalfFormat format);
+
+    /// <summary>16-bit max-pool backward: dx gets dy's bits where each maximum was, 0 elsewhere (no arithmetic, so no format).</summary>
+    void MaxPoolBackwardHalf(ArrayView<ushort> dy, ArrayView<int> indices, ArrayView<ushort> dx, int planes, int h, int w, int size);
+
     /// <summary>grad (P) *= invScale; found[0] = 1 when any gradient is inf or NaN (the loss scaler's check).</summary>
     void Unscale(ArrayView<float> grad, ArrayView<int> found, int count, float invScale);
 

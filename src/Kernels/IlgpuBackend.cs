@@ -52,6 +52,12 @@ public sealed class IlgpuBackend : IBackend
     readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<float>, int, int, int, int> _biasBackwardHalf;
     readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<ushort>, int, int, int, float, int> _softmaxCrossEntropyHalf;
     readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<int>, int, int, int> _argmaxHalf;
+    readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ConvShape, int, int> _convForwardHalf;
+    readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ConvShape, int, int> _convBackwardInputHalf;
+    readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, ConvShape, int, int, int> _convBackwardWeightHalf;
+    readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<float>, int, int, int, int, int> _channelBiasBackwardHalf;
+    readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<ushort>, ArrayView<int>, int, int, int, int, int> _maxPoolForwardHalf;
+    readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, int, int, int, int> _maxPoolBackwardHalf;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, int, float> _unscale;
 
     readonly bool _isOpenCLCpu;   // PoCL or another OpenCL runtime on a CPU
@@ -94,6 +100,12 @@ public sealed class IlgpuBackend : IBackend
         _softmaxCrossEntropyHalf = _acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<int>, ArrayView<float>, ArrayView<ushort>, int, int, int, float, int>(HalfKernels.SoftmaxCrossEntropy);
         _argmaxHalf = _acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<int>, int, int, int>(HalfKernels.Argmax);
         _unscale = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, int, float>(HalfKernels.Unscale);
+        _convForwardHalf = _acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ConvShape, int, int>(HalfConvKernels.ConvForward);
+        _convBackwardInputHalf = _acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<ushort>, ArrayView<ushort>, ConvShape, int, int>(HalfConvKernels.ConvBackwardInput);
+        _convBackwardWeightHalf = _acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<ushort>, ArrayView<float>, ConvShape, int, int, int>(HalfConvKernels.ConvBackwardWeight);
+        _channelBiasBackwardHalf = _acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<float>, int, int, int, int, int>(HalfConvKernels.ChannelBiasBackward);
+        _maxPoolForwardHalf = _acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<ushort>, ArrayView<int>, int, int, int, int, int>(HalfConvKernels.MaxPoolForward);
+        _maxPoolBackwardHalf = _acc.LoadStreamKernel<ArrayView<ushort>, ArrayView<int>, ArrayView<ushort>, int, int, int, int>(HalfConvKernels.MaxPoolBackward);
         // The tiled matmul's barriers need a whole 16x16 tile in one group; the CPU accelerator's groups are smaller.
         MatmulVersions = _acc.MaxNumThreadsPerGroup >= TiledGroupSize
             ? [MatmulVersion.Naive, MatmulVersion.Blocked, MatmulVersion.Tiled, MatmulVersion.Vector]
@@ -246,6 +258,24 @@ public sealed class IlgpuBackend : IBackend
 
     public void ArgmaxHalf(ArrayView<ushort> logits, ArrayView<int> predictions, int rows, int classes, HalfFormat format) =>
         _argmaxHalf(Geometry(rows), logits, predictions, rows, classes, (int)format);
+
+    public void ConvForwardHalf(ArrayView<ushort> x, ArrayView<ushort> weight, ArrayView<ushort> bias, ArrayView<ushort> y, ConvShape s, int rows, HalfFormat format) =>
+        _convForwardHalf(Geometry((long)rows * s.F * s.ColCols), x, weight, bias, y, s, rows, (int)format);
+
+    public void ConvBackwardInputHalf(ArrayView<ushort> dy, ArrayView<ushort> weight, ArrayView<ushort> dx, ConvShape s, int rows, HalfFormat format) =>
+        _convBackwardInputHalf(Geometry((long)rows * s.C * s.H * s.W), dy, weight, dx, s, rows, (int)format);
+
+    public void ConvBackwardWeightHalf(ArrayView<ushort> dy, ArrayView<ushort> x, ArrayView<float> dweight, ConvShape s, int rows, HalfFormat format, bool accumulate = false) =>
+        _convBackwardWeightHalf(Geometry((long)s.F * s.ColRows), dy, x, dweight, s, rows, accumulate ? 1 : 0, (int)format);
+
+    public void ChannelBiasBackwardHalf(ArrayView<ushort> dy, ArrayView<float> dbias, int rows, int channels, int plane, HalfFormat format, bool accumulate = false) =>
+        _channelBiasBackwardHalf(Geometry(channels), dy, dbias, rows, channels, plane, accumulate ? 1 : 0, (int)format);
+
+    public void MaxPoolForwardHalf(ArrayView<ushort> x, ArrayView<ushort> y, ArrayView<int> indices, int planes, int h, int w, int size, HalfFormat format) =>
+        _maxPoolForwardHalf(Geometry((long)planes * (h / size) * (w / size)), x, y, indices, planes, h, w, size, (int)format);
+
+    public void MaxPoolBackwardHalf(ArrayView<ushort> dy, ArrayView<int> indices, ArrayView<ushort> dx, int planes, int h, int w, int size) =>
+        _maxPoolBackwardHalf(Geometry((long)planes * h * w), dy, indices, dx, planes, h, w, size);
 
     public void Unscale(ArrayView<float> grad, ArrayView<int> found, int count, float invScale) =>
         _unscale(Geometry(count), grad, found, count, invScale);

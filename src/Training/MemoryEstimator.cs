@@ -24,7 +24,7 @@ namespace ScratchNet.Training;
 /// Parameter       = 4 P (float32 master weights) + 2 P (the 16-bit copy forward and backward read)
 /// Gradient, OptimizerState: unchanged (float32)
 /// Input, Activation, Temporary: each "4 B x" of the images, layer outputs and gradients between layers becomes "2 B x";
-///                   the int32 labels and predictions and the float32 losses stay 4 B
+///                   the int32 labels, predictions and max-pool indices and the float32 losses stay 4 B
 /// Temporary       + 4 (fp16 only: the loss scaler's int32 found-inf flag)
 /// with --dataset-on-device, Input also holds the datasets as bytes and the batch's indices:
 ///                 + (Ntrain + Ntest) (C H W + 1) pixels and labels + 4 B int32 indices + 8 C scale and shift
@@ -68,6 +68,7 @@ public static class MemoryEstimator
         var outs = new List<string>();
         var grads = new List<string>();
         var cols = new List<string>();
+        var indexList = new List<string>();   // in 16 bits, the max-pools' int32 indices, which stay 4 bytes
         var layers = net.Layers;
         var (outputSlot, indicesSlot) = Slots(net);
         for (int i = 0; i < layers.Count; i++)
@@ -75,11 +76,12 @@ public static class MemoryEstimator
             var l = layers[i];
             if (l.InPlace) continue;
             if (outputSlot[i] < 0) outs.Add($"{l.Out.Size}");
-            if (l is MaxPool2d && indicesSlot[i] < 0) outs.Add($"{l.Out.Size} indices");
+            if (l is MaxPool2d && indicesSlot[i] < 0) if (v == 4) outs.Add($"{l.Out.Size} indices"); else indexList.Add($"{l.Out.Size}");
             if (i >= FirstTrainable(net)) grads.Add($"{l.Out.Size}");
             if (l is Conv2d c && net.Conv == ConvVersion.Im2col) cols.Add($"{c.Shape.ColRows} x {c.Shape.ColCols}");
         }
         e.Set(MemoryCategory.Activation, activations, $"{v} x {b} x ({string.Join(" + ", outs)}) layer outputs" +
+            (indexList.Count > 0 ? $" + 4 x {b} x ({string.Join(" + ", indexList)}) int32 max-pool indices" : "") +
             (net.Recompute ? $" + 4 x {b} x ({string.Join(" + ", outSlots.Select(v => $"{v}").Concat(indexSlots.Select(v => $"{v} indices")).DefaultIfEmpty("0"))}) shared recompute buffers" : ""));
         e.Set(MemoryCategory.Temporary, gradients + 8 * b + scalerFlag,
             (grads.Count > 0 ? $"{v} x {b} x ({string.Join(" + ", grads)}) output gradients + " : "") + $"4 x {b} losses + 4 x {b} predictions" +
@@ -119,9 +121,9 @@ public static class MemoryEstimator
             switch (l)
             {
                 case Linear or Conv2d or MaxPool2d:
-                    long output = net.ValueBytes * b * l.Out.Size;   // a max-pool's int32 indices only exist in float32 (no 16-bit conv stacks)
-                    // A max-pool also keeps its int32 indices; with --recompute a block's inner buffers are in the shared ones.
-                    bytes[MemoryCategory.Activation] = (outputSlot[i] < 0 ? output : 0) + (l is MaxPool2d && indicesSlot[i] < 0 ? output : 0);
+                    long output = net.ValueBytes * b * l.Out.Size, indices = 4 * b * l.Out.Size;
+                    // A max-pool also keeps its int32 indices (4 bytes in every precision); with --recompute a block's inner buffers are in the shared ones.
+                    bytes[MemoryCategory.Activation] = (outputSlot[i] < 0 ? output : 0) + (l is MaxPool2d && indicesSlot[i] < 0 ? indices : 0);
                     bytes[MemoryCategory.Temporary] = i >= first ? output : 0;
                     if (outputSlot[i] >= 0 || indicesSlot[i] >= 0)
                         note = "recomputed in backward into " + string.Join(" and ",

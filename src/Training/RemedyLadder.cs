@@ -33,7 +33,7 @@ public sealed record RemedyLadderResult(int TargetBatch, long Memory, string Mem
 /// --recompute              the blocks share their inner buffers      (one more forward pass of those blocks)
 /// --conv direct            no im2col workspace                       (the same sums in another order; its own speed)
 /// --accumulate N           micro-batches of ceil(B / N) rows          (the same update; N smaller steps' worth of launches)
-/// --precision fp16, bf16  16-bit batch, outputs and gradients     (rounding to 16 bits; a 16-bit weight copy; Linear/ReLU stacks only)
+/// --precision fp16, bf16  16-bit batch, outputs and gradients     (rounding to 16 bits; a 16-bit weight copy; convs run direct)
 /// and the useful combinations: --accumulate with --recompute, with --conv direct and with a 16-bit precision
 /// </code>
 /// For accumulation, N is the fewest micro-batches whose micro-batch fits. The recommended rung keeps the optimizer and
@@ -81,21 +81,22 @@ public static class RemedyLadder
             Add("direct convolution", asked with { Conv = ConvVersion.Direct }, true, directCost);
         if (canRecompute && canDirect)
             Add("recompute + direct convolution", asked with { Recompute = true, Conv = ConvVersion.Direct }, true, "both of the above");
-        // Mixed precision, where the stack has 16-bit kernels (Linear, ReLU, Flatten) and the options allow it.
+        // Mixed precision, where the options allow it; 16-bit convolutions run direct (there is no 16-bit im2col).
+        TrainConfig Half(Precision p) => asked with { Precision = p, Conv = hasConv ? ConvVersion.Direct : asked.Conv };
         var halves = new[] { Precision.Fp16, Precision.Bf16 }
-            .Where(p => config.Precision == Precision.Fp32 && (asked with { Precision = p }).PrecisionRefusal((asked with { Precision = p }).Network(info)) is null)
+            .Where(p => config.Precision == Precision.Fp32 && Half(p).PrecisionRefusal(Half(p).Network(info)) is null)
             .ToList();
         string HalfCost(Precision p) => p == Precision.Fp16
             ? "16-bit storage (about 3 significant digits) of the batch, outputs and gradients between layers; a 2 P-byte weight copy added; dynamic loss scaling skips a step on overflow"
             : "bfloat16 storage (about 2 significant digits, float32's range) of the batch, outputs and gradients between layers; a 2 P-byte weight copy added";
         foreach (var p in halves)
-            Add($"{p.ToString().ToLowerInvariant()} mixed precision", asked with { Precision = p }, true, HalfCost(p));
+            Add($"{p.ToString().ToLowerInvariant()} mixed precision", Half(p), true, HalfCost(p) + (Half(p).Conv != config.Conv ? "; and the direct convolution" : ""));
 
         // Accumulation: the fewest micro-batches whose micro-batch fits, alone and with the remedies that keep the training.
         var bases = new List<(string Suffix, TrainConfig Config)> { ("", asked) };
         if (canRecompute) bases.Add((" + recompute", asked with { Recompute = true }));
         if (canDirect) bases.Add((" + direct convolution", asked with { Conv = ConvVersion.Direct }));
-        foreach (var p in halves) bases.Add(($" + {p.ToString().ToLowerInvariant()}", asked with { Precision = p }));
+        foreach (var p in halves) bases.Add(($" + {p.ToString().ToLowerInvariant()}", Half(p)));
         foreach (var (suffix, c) in bases)
         {
             int n = MicroBatchesFor(c.Network(info), c.OptimizerKind, target, budget, onDevice);

@@ -38,8 +38,9 @@ public sealed class Conv2d : Layer
     public override long ParameterCount => WeightCount + Shape.F;
     public override long MultiplyAddsPerSample => (long)Shape.F * Shape.ColRows * Shape.ColCols;
 
-    public ArrayView<float> Weight(ArrayView<float> flat) => flat.SubView(Offset, WeightCount);
-    public ArrayView<float> Bias(ArrayView<float> flat) => flat.SubView(Offset + WeightCount, Shape.F);
+    /// <summary>This layer's weight and bias in a flat buffer: the float32 parameters or gradients, or the 16-bit weight copy.</summary>
+    public ArrayView<T> Weight<T>(ArrayView<T> flat) where T : unmanaged => flat.SubView(Offset, WeightCount);
+    public ArrayView<T> Bias<T>(ArrayView<T> flat) where T : unmanaged => flat.SubView(Offset + WeightCount, Shape.F);
 
     /// <summary>
     /// PyTorch's default for Conv2d, as for Linear with fan_in = C k k: weight and bias from U(-1/sqrt(C k k), 1/sqrt(C k k)).
@@ -85,6 +86,28 @@ public sealed class Conv2d : Layer
         bool inputGradient = io.InputGradient is not null;   // not for the first layer
         be.Im2colBackward(ctx.Matmul, io.Input.View, dy, Weight(ctx.Parameters), Weight(ctx.Gradients), io.Workspace!.View,
             inputGradient ? io.InputGradient!.View : default, inputGradient, s, rows, ctx.Accumulate);
+    }
+
+    /// <summary>16-bit storage: NAME.out and NAME.out.grad as (B, F, OH, OW) ushort, 2 bytes a value; no workspace (16-bit convs run direct).</summary>
+    public override void AllocateHalf(MemoryTracker tracker, LayerBuffers io, int batch, string outputName, bool outputGradient)
+    {
+        io.OutputHalf = tracker.Allocate<ushort>(outputName, Out.Batch(batch), MemoryCategory.Activation, Name);
+        if (outputGradient) io.OutputGradientHalf = tracker.Allocate<ushort>(outputName + ".grad", Out.Batch(batch), MemoryCategory.Temporary, Name);
+    }
+
+    /// <summary>The direct forward on 16-bit x and the 16-bit weight copy, summed in float32, the bias added, rounded once.</summary>
+    public override void ForwardHalf(StepContext ctx, LayerBuffers io, int rows) =>
+        ctx.Backend.ConvForwardHalf(io.InputHalf.View, Weight(ctx.HalfParameters), Bias(ctx.HalfParameters), io.OutputHalf.View, Shape, rows, ctx.Half!.Value);
+
+    /// <summary>The direct backward with 16-bit dy, x and weights: dW and db into the float32 gradients, dx rounded to 16 bits.</summary>
+    public override void BackwardHalf(StepContext ctx, LayerBuffers io, int rows)
+    {
+        var s = Shape;
+        var half = ctx.Half!.Value;
+        var dy = io.OutputGradientHalf!.View;   // (B, F, OH, OW)
+        ctx.Backend.ChannelBiasBackwardHalf(dy, Bias(ctx.Gradients), rows, s.F, s.ColCols, half, ctx.Accumulate);
+        ctx.Backend.ConvBackwardWeightHalf(dy, io.InputHalf.View, Weight(ctx.Gradients), s, rows, half, ctx.Accumulate);
+        if (io.InputGradientHalf is { } dx) ctx.Backend.ConvBackwardInputHalf(dy, Weight(ctx.HalfParameters), dx.View, s, rows, half);
     }
 
     public override string Describe() => $"Conv2d({Shape.C} -> {Shape.F}, {Shape.KernelSize}x{Shape.KernelSize}, pad {Shape.Pad})";

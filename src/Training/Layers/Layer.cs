@@ -118,8 +118,8 @@ public abstract class Layer(string name, FeatureShape input, FeatureShape output
     public abstract void Backward(StepContext ctx, LayerBuffers io, int rows);
 
     /// <summary>
-    /// --precision fp16 and bf16: the same three in 16-bit storage, on io's Half buffers (Linear, ReLU and Flatten have
-    /// them; <see cref="Network.HalfRefusal"/> refuses other stacks before anything is made).
+    /// --precision fp16 and bf16: the same three in 16-bit storage, on io's Half buffers (every layer here has them;
+    /// <see cref="Network.HalfRefusal"/> refuses a stack that cannot run, a conv with --conv im2col, before anything is made).
     /// </summary>
     public virtual void AllocateHalf(MemoryTracker tracker, LayerBuffers io, int batch, string outputName, bool outputGradient) =>
         throw new NotSupportedException($"{Describe()} has no 16-bit kernels");

@@ -34,5 +34,22 @@ public sealed class MaxPool2d(string name, FeatureShape input, int size)
             ctx.Backend.MaxPoolBackward(io.OutputGradient!.View, io.Indices!.View, dx.View, rows * In.C, In.H, In.W, Size);
     }
 
+    /// <summary>16-bit storage: NAME.out and NAME.out.grad as ushort (2 bytes a value); the indices stay int32.</summary>
+    public override void AllocateHalf(MemoryTracker tracker, LayerBuffers io, int batch, string outputName, bool outputGradient)
+    {
+        io.OutputHalf = tracker.Allocate<ushort>(outputName, Out.Batch(batch), MemoryCategory.Activation, Name);
+        io.Indices = tracker.Allocate<int>($"{Name}.indices", Out.Batch(batch), MemoryCategory.Activation, Name);
+        if (outputGradient) io.OutputGradientHalf = tracker.Allocate<ushort>(outputName + ".grad", Out.Batch(batch), MemoryCategory.Temporary, Name);
+    }
+
+    public override void ForwardHalf(StepContext ctx, LayerBuffers io, int rows) =>
+        ctx.Backend.MaxPoolForwardHalf(io.InputHalf.View, io.OutputHalf.View, io.Indices!.View, rows * In.C, In.H, In.W, Size, ctx.Half!.Value);
+
+    public override void BackwardHalf(StepContext ctx, LayerBuffers io, int rows)
+    {
+        if (io.InputGradientHalf is { } dx)
+            ctx.Backend.MaxPoolBackwardHalf(io.OutputGradientHalf!.View, io.Indices!.View, dx.View, rows * In.C, In.H, In.W, Size);
+    }
+
     public override string Describe() => $"MaxPool2d({Size})";
 }

@@ -20,10 +20,23 @@ public sealed record Network(ModelSpec Spec, FeatureShape Input, int Classes, Co
         _ => null,
     };
 
-    /// <summary>Why this stack cannot run in 16-bit storage, or null when it can (Linear, ReLU and Flatten have 16-bit kernels).</summary>
-    public string? HalfRefusal => Precision == Precision.Fp32 || Layers.All(l => l is Linear or Relu or Flatten) ? null
-        : $"--precision {Precision.ToString().ToLowerInvariant()}: {Layers.First(l => l is not (Linear or Relu or Flatten)).Describe()} has no 16-bit kernels yet; " +
-          "16-bit storage runs stacks of Linear, ReLU and Flatten layers (the lesson's MLP)";
+    /// <summary>
+    /// Why this stack cannot run in 16-bit storage, or null when it can: every layer has 16-bit kernels (Linear, Conv2d,
+    /// MaxPool2d, ReLU, Flatten), and convolutions run direct (there is no 16-bit im2col).
+    /// </summary>
+    public string? HalfRefusal
+    {
+        get
+        {
+            if (Precision == Precision.Fp32) return null;
+            string p = $"--precision {Precision.ToString().ToLowerInvariant()}";
+            if (Layers.FirstOrDefault(l => l is not (Linear or Conv2d or MaxPool2d or Relu or Flatten)) is { } other)
+                return $"{p}: {other.Describe()} has no 16-bit kernels";
+            if (Conv == ConvVersion.Im2col && Layers.Any(l => l is Conv2d))
+                return $"{p} with --conv im2col: 16-bit convolutions run direct only (no 16-bit im2col yet); leave --conv out or give --conv direct";
+            return null;
+        }
+    }
 
     List<Layer>? _layers;
 
