@@ -1,5 +1,6 @@
 using NUnit.Framework;
 using ScratchNet.Data;
+using ScratchNet.Kernels;
 using ScratchNet.Tensor;
 using ScratchNet.Training;
 
@@ -140,6 +141,20 @@ public sealed class OpenCLTests
         MixedPrecision.CheckSkippedStep(Device);
         foreach (var precision in new[] { Precision.Fp16, Precision.Bf16 })
             MixedPrecision.CheckMemory(Device, precision, [128], 64, "adam");
+    }
+
+    /// <summary>The 16-bit Conv2d and MaxPool2d kernels on OpenCL against the reference, and the conv net's bytes in 16 bits exact.</summary>
+    [Test]
+    public void MixedPrecision_ConvKernelsAndTheConvNetsBytes()
+    {
+        var ops = IlgpuBackend.For(Device.Accelerator);
+        foreach (var format in new[] { HalfFormat.Fp16, HalfFormat.Bf16 })
+        {
+            MixedPrecision.CheckConvKernels(ops, Device.Accelerator, format, new ConvShape(3, 8, 6, 5, 3, 0), 3, $"opencl {format} no padding");
+            MixedPrecision.CheckConvKernels(ops, Device.Accelerator, format, new ConvShape(6, 13, 11, 9, 3, 1), 2, $"opencl {format} odd sizes");
+        }
+        foreach (var precision in new[] { Precision.Fp16, Precision.Bf16 })
+            MixedPrecision.CheckConvMemory(Device, precision, null, 4, "adam");
     }
 
     [TestCase("opencl", "host")]
