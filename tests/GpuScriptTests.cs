@@ -41,7 +41,7 @@ public sealed class GpuScriptTests
         Assert.That(run.Code, Is.Zero, run.Output);
         string log = File.ReadAllText(Path.Combine(there, "gpu-results", "gpu-run.log"));
         Assert.That(log, Does.Contain("Accelerators ScratchNet can use:"));
-        Assert.That(log, Does.Contain("selftest passed: all 40 checks"));
+        Assert.That(log, Does.Contain("selftest passed: all 44 checks"));
         Assert.That(log, Does.Contain("matmul forward x·W^T"));
         Assert.That(log, Does.Contain("largest batch size: 1195"));
         Assert.That(log, Does.Contain("--release-cache (torch.cuda.empty_cache)"), "the caching allocator with eager lifetimes ran");

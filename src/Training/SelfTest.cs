@@ -209,6 +209,7 @@ public static class SelfTest
             Add(TrainingAgreement(device, new TrainConfig { Seed = 42, Precision = precision },
                 $"training, {precision.ToString().ToLowerInvariant()}: {TrainingSteps} steps vs CPU accelerator", "784-128-10, B=64"));
         foreach (var conv in new[] { ConvVersion.Im2col, ConvVersion.Direct }) Add(ConvTrainingAgreement(device, conv));
+        foreach (var precision in new[] { Precision.Fp16, Precision.Bf16 }) Add(ConvTrainingAgreement(device, ConvVersion.Direct, precision));
         return rows;
     }
 
@@ -242,6 +243,49 @@ public static class SelfTest
                     passed &= excess <= 0;
                 }
             yield return new SelfTestRow($"matmul, {format.ToString().ToLowerInvariant()} storage (3 layouts)", "1..1000", maxError, $"1e-5 sqrt(K) + {rel:0e0} rel", passed);
+        }
+        // The 16-bit conv (direct, bias 0 so that the float reference applies), both backward passes, and max-pooling.
+        foreach (var format in new[] { HalfFormat.Fp16, HalfFormat.Bf16 })
+        {
+            double rel = format == HalfFormat.Fp16 ? 1e-3 : 8e-3;
+            double maxError = 0;
+            bool passed = true;
+            float[] Decode(ushort[] h) => h.Select(v => HalfKernels.ToFloat(v, (int)format)).ToArray();
+            ushort[] Random16(int n) => Reference.RandomFloats(r, n).Select(v => HalfKernels.FromFloat(v, (int)format)).ToArray();
+            void Check(float[] actual, float[] expected, double relative)
+            {
+                var (_, excess, err) = Reference.Compare(actual, expected, 1e-4, relative);
+                maxError = Math.Max(maxError, err);
+                passed &= excess <= 0;
+            }
+            foreach (var (rows, s) in ConvShapes)
+            {
+                int inSize = rows * s.C * s.H * s.W, outSize = rows * s.F * s.OutH * s.OutW;
+                ushort[] x = Random16(inSize), w = Random16(s.F * s.ColRows), dy = Random16(outSize);
+                using var dx = tracker.AllocateFrom("selftest.x16", x, MemoryCategory.Other);
+                using var dw = tracker.AllocateFrom("selftest.w16", w, MemoryCategory.Other);
+                using var ddy = tracker.AllocateFrom("selftest.dy16", dy, MemoryCategory.Other);
+                using var bias = tracker.Allocate<ushort>("selftest.bias16", [s.F], MemoryCategory.Other);
+                using var y = tracker.Allocate<ushort>("selftest.y16", [outSize], MemoryCategory.Other);
+                using var gx = tracker.Allocate<ushort>("selftest.gx16", [inSize], MemoryCategory.Other);
+                using var gw = tracker.Allocate<float>("selftest.gw", [s.F * s.ColRows], MemoryCategory.Other);
+                backend.ConvForwardHalf(dx.View, dw.View, bias.View, y.View, s, rows, format);
+                backend.ConvBackwardInputHalf(ddy.View, dw.View, gx.View, s, rows, format);
+                backend.ConvBackwardWeightHalf(ddy.View, dx.View, gw.View, s, rows, format);
+                float[] xf = Decode(x), wf = Decode(w), dyf = Decode(dy);
+                var (refDx, refDw) = reference.ConvBackward(xf, wf, dyf, s, rows);
+                Check(Decode(y.ToArray()), reference.Conv(xf, wf, s, rows), rel);
+                Check(Decode(gx.ToArray()), refDx, rel);
+                Check(gw.ToArray(), refDw, 1e-5);
+                if (s.H < 2 || s.W < 2) continue;
+                int planes = rows * s.C, pooled = planes * (s.H / 2) * (s.W / 2);
+                using var py = tracker.Allocate<ushort>("selftest.pool16", [pooled], MemoryCategory.Other);
+                using var pi = tracker.Allocate<int>("selftest.poolidx", [pooled], MemoryCategory.Other);
+                backend.MaxPoolForwardHalf(dx.View, py.View, pi.View, planes, s.H, s.W, 2, format);
+                var (refY, refIdx) = reference.MaxPool(xf, planes, s.H, s.W, 2);
+                Check([.. Decode(py.ToArray()), .. pi.ToArray().Select(v => (float)v)], [.. refY, .. refIdx.Select(v => (float)v)], 0);
+            }
+            yield return new SelfTestRow($"conv direct + max-pool, {format.ToString().ToLowerInvariant()} storage", "4 shapes", maxError, $"1e-4 + {rel:0e0} rel", passed);
         }
         yield return Elementwise("loss scaler: unscale + inf/NaN check", "1000, 7", 0, [(1000, 0), (7, 1)], (count, poison) =>
         {
@@ -382,9 +426,10 @@ public static class SelfTest
     }
 
     /// <summary>A small conv net for a few steps on the embedded data, on this device and on the CPU accelerator, for one conv version.</summary>
-    static SelfTestRow ConvTrainingAgreement(ComputeDevice device, ConvVersion conv) =>
-        TrainingAgreement(device, new TrainConfig { Seed = 42, Layers = "conv3x3:8,relu,maxpool2,conv3x3:8,relu,maxpool2,flatten,linear:10", Conv = conv, BatchSize = 16 },
-            $"training: conv net, {conv.ToString().ToLowerInvariant()}, {TrainingSteps} steps vs CPU accelerator", "2 conv + pool, B=16");
+    static SelfTestRow ConvTrainingAgreement(ComputeDevice device, ConvVersion conv, Precision precision = Precision.Fp32) =>
+        TrainingAgreement(device, new TrainConfig { Seed = 42, Layers = "conv3x3:8,relu,maxpool2,conv3x3:8,relu,maxpool2,flatten,linear:10", Conv = conv, BatchSize = 16, Precision = precision },
+            $"training: conv net, {conv.ToString().ToLowerInvariant()}{(precision == Precision.Fp32 ? "" : ", " + precision.ToString().ToLowerInvariant())}, {TrainingSteps} steps vs CPU accelerator",
+            "2 conv + pool, B=16");
 
     static readonly (string Name, Func<int, int, int, (int, int, int, int)> Strides)[] Layouts =
     [
