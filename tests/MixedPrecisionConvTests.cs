@@ -92,21 +92,53 @@ public sealed class MixedPrecisionConvTests
         Assert.That(diff / norm, Is.LessThan(relative));
     }
 
-    /// <summary>One epoch of the embedded subset: the conv net in 16-bit storage learns as in float32 (full epochs are in the closing note).</summary>
-    [TestCase(Precision.Fp16)]
-    [TestCase(Precision.Bf16)]
-    public void TheConvNet_OneEpochOnTheSubset_ReachesFloat32sAccuracy(Precision precision)
+    /// <summary>A small conv net (two conv + pool blocks of 8 channels; the lesson's conv net's full epochs are in the closing note).</summary>
+    const string SmallConvNet = "conv3x3:8,relu,maxpool2,conv3x3:8,relu,maxpool2,flatten,linear:10";
+
+    static double SubsetAccuracy(Precision p)
     {
         using var d = ComputeDevice.Create("host");
-        double Accuracy(Precision p)
-        {
-            var config = new TrainConfig { Model = "cnn", Conv = ConvVersion.Direct, Precision = p };
-            using var session = new TrainingSession(d, config, Data.Train.Info);
-            return new Trainer(session, Data).RunEpoch(0)!.TestAccuracy;
-        }
-        double fp32 = Accuracy(Precision.Fp32), half = Accuracy(precision);
+        var config = new TrainConfig { Layers = SmallConvNet, Conv = ConvVersion.Direct, Precision = p };
+        using var session = new TrainingSession(d, config, Data.Train.Info);
+        return new Trainer(session, Data).RunEpoch(0)!.TestAccuracy;
+    }
+
+    static readonly Lazy<double> Fp32SubsetAccuracy = new(() => SubsetAccuracy(Precision.Fp32));
+
+    /// <summary>One epoch of the embedded subset: a conv net in 16-bit storage learns as in float32.</summary>
+    [TestCase(Precision.Fp16)]
+    [TestCase(Precision.Bf16)]
+    public void AConvNet_OneEpochOnTheSubset_ReachesFloat32sAccuracy(Precision precision)
+    {
+        double fp32 = Fp32SubsetAccuracy.Value, half = SubsetAccuracy(precision);
         TestContext.Progress.WriteLine($"conv net, subset, 1 epoch: fp32 {fp32:P2}, {precision} {half:P2}");
-        Assert.That(half, Is.EqualTo(fp32).Within(0.02));
+        Assert.That(half, Is.EqualTo(fp32).Within(0.02), "test accuracy within 2 points on the subset");
+        Assert.That(half, Is.GreaterThan(0.5), "it learned");
+    }
+
+    /// <summary>The remedy ladder of a 16-bit conv stack: no recompute rungs (--recompute has no 16-bit buffers), the rest measured and proved.</summary>
+    [Test]
+    public void TheLadderOfA16BitConvStack_LeavesRecomputeOut_AndProvesItsPick()
+    {
+        const string stack = "conv3x3:8,relu,maxpool2,flatten,linear:16,relu,linear:10";
+        Assert.That(Recompute.Recomputed(new TrainConfig { Layers = stack }.Network(FeatureShape.Image(1, 28, 28), 10).Layers), Is.Not.Empty,
+            "in float32 this stack has blocks to recompute");
+        var r = CliRunner.Run("memory", "--synthetic", "--layers", stack, "--precision", "fp16", "--memory-limit", "1MiB", "--target-batch", "32");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        string ladder = r.Stdout[r.Stdout.IndexOf("Remedies for", StringComparison.Ordinal)..];
+        Assert.That(ladder, Does.Not.Contain("recompute"));
+        Assert.That(ladder, Does.Contain("recommended: --batch-size 32 --accumulate").And.Contain("proof: 2 training steps"));
+    }
+
+    /// <summary>Out of memory in 16 bits: the hints keep the batch with accumulation and do not offer --recompute, which 16 bits refuse.</summary>
+    [Test]
+    public void OutOfMemoryIn16Bits_HintsAccumulation_NotRecompute()
+    {
+        var r = CliRunner.Run("train", "--data", TestData.EmbeddedFolder(), "--layers", "conv3x3:8,relu,maxpool2,flatten,linear:16,relu,linear:10",
+            "--precision", "bf16", "--batch-size", "256", "--memory-limit", "2MiB");
+        Assert.That(r.ExitCode, Is.Not.Zero);
+        Assert.That(r.Stderr, Does.Contain("out of device memory").And.Contain("hint: to keep the batch of 256: --accumulate"));
+        Assert.That(r.Stderr, Does.Not.Contain("--recompute"));
     }
 
     /// <summary>In 16 bits --conv defaults to direct (no 16-bit im2col); the CLI says so and counts no workspace.</summary>

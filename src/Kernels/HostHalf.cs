@@ -7,7 +7,7 @@ namespace ScratchNet.Kernels;
 /// <summary>
 /// The host backend's 16-bit storage operations (--precision fp16 and bf16): the same arithmetic as
 /// <see cref="HalfKernels"/>, in plain C# loops: read 16 bits, compute in float32, round the result back with
-/// <see cref="HalfKernels.FromFloat"/>. A matmul's rows are split between the cores. These are written to be read, not
+/// <see cref="HalfKernels.FromFloat"/>. A matmul's column panels are split between the cores (HostParallel: nothing allocated). These are written to be read, not
 /// tuned: the float32 path is this backend's fast one.
 /// </summary>
 public sealed unsafe partial class HostBackend
@@ -41,65 +41,88 @@ public sealed unsafe partial class HostBackend
     /// <summary>The largest inner size K whose 8-column panel of b, as float32, goes on the stack (8 K floats, 128 KB).</summary>
     const int PanelK = 4096;
 
+    /// <summary>One 16-bit matmul's arguments (reused: a step allocates nothing); each part computes a range of 8-column panels.</summary>
+    sealed class HalfMatmulWork : HostParallel.IWork
+    {
+        public ushort* A, B, C16;
+        public float* C32;
+        public int M, N, K, ARow, ACol, BRow, BCol;
+        public HalfFormat Format;
+        public bool Accumulate;
+
+        public void Run(int part, int parts)
+        {
+            var (p0, p1) = HostParallel.Range((N + 7) / 8, 1, part, parts);
+            for (int p = p0; p < p1; p++) HalfPanel(A, B, C16, C32, M, N, K, ARow, ACol, BRow, BCol, Format, Accumulate, p);
+        }
+    }
+
+    readonly HalfMatmulWork _halfMatmul = new();
+
+    void MatmulHalf(ushort* a, ushort* b, ushort* c16, float* c32, int m, int n, int k, int aRow, int aCol, int bRow, int bCol,
+        HalfFormat format, bool accumulate)
+    {
+        var w = _halfMatmul;
+        w.A = a; w.B = b; w.C16 = c16; w.C32 = c32;
+        (w.M, w.N, w.K, w.ARow, w.ACol, w.BRow, w.BCol, w.Format, w.Accumulate) = (m, n, k, aRow, aCol, bRow, bCol, format, accumulate);
+        HostParallel.Run(w, (long)m * n * k < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, (n + 7) / 8));
+    }
+
     /// <summary>
-    /// c (M, N) = a (M, K) · b (K, N), 16-bit a and b in any strides, into 16-bit c16 or float32 c32 (written or added to).
-    /// Eight columns at a time: their panel of b, K x 8 values, is turned into float32 once (on the stack), then every row i
+    /// c (M, N) = a (M, K) · b (K, N), 16-bit a and b in any strides, into 16-bit c16 or float32 c32 (written or added to):
+    /// panel p, the eight columns 8p..8p+7. Their panel of b, K x 8 values, is turned into float32 once (on the stack), then every row i
     /// (four rows at a time) runs <c>sum[0..8] += a[i, q] * panel[q, 0..8]</c> for q in order, a multiply then an add: each output is summed in
     /// exactly the kernel's order, so the results are bit-identical to <see cref="HalfKernels"/>'. Panels are split
     /// between the cores. Above <see cref="PanelK"/> it is the plain loop.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void MatmulHalf(ushort* a, ushort* b, ushort* c16, float* c32, int m, int n, int k, int aRow, int aCol, int bRow, int bCol,
-        HalfFormat format, bool accumulate)
+    static void HalfPanel(ushort* a, ushort* b, ushort* c16, float* c32, int m, int n, int k, int aRow, int aCol, int bRow, int bCol,
+        HalfFormat format, bool accumulate, int p)
     {
-        int panels = (n + 7) / 8;
-        void Panel(int p)
+        int j0 = p * 8, width = Math.Min(8, n - j0);
+        if (k > PanelK)
         {
-            int j0 = p * 8, width = Math.Min(8, n - j0);
-            if (k > PanelK)
-            {
-                for (int row = 0; row < m; row++)
-                    for (int j = j0; j < j0 + width; j++)
-                    {
-                        float s = 0f;
-                        for (int q = 0; q < k; q++) s += Load(a[(long)row * aRow + (long)q * aCol], format) * Load(b[(long)q * bRow + (long)j * bCol], format);
-                        Write(row, j, s);
-                    }
-                return;
-            }
-            float* panel = stackalloc float[8 * k];
-            for (int q = 0; q < k; q++)
-                for (int l = 0; l < 8; l++)
-                    panel[q * 8 + l] = l < width ? Load(b[(long)q * bRow + (long)(j0 + l) * bCol], format) : 0f;
-            float* sums = stackalloc float[4 * 8];
-            int i = 0;
-            // Four rows at a time: four independent chains share each panel load (one chain waits on its own adds).
-            for (; i + 4 <= m; i += 4)
-            {
-                Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
-                ushort* a0 = a + (long)i * aRow;
-                for (int q = 0; q < k; q++)
+            for (int row = 0; row < m; row++)
+                for (int j = j0; j < j0 + width; j++)
                 {
-                    var pq = Vector256.Load(panel + q * 8);
-                    ushort* aq = a0 + (long)q * aCol;
-                    s0 += Vector256.Create(Load(aq[0], format)) * pq;
-                    s1 += Vector256.Create(Load(aq[aRow], format)) * pq;
-                    s2 += Vector256.Create(Load(aq[2L * aRow], format)) * pq;
-                    s3 += Vector256.Create(Load(aq[3L * aRow], format)) * pq;
+                    float s = 0f;
+                    for (int q = 0; q < k; q++) s += Load(a[(long)row * aRow + (long)q * aCol], format) * Load(b[(long)q * bRow + (long)j * bCol], format);
+                    Write(row, j, s);
                 }
-                s0.Store(sums); s1.Store(sums + 8); s2.Store(sums + 16); s3.Store(sums + 24);
-                for (int r = 0; r < 4; r++)
-                    for (int l = 0; l < width; l++) Write(i + r, j0 + l, sums[r * 8 + l]);
-            }
-            for (; i < m; i++)
+            return;
+        }
+        float* panel = stackalloc float[8 * k];
+        for (int q = 0; q < k; q++)
+            for (int l = 0; l < 8; l++)
+                panel[q * 8 + l] = l < width ? Load(b[(long)q * bRow + (long)(j0 + l) * bCol], format) : 0f;
+        float* sums = stackalloc float[4 * 8];
+        int i = 0;
+        // Four rows at a time: four independent chains share each panel load (one chain waits on its own adds).
+        for (; i + 4 <= m; i += 4)
+        {
+            Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
+            ushort* a0 = a + (long)i * aRow;
+            for (int q = 0; q < k; q++)
             {
-                var sum = Vector256<float>.Zero;
-                ushort* ai = a + (long)i * aRow;
-                for (int q = 0; q < k; q++)
-                    sum += Vector256.Create(Load(ai[(long)q * aCol], format)) * Vector256.Load(panel + q * 8);
-                sum.Store(sums);
-                for (int l = 0; l < width; l++) Write(i, j0 + l, sums[l]);
+                var pq = Vector256.Load(panel + q * 8);
+                ushort* aq = a0 + (long)q * aCol;
+                s0 += Vector256.Create(Load(aq[0], format)) * pq;
+                s1 += Vector256.Create(Load(aq[aRow], format)) * pq;
+                s2 += Vector256.Create(Load(aq[2L * aRow], format)) * pq;
+                s3 += Vector256.Create(Load(aq[3L * aRow], format)) * pq;
             }
+            s0.Store(sums); s1.Store(sums + 8); s2.Store(sums + 16); s3.Store(sums + 24);
+            for (int r = 0; r < 4; r++)
+                for (int l = 0; l < width; l++) Write(i + r, j0 + l, sums[r * 8 + l]);
+        }
+        for (; i < m; i++)
+        {
+            var sum = Vector256<float>.Zero;
+            ushort* ai = a + (long)i * aRow;
+            for (int q = 0; q < k; q++)
+                sum += Vector256.Create(Load(ai[(long)q * aCol], format)) * Vector256.Load(panel + q * 8);
+            sum.Store(sums);
+            for (int l = 0; l < width; l++) Write(i, j0 + l, sums[l]);
         }
         void Write(int i, int j, float s)
         {
@@ -107,10 +130,6 @@ public sealed unsafe partial class HostBackend
             if (c16 is not null) c16[at] = Store(s, format);
             else c32[at] = accumulate ? c32[at] + s : s;
         }
-        if ((long)m * n * k < ParallelThreshold || HostParallel.Cores == 1 || panels == 1)
-            for (int p = 0; p < panels; p++) Panel(p);
-        else
-            Parallel.For(0, panels, new ParallelOptions { MaxDegreeOfParallelism = HostParallel.Cores }, Panel);
     }
 
     public void BiasActivationHalf(ArrayView<ushort> y, ArrayView<ushort> bias, int rows, int n, bool relu, HalfFormat format)

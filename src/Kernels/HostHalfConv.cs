@@ -10,7 +10,8 @@ namespace ScratchNet.Kernels;
 /// the weights for forward, one image's output gradient and the weights for backward to the input, one input plane at
 /// a time for backward to the weights. That scratch is per core and at most one image (C H W or F OH OW values) plus
 /// the layer's weights: the working registers of a kernel, not a buffer of the step, so the tracker does not count it.
-/// Sums are float32; results are rounded to 16 bits once, when written. The host's FMA and its order of partial sums
+/// Images (or filters) are split between the cores with HostParallel, so a step allocates nothing once each core's
+/// scratch has grown to the largest layer. Sums are float32; results are rounded to 16 bits once, when written. The host's FMA and its order of partial sums
 /// differ from the kernels' in the last float32 bits, so after rounding an output can differ by one 16-bit step.
 /// </summary>
 public sealed unsafe partial class HostBackend
@@ -29,79 +30,129 @@ public sealed unsafe partial class HostBackend
         for (long i = 0; i < n; i++) dst[i] = Load(src[i], format);
     }
 
+    /// <summary>Which 16-bit conv operation a <see cref="HalfConvWork"/> runs: per image (forward, backward to the input) or per filter.</summary>
+    enum HalfConvOp { Forward, BackwardInput, BackwardWeight }
+
+    /// <summary>One 16-bit conv operation's arguments (reused: a step allocates nothing); parts take whole images or filters.</summary>
+    sealed class HalfConvWork : HostParallel.IWork
+    {
+        public HalfConvOp Op;
+        public ushort* X, Wt, Bias, Y;
+        public float* DWeight;
+        public ConvShape S;
+        public int Rows;
+        public HalfFormat Format;
+        public bool Accumulate;
+
+        public void Run(int part, int parts)
+        {
+            var (i0, i1) = HostParallel.Range(Op == HalfConvOp.BackwardWeight ? S.F : Rows, 1, part, parts);
+            for (int i = i0; i < i1; i++)
+            {
+                switch (Op)
+                {
+                    case HalfConvOp.Forward: ConvForwardHalfImage(X, Wt, Bias, Y, S, i, Format); break;
+                    case HalfConvOp.BackwardInput: ConvBackwardInputHalfImage(X, Wt, Y, S, i, Format); break;
+                    case HalfConvOp.BackwardWeight: ConvBackwardWeightHalfFilter(X, Wt, DWeight, S, Rows, i, Format, Accumulate); break;
+                }
+            }
+        }
+    }
+
+    readonly HalfConvWork _halfConv = new();
+
+    void RunHalfConv(HalfConvOp op, ConvShape s, int rows, HalfFormat format)
+    {
+        var w = _halfConv;
+        (w.Op, w.S, w.Rows, w.Format) = (op, s, rows, format);
+        int items = op == HalfConvOp.BackwardWeight ? s.F : rows;
+        HostParallel.Run(w, (long)rows * s.F * s.ColCols * s.ColRows < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, items));
+    }
+
     public void ConvForwardHalf(ArrayView<ushort> x, ArrayView<ushort> weight, ArrayView<ushort> bias, ArrayView<ushort> y, ConvShape s, int rows, HalfFormat format)
     {
-        ushort* px = Ptr(x), pw = Ptr(weight), pb = Ptr(bias), py = Ptr(y);
-        int image = s.C * s.H * s.W, plane = s.OutH * s.OutW, weights = s.F * s.ColRows;
-        // Per image b: x_b and the weights as float32, then y_b (F, OH OW) as the float32 host conv computes it, + bias, rounded.
-        Parallel.For(0, rows, new ParallelOptions { MaxDegreeOfParallelism = HostParallel.Cores }, b =>
-        {
-            float* xs = Scratch(image + weights + plane);
-            float* ws = xs + image, ys = ws + weights;
-            LoadAll(px + (long)b * image, xs, image, format);
-            LoadAll(pw, ws, weights, format);
-            for (int f = 0; f < s.F; f++)
-            {
-                ConvForwardPlane(xs, ws + (long)f * s.ColRows, ys, s, 0);   // plane 0 of a one-image, one-filter conv
-                float bf = Load(pb[f], format);
-                ushort* yp = py + ((long)b * s.F + f) * plane;
-                for (int i = 0; i < plane; i++) yp[i] = Store(ys[i] + bf, format);
-            }
-        });
+        var w = _halfConv;
+        w.X = Ptr(x); w.Wt = Ptr(weight); w.Bias = Ptr(bias); w.Y = Ptr(y);
+        RunHalfConv(HalfConvOp.Forward, s, rows, format);
     }
 
     public void ConvBackwardInputHalf(ArrayView<ushort> dy, ArrayView<ushort> weight, ArrayView<ushort> dx, ConvShape s, int rows, HalfFormat format)
     {
-        ushort* pdy = Ptr(dy), pw = Ptr(weight), pdx = Ptr(dx);
-        int image = s.C * s.H * s.W, outImage = s.F * s.OutH * s.OutW, weights = s.F * s.ColRows;
-        // Per image b: dy_b and the weights as float32, then each input plane of dx_b as the float32 host conv computes it, rounded.
-        Parallel.For(0, rows, new ParallelOptions { MaxDegreeOfParallelism = HostParallel.Cores }, b =>
-        {
-            float* dys = Scratch(outImage + weights + image);
-            float* ws = dys + outImage, dxs = ws + weights;
-            LoadAll(pdy + (long)b * outImage, dys, outImage, format);
-            LoadAll(pw, ws, weights, format);
-            for (int c = 0; c < s.C; c++) ConvBackwardInputPlane(dys, ws, dxs, s, c);   // planes 0..C-1 of a one-image batch
-            ushort* dxb = pdx + (long)b * image;
-            for (int i = 0; i < image; i++) dxb[i] = Store(dxs[i], format);
-        });
+        var w = _halfConv;
+        w.X = Ptr(dy); w.Wt = Ptr(weight); w.Y = Ptr(dx);
+        RunHalfConv(HalfConvOp.BackwardInput, s, rows, format);
     }
 
     public void ConvBackwardWeightHalf(ArrayView<ushort> dy, ArrayView<ushort> x, ArrayView<float> dweight, ConvShape s, int rows, HalfFormat format, bool accumulate = false)
     {
-        ushort* pdy = Ptr(dy), px = Ptr(x);
-        float* pdw = Ptr(dweight);
-        int k = s.KernelSize, inPlane = s.H * s.W, plane = s.OutH * s.OutW;
-        // Per filter f: dweight[f, c, ky, kx] = sum over images b (in order) of the row dot products of dy[b, f] and shifted x[b, c].
-        Parallel.For(0, s.F, new ParallelOptions { MaxDegreeOfParallelism = HostParallel.Cores }, f =>
+        var w = _halfConv;
+        w.X = Ptr(dy); w.Wt = Ptr(x); w.DWeight = Ptr(dweight); w.Accumulate = accumulate;
+        RunHalfConv(HalfConvOp.BackwardWeight, s, rows, format);
+    }
+
+    /// <summary>Image b: x_b and the weights as float32, then y_b (F, OH OW) as the float32 host conv computes it, + bias, rounded.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void ConvForwardHalfImage(ushort* px, ushort* pw, ushort* pb, ushort* py, ConvShape s, int b, HalfFormat format)
+    {
+        int image = s.C * s.H * s.W, plane = s.OutH * s.OutW, weights = s.F * s.ColRows;
+        float* xs = Scratch(image + weights + plane);
+        float* ws = xs + image, ys = ws + weights;
+        LoadAll(px + (long)b * image, xs, image, format);
+        LoadAll(pw, ws, weights, format);
+        for (int f = 0; f < s.F; f++)
         {
-            float* dys = Scratch(plane + inPlane + s.ColRows);
-            float* xs = dys + plane, sums = xs + inPlane;
-            new Span<float>(sums, s.ColRows).Clear();
-            for (int b = 0; b < rows; b++)
+            ConvForwardPlane(xs, ws + (long)f * s.ColRows, ys, s, 0);   // plane 0 of a one-image, one-filter conv
+            float bf = Load(pb[f], format);
+            ushort* yp = py + ((long)b * s.F + f) * plane;
+            for (int i = 0; i < plane; i++) yp[i] = Store(ys[i] + bf, format);
+        }
+    }
+
+    /// <summary>Image b: dy_b and the weights as float32, then each input plane of dx_b as the float32 host conv computes it, rounded.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void ConvBackwardInputHalfImage(ushort* pdy, ushort* pw, ushort* pdx, ConvShape s, int b, HalfFormat format)
+    {
+        int image = s.C * s.H * s.W, outImage = s.F * s.OutH * s.OutW, weights = s.F * s.ColRows;
+        float* dys = Scratch(outImage + weights + image);
+        float* ws = dys + outImage, dxs = ws + weights;
+        LoadAll(pdy + (long)b * outImage, dys, outImage, format);
+        LoadAll(pw, ws, weights, format);
+        for (int c = 0; c < s.C; c++) ConvBackwardInputPlane(dys, ws, dxs, s, c);   // planes 0..C-1 of a one-image batch
+        ushort* dxb = pdx + (long)b * image;
+        for (int i = 0; i < image; i++) dxb[i] = Store(dxs[i], format);
+    }
+
+    /// <summary>Filter f: dweight[f, c, ky, kx] = sum over images b (in order) of the row dot products of dy[b, f] and shifted x[b, c].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void ConvBackwardWeightHalfFilter(ushort* pdy, ushort* px, float* pdw, ConvShape s, int rows, int f, HalfFormat format, bool accumulate)
+    {
+        int k = s.KernelSize, inPlane = s.H * s.W, plane = s.OutH * s.OutW;
+        float* dys = Scratch(plane + inPlane + s.ColRows);
+        float* xs = dys + plane, sums = xs + inPlane;
+        new Span<float>(sums, s.ColRows).Clear();
+        for (int b = 0; b < rows; b++)
+        {
+            LoadAll(pdy + ((long)b * s.F + f) * plane, dys, plane, format);
+            for (int c = 0; c < s.C; c++)
             {
-                LoadAll(pdy + ((long)b * s.F + f) * plane, dys, plane, format);
-                for (int c = 0; c < s.C; c++)
-                {
-                    LoadAll(px + ((long)b * s.C + c) * inPlane, xs, inPlane, format);
-                    for (int ky = 0; ky < k; ky++)
-                        for (int kx = 0; kx < k; kx++)
+                LoadAll(px + ((long)b * s.C + c) * inPlane, xs, inPlane, format);
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++)
+                    {
+                        var (ox0, ox1) = Columns(s, kx);
+                        float sum = 0f;
+                        for (int oy = 0; oy < s.OutH; oy++)
                         {
-                            var (ox0, ox1) = Columns(s, kx);
-                            float sum = 0f;
-                            for (int oy = 0; oy < s.OutH; oy++)
-                            {
-                                int iy = oy + ky - s.Pad;
-                                if (iy < 0 || iy >= s.H) continue;
-                                sum += Dot(dys + (long)oy * s.OutW + ox0, xs + (long)iy * s.W + ox0 + kx - s.Pad, ox1 - ox0);
-                            }
-                            sums[(c * k + ky) * k + kx] += sum;
+                            int iy = oy + ky - s.Pad;
+                            if (iy < 0 || iy >= s.H) continue;
+                            sum += Dot(dys + (long)oy * s.OutW + ox0, xs + (long)iy * s.W + ox0 + kx - s.Pad, ox1 - ox0);
                         }
-                }
+                        sums[(c * k + ky) * k + kx] += sum;
+                    }
             }
-            float* dw = pdw + (long)f * s.ColRows;
-            for (int i = 0; i < s.ColRows; i++) dw[i] = accumulate ? dw[i] + sums[i] : sums[i];
-        });
+        }
+        float* dw = pdw + (long)f * s.ColRows;
+        for (int i = 0; i < s.ColRows; i++) dw[i] = accumulate ? dw[i] + sums[i] : sums[i];
     }
 
     public void ChannelBiasBackwardHalf(ArrayView<ushort> dy, ArrayView<float> dbias, int rows, int channels, int plane, HalfFormat format, bool accumulate = false)

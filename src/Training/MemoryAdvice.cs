@@ -71,7 +71,7 @@ public static class MemoryAdvice
         if (n > 1)
             e.Advice.Add($"to keep the batch of {batch}: --accumulate {n} runs it as {n} micro-batches of at most {(batch + n - 1) / n} rows, which fit, " +
                 "and sums their gradients (the same update); scratchnet memory --target-batch " + batch + " lists every remedy");
-        if (!net.Recompute && Recompute.Recomputed(net.Layers).Count > 0)
+        if (!net.Recompute && net.Half is null && Recompute.Recomputed(net.Layers).Count > 0)   // --recompute has no 16-bit buffers yet
         {
             long saved = MemoryEstimator.Estimate(net, batch, optimizerKind, dataset).Total - MemoryEstimator.Estimate(net with { Recompute = true }, batch, optimizerKind, dataset).Total;
             if (saved > 0) e.Advice.Add($"--recompute would save {Bytes.Format(saved)} at batch {batch} for one more forward pass of the blocks that share buffers");

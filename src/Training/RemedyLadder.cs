@@ -54,7 +54,8 @@ public static class RemedyLadder
         DatasetOnDevice? onDevice = config.DatasetOnDevice ? DatasetOnDevice.Of(data) : null;
         var asked = config with { BatchSize = target, Accumulate = 1, MemoryLimit = null };
         bool hasConv = asked.Network(info).Layers.Any(l => l is Conv2d);
-        bool canRecompute = Recompute.Recomputed(asked.Network(info).Layers).Count > 0;
+        // --recompute has no 16-bit buffers yet: with --precision fp16 or bf16 its rungs are left out.
+        bool canRecompute = Recompute.Recomputed(asked.Network(info).Layers).Count > 0 && asked.Precision == Precision.Fp32;
 
         var remedies = new List<Remedy>();
         long Macs(TrainConfig c) => c.Recompute ? ExtraForwardMacs(c.Network(info), c.BatchSize) : 0;
@@ -128,7 +129,7 @@ public static class RemedyLadder
                 "no rung that keeps the training fits, not even with one row per micro-batch: a smaller model, or more memory", null, null, "");
         string why = pick.Name == "as asked" ? "the batch fits as it is" :
             $"it keeps the optimizer and the effective batch of {target}, and of the rungs that do and fit it adds the least (" +
-            (pick.Config.Conv != config.Conv ? "only those with the direct convolution fit" : pick.Config.Precision != config.Precision ? "only those with 16-bit storage fit" :
+            (pick.Config.Precision != config.Precision ? "only those with 16-bit storage fit" : pick.Config.Conv != config.Conv ? "only those with the direct convolution fit" :
                 pick.ExtraForwardMacs > 0 ? "recompute is needed" : "no extra arithmetic, the fewest micro-batches") + ")";
 
         // Proof: two real steps under the budget; then the next larger micro-batch of the same rung (or batch B + 1) fails.

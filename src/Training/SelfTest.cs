@@ -216,7 +216,8 @@ public static class SelfTest
     /// <summary>
     /// 16-bit storage (--precision fp16, bf16): the matmul in the MLP's three layouts with 16-bit inputs and outputs against
     /// the float reference on the decoded inputs, rounded (within one step of the format: the reference sums in double);
-    /// and the loss scaler's unscale with its inf/NaN check.
+    /// the direct conv (forward, both backward passes) and max-pooling on 16-bit values; and the loss scaler's unscale
+    /// with its inf/NaN check.
     /// </summary>
     static IEnumerable<SelfTestRow> HalfChecks(IBackend backend, MemoryTracker tracker, ReferenceOps reference, Random r)
     {
