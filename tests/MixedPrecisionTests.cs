@@ -73,6 +73,22 @@ static class MixedPrecision
     }
 
     /// <summary>
+    /// The gradient of the first `batch` training rows without an optimizer step, divided by the loss scale (update: false
+    /// leaves fp16's gradients scaled), and its distance from another one relative to that one: |g - reference| / |reference|.
+    /// </summary>
+    internal static float[] UnscaledGradient(ComputeDevice d, TrainConfig config, int batch)
+    {
+        using var session = new TrainingSession(d, config, FeatureShape.Image(1, 28, 28), 10);
+        var (images, labels, _) = MemoryProbe.FirstRows(Data.Train, batch);
+        session.TrainBatch(images, default, labels, batch, update: false);
+        float scale = session.Scaler?.Scale ?? 1f;
+        return session.Model.Gradients.ToArray().Select(v => v / scale).ToArray();
+    }
+
+    internal static double RelativeDistance(float[] g, float[] reference) =>
+        Math.Sqrt(reference.Zip(g, (a, b) => (double)(a - b) * (a - b)).Sum()) / Math.Sqrt(reference.Sum(v => (double)v * v));
+
+    /// <summary>
     /// Every 16-bit conv and max-pool operation against the float32 reference on the 16-bit values: outputs within one
     /// 16-bit step of the rounded reference (the backends sum in float32, in their own order), float32 gradients to 1e-4
     /// relative, max-pool bits and indices exactly; the weight and bias gradients also with accumulate.
@@ -149,21 +165,15 @@ static class MixedPrecision
     }
 
     /// <summary>The lesson's conv net (or a small conv stack) in 16 bits: every category and every layer's estimate equals the measured bytes.</summary>
-    internal static void CheckConvMemory(ComputeDevice d, Precision precision, string? layers, int batch, string optimizer)
-    {
-        var config = new TrainConfig { Model = layers is null ? "cnn" : "mlp", Layers = layers, Conv = ConvVersion.Direct, BatchSize = batch, Optimizer = optimizer, Precision = precision };
-        var probe = MemoryProbe.Run(d, config, Data);
-        foreach (var c in probe.Categories)
-        {
-            Assert.That(c.Live, Is.EqualTo(c.Estimate), $"{c.Category} live");
-            Assert.That(c.Peak, Is.EqualTo(c.Estimate), $"{c.Category} peak");
-        }
-        Assert.That(probe.Layers.All(l => l.Match), $"per layer: {string.Join(", ", probe.Layers.Where(l => !l.Match).Select(l => l.Layer))}");
-    }
+    internal static void CheckConvMemory(ComputeDevice d, Precision precision, string? layers, int batch, string optimizer) =>
+        CheckProbe(d, new TrainConfig { Model = layers is null ? "cnn" : "mlp", Layers = layers, Conv = ConvVersion.Direct, BatchSize = batch, Optimizer = optimizer, Precision = precision });
 
-    internal static void CheckMemory(ComputeDevice d, Precision precision, int[] hidden, int batch, string optimizer)
+    internal static void CheckMemory(ComputeDevice d, Precision precision, int[] hidden, int batch, string optimizer) =>
+        CheckProbe(d, new TrainConfig { Hidden = hidden, BatchSize = batch, Optimizer = optimizer, Precision = precision });
+
+    /// <summary>Two real steps of `config`: every category's live and peak bytes and every layer's equal the estimate.</summary>
+    static void CheckProbe(ComputeDevice d, TrainConfig config)
     {
-        var config = new TrainConfig { Hidden = hidden, BatchSize = batch, Optimizer = optimizer, Precision = precision };
         var probe = MemoryProbe.Run(d, config, Data);
         foreach (var c in probe.Categories)
         {
@@ -475,23 +485,10 @@ public sealed class MixedPrecisionTests
     public void TheGradient_IsFloat32sToTheFormatsPrecision(string device, Precision precision, double relative)
     {
         using var d = ComputeDevice.Create(device);
-        float[] Gradient(Precision p, int accumulate)
-        {
-            using var session = new TrainingSession(d, new TrainConfig { Precision = p, Accumulate = accumulate }, FeatureShape.Image(1, 28, 28), 10);
-            var (images, labels, _) = MemoryProbe.FirstRows(Data.Train, 64);
-            session.TrainBatch(images, default, labels, 64, update: false);
-            float[] g = session.Model.Gradients.ToArray();
-            float scale = session.Scaler?.Scale ?? 1f;   // not unscaled yet: update is false
-            return g.Select(v => v / scale).ToArray();
-        }
+        float[] Gradient(Precision p, int accumulate) => MixedPrecision.UnscaledGradient(d, new TrainConfig { Precision = p, Accumulate = accumulate }, 64);
         float[] fp32 = Gradient(Precision.Fp32, 1);
-        double norm = Math.Sqrt(fp32.Sum(v => (double)v * v));
         foreach (int accumulate in new[] { 1, 4 })
-        {
-            float[] half = Gradient(precision, accumulate);
-            double diff = Math.Sqrt(fp32.Zip(half, (a, b) => (double)(a - b) * (a - b)).Sum());
-            Assert.That(diff / norm, Is.LessThan(relative), $"|g16 - g32| / |g32| with --accumulate {accumulate}");
-        }
+            Assert.That(MixedPrecision.RelativeDistance(Gradient(precision, accumulate), fp32), Is.LessThan(relative), $"|g16 - g32| / |g32| with --accumulate {accumulate}");
     }
 
     /// <summary>One epoch of the embedded subset: 16-bit storage learns as float32 does (full Fashion-MNIST epochs are in the closing note).</summary>

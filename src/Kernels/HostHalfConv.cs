@@ -11,8 +11,9 @@ namespace ScratchNet.Kernels;
 /// a time for backward to the weights. That scratch is per core and at most one image (C H W or F OH OW values) plus
 /// the layer's weights: the working registers of a kernel, not a buffer of the step, so the tracker does not count it.
 /// Images (or filters) are split between the cores with HostParallel, so a step allocates nothing once each core's
-/// scratch has grown to the largest layer. Sums are float32; results are rounded to 16 bits once, when written. The host's FMA and its order of partial sums
-/// differ from the kernels' in the last float32 bits, so after rounding an output can differ by one 16-bit step.
+/// scratch has grown to the largest layer. Sums are float32; results are rounded to 16 bits once, when written. The
+/// host's FMA and its order of partial sums differ from the kernels' in the last float32 bits, so after rounding an
+/// output can differ by one 16-bit step.
 /// </summary>
 public sealed unsafe partial class HostBackend
 {
@@ -44,9 +45,12 @@ public sealed unsafe partial class HostBackend
         public HalfFormat Format;
         public bool Accumulate;
 
+        /// <summary>What the parts share out: the images, or the filters for backward to the weights.</summary>
+        public int Items => Op == HalfConvOp.BackwardWeight ? S.F : Rows;
+
         public void Run(int part, int parts)
         {
-            var (i0, i1) = HostParallel.Range(Op == HalfConvOp.BackwardWeight ? S.F : Rows, 1, part, parts);
+            var (i0, i1) = HostParallel.Range(Items, 1, part, parts);
             for (int i = i0; i < i1; i++)
             {
                 switch (Op)
@@ -65,8 +69,7 @@ public sealed unsafe partial class HostBackend
     {
         var w = _halfConv;
         (w.Op, w.S, w.Rows, w.Format) = (op, s, rows, format);
-        int items = op == HalfConvOp.BackwardWeight ? s.F : rows;
-        HostParallel.Run(w, (long)rows * s.F * s.ColCols * s.ColRows < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, items));
+        HostParallel.Run(w, (long)rows * s.F * s.ColCols * s.ColRows < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, w.Items));
     }
 
     public void ConvForwardHalf(ArrayView<ushort> x, ArrayView<ushort> weight, ArrayView<ushort> bias, ArrayView<ushort> y, ConvShape s, int rows, HalfFormat format)

@@ -76,7 +76,12 @@ public static class MemoryEstimator
             var l = layers[i];
             if (l.InPlace) continue;
             if (outputSlot[i] < 0) outs.Add($"{l.Out.Size}");
-            if (l is MaxPool2d && indicesSlot[i] < 0) if (v == 4) outs.Add($"{l.Out.Size} indices"); else indexList.Add($"{l.Out.Size}");
+            if (l is MaxPool2d && indicesSlot[i] < 0)
+            {
+                // int32 indices: in float32 they share the outputs' "4 x B x" term; in 16 bits they have one of their own.
+                if (v == 4) outs.Add($"{l.Out.Size} indices");
+                else indexList.Add($"{l.Out.Size}");
+            }
             if (i >= FirstTrainable(net)) grads.Add($"{l.Out.Size}");
             if (l is Conv2d c && net.Conv == ConvVersion.Im2col) cols.Add($"{c.Shape.ColRows} x {c.Shape.ColCols}");
         }
