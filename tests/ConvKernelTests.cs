@@ -219,14 +219,71 @@ public sealed class ConvKernelTests
     [TestCase("host", 7, 5, 28, 28, 7, 5, 2)]
     [TestCase("host", 7, 5, 28, 27, 7, 3, 0)]
     [TestCase("host", 3, 7, 9, 30, 5, 5, 1)]
-    [TestCase("host", 3, 2, 6, 40, 3, 3, 1)]      // 40 output columns: panels of 16, 16 and 8 pixels
-    [TestCase("host", 2, 230, 3, 5, 3, 3, 1)]     // C k k = 2070 > 2048: the host forward's plain path (no stack panel)
-    [TestCase("host", 2, 2, 4, 5, 520, 3, 1)]     // F = 520 > 512: the plain path too
+    [TestCase("host", 3, 2, 6, 40, 3, 3, 1)]      // 40 output columns
+    [TestCase("host", 2, 230, 3, 5, 3, 3, 1)]     // C k k = 2070
+    [TestCase("host", 2, 2, 4, 5, 520, 3, 1)]     // F = 520
     [TestCase("ilgpu", 2, 2, 4, 5, 520, 3, 1)]
     [TestCase("ilgpu-wide", 2, 3, 5, 7, 4, 3, 1)]
     [TestCase("ilgpu-wide", 1, 1, 1, 1, 1, 1, 0)]
     public void Conv_LargerImages_MatchReference(string backend, int rows, int c, int h, int w, int f, int k, int p) =>
         NoFailures(CheckConv(backend, new ConvShape(c, h, w, f, k, p), rows));
+
+    /// <summary>
+    /// The host's own im2col conv, the path Conv2d runs (one call per layer, split between the cores): forward with 32-pixel
+    /// panels (across output rows), backward with dW from im2row blocks (C k k &gt;= 64) or dot products (fewer rows), dcols
+    /// and col2im, each host matmul version, with and without accumulate, against the reference. Host SIMD and host
+    /// AVX-512 must give the same bits for y and dx everywhere, and for dW where it comes from im2row blocks.
+    /// </summary>
+    [TestCase(3, 8, 9, 11, 13, 3, 1, true)]      // C k k = 72: im2row; 99 pixels = 3 panels + 3; F = 13 = 8 + 4 + 1 rows
+    [TestCase(2, 32, 14, 14, 64, 3, 1, true)]    // the conv net's conv2
+    [TestCase(2, 1, 28, 28, 32, 3, 1, false)]    // the conv net's conv1 (no dx: first layer): dot products
+    [TestCase(2, 7, 6, 5, 5, 5, 2, true)]        // C k k = 175 split in whole channels (4 + 3), 30 pixels: one short panel
+    [TestCase(1, 3, 5, 40, 9, 5, 0, false)]      // C k k = 75 split mid-channel (no dx), a single output row
+    [TestCase(2, 3, 4, 4, 3, 3, 1, true)]        // C k k = 27: dot products, with dx
+    [TestCase(2, 120, 3, 5, 3, 3, 1, true)]      // C k k = 1080 > 1024: the forward's plain path
+    [TestCase(2, 2, 4, 5, 520, 3, 1, true)]      // F = 520 > 512: the plain path too
+    public void HostIm2colConv_MatchesReference_AndBothVersionsAgree(int rows, int c, int h, int w, int f, int k, int p, bool inputGradient)
+    {
+        var be = new HostBackend();
+        var acc = Shared.Cpu.Accelerator;
+        var s = new ConvShape(c, h, w, f, k, p);
+        var r = new Random(c * 1000 + f);
+        int inImage = s.C * s.H * s.W, outImage = s.F * s.ColCols;
+        float[] x = Reference.RandomFloats(r, rows * inImage), wt = Reference.RandomFloats(r, s.F * s.ColRows);
+        float[] dy = Reference.RandomFloats(r, rows * outImage), held = Reference.RandomFloats(r, s.F * s.ColRows);
+        float[] refY = Reference.ConvForward(x, wt, new float[s.F], s, rows);
+        float[] refDx = Reference.ConvBackwardInput(dy, wt, s, rows);
+        float[] refDw = Reference.ConvBackwardWeight(dy, x, s, rows);
+        using var bx = acc.Allocate1D(x);
+        using var bw = acc.Allocate1D(wt);
+        using var bdy = acc.Allocate1D(dy);
+        var failures = new List<string>();
+        void Add(string? failure) { if (failure is not null) failures.Add(failure); }
+        var results = new List<float[][]>();
+        foreach (var version in be.MatmulVersions)
+        {
+            string what = $"host {MatmulVersions.Label(version)} B={rows} {s}";
+            using var y = Garbage(acc, rows * outImage);
+            using var dx = Garbage(acc, rows * inImage);
+            using var dw = Garbage(acc, wt.Length);
+            using var dwAdded = acc.Allocate1D(held);
+            using var cols = Garbage(acc, (long)s.ColRows * s.ColCols);
+            be.Im2colForward(version, bx.View, bw.View, cols.View, y.View, s, rows);
+            be.Im2colBackward(version, bx.View, bdy.View, bw.View, dw.View, cols.View, inputGradient ? dx.View : default, inputGradient, s, rows);
+            be.Im2colBackward(version, bx.View, bdy.View, bw.View, dwAdded.View, cols.View, default, inputGradient: false, s, rows, accumulate: true);
+            float[][] got = [y.GetAsArray1D(), dx.GetAsArray1D(), dw.GetAsArray1D(), dwAdded.GetAsArray1D()];
+            results.Add(got);
+            Add(Mismatch(got[0], refY, Tol(s.ColRows), 1e-5, what + ": forward"));
+            if (inputGradient) Add(Mismatch(got[1], refDx, Tol((long)s.F * k * k), 1e-5, what + ": dx"));
+            else if (!got[1].All(float.IsNaN)) failures.Add(what + ": wrote dx without inputGradient");
+            Add(Mismatch(got[2], refDw, Tol((long)rows * s.ColCols), 1e-5, what + ": dW"));
+            Add(Mismatch(got[3], refDw.Select((g, i) => held[i] + g).ToArray(), Tol((long)rows * s.ColCols), 1e-5, what + ": dW +="));
+        }
+        if (results.Count == 2)
+            foreach (int t in s.ColRows >= 64 ? new[] { 0, 1, 2, 3 } : new[] { 0, 1 })
+                if (!results[0][t].AsSpan().SequenceEqual(results[1][t])) failures.Add($"B={rows} {s}: host AVX-512 output {t} differs from host SIMD's");
+        NoFailures(failures);
+    }
 
     /// <summary>One shape on one backend: direct, and im2col with each matmul version, forward (with bias), dx, dW and db, plus
     /// im2col and col2im on their own; returns what did not match.</summary>
@@ -264,7 +321,8 @@ public sealed class ConvKernelTests
         }
         // host AVX-512 computes the same chains of multiply-adds as host SIMD for y, dx and db: the very same bits. dW here
         // comes from IBackend.Matmul in the dot-product layout (dy_b · cols^T), which host AVX-512 sums in 16 lanes, so its
-        // last bits may differ (it is checked against the reference above); the host's own Im2colBackward keeps 8 lanes.
+        // last bits may differ (it is checked against the reference above). The host's own Im2colBackward is tested in
+        // HostIm2colConv_MatchesReference_AndBothVersionsAgree.
         if (byVersion.TryGetValue(MatmulVersion.HostSimd, out var simd) && byVersion.TryGetValue(MatmulVersion.HostAvx512, out var wide))
             foreach (int t in new[] { 0, 1, 3 })
                 if (!simd[t].AsSpan().SequenceEqual(wide[t])) failures.Add($"{backend} B={rows} {s}: host AVX-512 output {t} differs from host SIMD's");

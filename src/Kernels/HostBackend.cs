@@ -169,54 +169,134 @@ public sealed unsafe partial class HostBackend : IBackend
     }
 
     /// <summary>
-    /// <see cref="MatmulRowsB"/> with 512-bit vectors (--matmul host-avx512): 4 rows x 32 columns per block, two
-    /// 16-lane vectors per row; columns left over go to the 256-bit code. Each c[i, j] is still one chain of fused
+    /// <see cref="MatmulRowsB"/> with 512-bit vectors (--matmul host-avx512): 8 rows x 32 columns per block, two
+    /// 16-lane vectors per row (16 accumulators: enough multiply-adds in flight to cover the FMA latency on both
+    /// pipes), then a 4-row block; then 16 columns in 8 x 16 blocks; what is left goes to the 256-bit code. Each c[i, j] is still one chain of fused
     /// multiply-adds over q in order, in one lane, so the results are bit-identical to the 256-bit version's.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void MatmulRowsB512(float* a, float* b, float* c, int i0, int i1, int n, int k, int aRow, int aCol, int bRow, int cRow, bool acc)
     {
         int wide = n & ~31;   // columns in 32-wide blocks
-        int i = i0;
-        for (; i + 4 <= i1; i += 4)
+        int iEnd = i0 + (i1 - i0) / 4 * 4;   // rows in 8- and 4-row blocks
+        // Column stripe outer, row blocks inner: a stripe of b (k x 32) stays in the L1 cache while every row block
+        // passes over it, instead of all of b streaming in again from L2 for each row block.
+        for (int j = 0; j < wide; j += 32)
         {
-            float* a0 = a + (long)i * aRow, a1 = a0 + aRow, a2 = a1 + aRow, a3 = a2 + aRow;
-            for (int j = 0; j < wide; j += 32)
-            {
-                Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
-                Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
-                for (int q = 0; q < k; q++)
-                {
-                    float* bq = b + (long)q * bRow + j;
-                    var b0 = Vector512.Load(bq);
-                    var b1 = Vector512.Load(bq + 16);
-                    long qa = (long)q * aCol;
-                    var v0 = Vector512.Create(a0[qa]);
-                    var v1 = Vector512.Create(a1[qa]);
-                    var v2 = Vector512.Create(a2[qa]);
-                    var v3 = Vector512.Create(a3[qa]);
-                    c00 = Vector512.FusedMultiplyAdd(v0, b0, c00); c01 = Vector512.FusedMultiplyAdd(v0, b1, c01);
-                    c10 = Vector512.FusedMultiplyAdd(v1, b0, c10); c11 = Vector512.FusedMultiplyAdd(v1, b1, c11);
-                    c20 = Vector512.FusedMultiplyAdd(v2, b0, c20); c21 = Vector512.FusedMultiplyAdd(v2, b1, c21);
-                    c30 = Vector512.FusedMultiplyAdd(v3, b0, c30); c31 = Vector512.FusedMultiplyAdd(v3, b1, c31);
-                }
-                float* ci = c + (long)i * cRow + j;
-                if (acc)
-                {
-                    c00 += Vector512.Load(ci); c01 += Vector512.Load(ci + 16);
-                    c10 += Vector512.Load(ci + cRow); c11 += Vector512.Load(ci + cRow + 16);
-                    c20 += Vector512.Load(ci + 2 * cRow); c21 += Vector512.Load(ci + 2 * cRow + 16);
-                    c30 += Vector512.Load(ci + 3 * cRow); c31 += Vector512.Load(ci + 3 * cRow + 16);
-                }
-                c00.Store(ci); c01.Store(ci + 16);
-                c10.Store(ci + cRow); c11.Store(ci + cRow + 16);
-                c20.Store(ci + 2 * cRow); c21.Store(ci + 2 * cRow + 16);
-                c30.Store(ci + 3 * cRow); c31.Store(ci + 3 * cRow + 16);
-            }
+            int i = i0;
+            for (; i + 8 <= iEnd; i += 8) Block8x32(a + (long)i * aRow, b + j, c + (long)i * cRow + j, k, aRow, aCol, bRow, cRow, acc);
+            if (i < iEnd) Block4x32(a + (long)i * aRow, b + j, c + (long)i * cRow + j, k, aRow, aCol, bRow, cRow, acc);
         }
-        // The columns past the 32-wide blocks, and rows past the 4-row blocks: the 256-bit code, on the same chains.
-        if (wide < n) MatmulRowsB(a, b + wide, c + wide, i0, i, n - wide, k, aRow, aCol, bRow, cRow, acc);
-        if (i < i1) MatmulRowsB(a, b, c, i, i1, n, k, aRow, aCol, bRow, cRow, acc);
+        // 16 more columns, if there are, in 8 x 16 blocks; the columns and rows left after that: the 256-bit code, on the
+        // same chains.
+        int i8 = i0 + (i1 - i0) / 8 * 8;
+        if (n - wide >= 16)
+        {
+            for (int i = i0; i < i8; i += 8) Block8x16(a + (long)i * aRow, b + wide, c + (long)i * cRow + wide, k, aRow, aCol, bRow, cRow, acc);
+            if (i8 < iEnd) MatmulRowsB(a, b + wide, c + wide, i8, iEnd, 16, k, aRow, aCol, bRow, cRow, acc);
+            wide += 16;
+        }
+        if (wide < n) MatmulRowsB(a, b + wide, c + wide, i0, iEnd, n - wide, k, aRow, aCol, bRow, cRow, acc);
+        if (iEnd < i1) MatmulRowsB(a, b, c, iEnd, i1, n, k, aRow, aCol, bRow, cRow, acc);
+    }
+
+    /// <summary>c[0..8, 0..16] (+)= a[0..8, :] · b[:, 0..16]: one b vector and 8 broadcast a values feed 8 multiply-adds per q.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Block8x16(float* a, float* b, float* c, int k, int aRow, int aCol, int bRow, int cRow, bool acc)
+    {
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default, c6 = default, c7 = default;
+        float* a4 = a + 4L * aRow;
+        for (int q = 0; q < k; q++)
+        {
+            var bq = Vector512.Load(b + (long)q * bRow);
+            long qa = (long)q * aCol;
+            c0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[qa]), bq, c0);
+            c1 = Vector512.FusedMultiplyAdd(Vector512.Create(a[qa + aRow]), bq, c1);
+            c2 = Vector512.FusedMultiplyAdd(Vector512.Create(a[qa + 2L * aRow]), bq, c2);
+            c3 = Vector512.FusedMultiplyAdd(Vector512.Create(a[qa + 3L * aRow]), bq, c3);
+            c4 = Vector512.FusedMultiplyAdd(Vector512.Create(a4[qa]), bq, c4);
+            c5 = Vector512.FusedMultiplyAdd(Vector512.Create(a4[qa + aRow]), bq, c5);
+            c6 = Vector512.FusedMultiplyAdd(Vector512.Create(a4[qa + 2L * aRow]), bq, c6);
+            c7 = Vector512.FusedMultiplyAdd(Vector512.Create(a4[qa + 3L * aRow]), bq, c7);
+        }
+        Put1(c, acc, c0); Put1(c + cRow, acc, c1); Put1(c + 2L * cRow, acc, c2); Put1(c + 3L * cRow, acc, c3);
+        c += 4L * cRow;
+        Put1(c, acc, c4); Put1(c + cRow, acc, c5); Put1(c + 2L * cRow, acc, c6); Put1(c + 3L * cRow, acc, c7);
+    }
+
+    /// <summary>Writes (or with acc adds) 16 results of one row of c.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Put1(float* c, bool acc, Vector512<float> v) => (acc ? v + Vector512.Load(c) : v).Store(c);
+
+    /// <summary>c[0..8, 0..32] (+)= a[0..8, :] · b[:, 0..32]: 8 broadcast a values and 2 b vectors feed 16 multiply-adds per q.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Block8x32(float* a, float* b, float* c, int k, int aRow, int aCol, int bRow, int cRow, bool acc)
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default, c30 = default, c31 = default;
+        Vector512<float> c40 = default, c41 = default, c50 = default, c51 = default, c60 = default, c61 = default, c70 = default, c71 = default;
+        float* a4 = a + 4L * aRow;
+        for (int q = 0; q < k; q++)
+        {
+            float* bq = b + (long)q * bRow;
+            var b0 = Vector512.Load(bq);
+            var b1 = Vector512.Load(bq + 16);
+            long qa = (long)q * aCol;
+            var v = Vector512.Create(a[qa]);
+            c00 = Vector512.FusedMultiplyAdd(v, b0, c00); c01 = Vector512.FusedMultiplyAdd(v, b1, c01);
+            v = Vector512.Create(a[qa + aRow]);
+            c10 = Vector512.FusedMultiplyAdd(v, b0, c10); c11 = Vector512.FusedMultiplyAdd(v, b1, c11);
+            v = Vector512.Create(a[qa + 2L * aRow]);
+            c20 = Vector512.FusedMultiplyAdd(v, b0, c20); c21 = Vector512.FusedMultiplyAdd(v, b1, c21);
+            v = Vector512.Create(a[qa + 3L * aRow]);
+            c30 = Vector512.FusedMultiplyAdd(v, b0, c30); c31 = Vector512.FusedMultiplyAdd(v, b1, c31);
+            v = Vector512.Create(a4[qa]);
+            c40 = Vector512.FusedMultiplyAdd(v, b0, c40); c41 = Vector512.FusedMultiplyAdd(v, b1, c41);
+            v = Vector512.Create(a4[qa + aRow]);
+            c50 = Vector512.FusedMultiplyAdd(v, b0, c50); c51 = Vector512.FusedMultiplyAdd(v, b1, c51);
+            v = Vector512.Create(a4[qa + 2L * aRow]);
+            c60 = Vector512.FusedMultiplyAdd(v, b0, c60); c61 = Vector512.FusedMultiplyAdd(v, b1, c61);
+            v = Vector512.Create(a4[qa + 3L * aRow]);
+            c70 = Vector512.FusedMultiplyAdd(v, b0, c70); c71 = Vector512.FusedMultiplyAdd(v, b1, c71);
+        }
+        Put2(c, acc, c00, c01); Put2(c + cRow, acc, c10, c11); Put2(c + 2L * cRow, acc, c20, c21); Put2(c + 3L * cRow, acc, c30, c31);
+        c += 4L * cRow;
+        Put2(c, acc, c40, c41); Put2(c + cRow, acc, c50, c51); Put2(c + 2L * cRow, acc, c60, c61); Put2(c + 3L * cRow, acc, c70, c71);
+    }
+
+    /// <summary>c[0..4, 0..32] (+)= a[0..4, :] · b[:, 0..32]: the rows an 8-row block leaves.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Block4x32(float* a, float* b, float* c, int k, int aRow, int aCol, int bRow, int cRow, bool acc)
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default, c30 = default, c31 = default;
+        for (int q = 0; q < k; q++)
+        {
+            float* bq = b + (long)q * bRow;
+            var b0 = Vector512.Load(bq);
+            var b1 = Vector512.Load(bq + 16);
+            long qa = (long)q * aCol;
+            var v = Vector512.Create(a[qa]);
+            c00 = Vector512.FusedMultiplyAdd(v, b0, c00); c01 = Vector512.FusedMultiplyAdd(v, b1, c01);
+            v = Vector512.Create(a[qa + aRow]);
+            c10 = Vector512.FusedMultiplyAdd(v, b0, c10); c11 = Vector512.FusedMultiplyAdd(v, b1, c11);
+            v = Vector512.Create(a[qa + 2L * aRow]);
+            c20 = Vector512.FusedMultiplyAdd(v, b0, c20); c21 = Vector512.FusedMultiplyAdd(v, b1, c21);
+            v = Vector512.Create(a[qa + 3L * aRow]);
+            c30 = Vector512.FusedMultiplyAdd(v, b0, c30); c31 = Vector512.FusedMultiplyAdd(v, b1, c31);
+        }
+        Put2(c, acc, c00, c01); Put2(c + cRow, acc, c10, c11); Put2(c + 2L * cRow, acc, c20, c21); Put2(c + 3L * cRow, acc, c30, c31);
+    }
+
+    /// <summary>Writes (or with acc adds) 32 results of one row of c: the finished chain, then + the old value.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Put2(float* c, bool acc, Vector512<float> lo, Vector512<float> hi)
+    {
+        if (acc)
+        {
+            lo += Vector512.Load(c);
+            hi += Vector512.Load(c + 16);
+        }
+        lo.Store(c);
+        hi.Store(c + 16);
     }
 
     /// <summary>

@@ -39,7 +39,7 @@ public sealed unsafe partial class HostBackend
                     case PlaneOp.ConvForward: ConvForwardPlane(X, Wt, Y, S, p); break;
                     case PlaneOp.ConvBackwardInput: ConvBackwardInputPlane(X, Wt, Y, S, p); break;
                     case PlaneOp.ConvBackwardWeight: ConvBackwardWeightFilter(X, Wt, Y, S, Rows, p, Accumulate); break;
-                    case PlaneOp.Im2col: Im2colRow(X, Y, S, p, 0, S.OutH); break;
+                    case PlaneOp.Im2col: Im2colRow(X, Y + (long)p * S.ColCols, S, p); break;
                     case PlaneOp.Col2im: Col2imPlane(X, Y, S, p); break;
                     case PlaneOp.ChannelBias: AddScalar(Y + (long)p * Plane, Wt[p % Channels], Plane); break;
                     case PlaneOp.ChannelBiasBackward: Y[p] = Accumulate ? Y[p] + ChannelSum(X, Rows, Channels, Plane, p) : ChannelSum(X, Rows, Channels, Plane, p); break;
@@ -120,19 +120,20 @@ public sealed unsafe partial class HostBackend
     /// (virtual) 2-core machine, handing 100 KB of freshly written cols from one core to the other cost more than
     /// multiplying them.
     /// <code>
-    /// forward   each core takes its own images. For each run of up to 16 output pixels of one output row, it unfolds
-    ///           their patches into a panel (C k k, 16) on its stack (like a GPU kernel's shared-memory tile: not
-    ///           device memory) and multiplies: tile (F, 16) = W (F, C k k) · panel, then copies the tile into y.
-    ///           Every y value is the same chain of multiply-adds as cols = im2col(x_b); y_b = W · cols.
-    /// backward  image by image; each core takes its own rows r0..r1 of cols (whole channels when dx is wanted):
-    ///             cols[r0..r1, :] = im2col;   dW[:, r0..r1] (+)= dy_b (F, OH OW) · cols[r0..r1, :]^T
+    /// forward   each core takes its own images. For each run of 32 output pixels (counted across the output plane),
+    ///           it unfolds their patches into a panel (C k k, 32) on its stack (like a GPU kernel's shared-memory
+    ///           tile: not device memory) and multiplies: tile (F, 32) = W (F, C k k) · panel, then copies the tile
+    ///           into y. Every y value is the same chain of multiply-adds as cols = im2col(x_b); y_b = W · cols.
+    /// backward  each core takes its own rows r0..r1 of cols (whole channels when dx is wanted), and image by image:
+    ///             rows = cols[r0..r1, :]^T (im2row, (OH OW, n));   dW[:, r0..r1] (+)= dy_b (F, OH OW) · rows
     ///             cols[r0..r1, :] = W[:, r0..r1]^T · dy_b;   dx_b[channels of r0..r1] = col2im(cols[r0..r1, :])
+    ///           With few rows of cols (C k k under 64: a first layer), dW is dot products of dy and cols rows instead.
     /// </code>
     /// </summary>
     sealed class Im2colWork : HostParallel.IWork
     {
-        public bool Backward, InputGradient, Accumulate, Wide;   // Wide: host AVX-512 for the columns' gradient
-        public float* X, Weight, Cols, Y, DWeight, DX;   // x and y of all images forward; one image's x, dy, dx backward
+        public bool Backward, InputGradient, Accumulate, Wide;   // Wide: the host AVX-512 matmuls
+        public float* X, Weight, Cols, Y, DWeight, DX;   // x, y (dy backward) and dx of all images
         public ConvShape S;
         public int Rows;
 
@@ -144,57 +145,116 @@ public sealed unsafe partial class HostBackend
             {
                 var (b0, b1) = HostParallel.Range(Rows, 1, part, parts);
                 for (int b = b0; b < b1; b++)
-                    PanelForwardImage(X + (long)b * s.C * s.H * s.W, Weight, Y + (long)b * s.F * s.ColCols, s);
+                    PanelForwardImage(X + (long)b * s.C * s.H * s.W, Weight, Y + (long)b * s.F * s.ColCols, s, Wide);
                 return;
             }
+            // Backward: this core's rows r0..r1 of cols, image after image. The cores share nothing (their rows of cols,
+            // columns of dW and channels of dx are their own), so one call covers the whole batch.
             int pixels = s.ColCols, kk = s.KernelSize * s.KernelSize;
             var (r0, r1) = HostParallel.Range(s.ColRows, InputGradient ? kk : 1, part, parts);
-            for (int r = r0; r < r1; r++) Im2colRow(X, Cols, s, r, 0, s.OutH);
-            // dW[f, r] (+)= sum over pixels j of dy[f, j] * cols[r, j]: a rows and b columns contiguous.
-            MatmulRows(Y, Cols + (long)r0 * pixels, DWeight + r0, 0, s.F, r1 - r0, pixels, pixels, 1, 1, pixels, s.ColRows, Accumulate);
-            if (!InputGradient) return;
-            // cols[r, j] = sum over f of W[f, r] * dy[f, j]: a[i, q] = W[q, r0 + i], b = dy rows.
-            if (Wide) MatmulRowsB512(Weight + r0, Y, Cols + (long)r0 * pixels, 0, r1 - r0, pixels, s.F, 1, s.ColRows, pixels, pixels, false);
-            else MatmulRows(Weight + r0, Y, Cols + (long)r0 * pixels, 0, r1 - r0, pixels, s.F, 1, s.ColRows, pixels, 1, pixels, false);
-            for (int c = r0 / kk; c < r1 / kk; c++) Col2imPlane(Cols, DX, s, c);
+            int n = r1 - r0;
+            float* block = Cols + (long)r0 * pixels;   // this core's n rows of cols
+            long inImage = (long)s.C * s.H * s.W, outImage = (long)s.F * pixels;
+            for (int b = 0; b < Rows; b++)
+            {
+                float* x = X + b * inImage, dy = Y + b * outImage;
+                bool add = Accumulate || b > 0;   // image 0 writes dW, the others add to it (all do when accumulating micro-batches)
+                if (s.ColRows >= Im2rowMinRows)
+                {
+                    // dW[f, r0 + i] (+)= sum over pixels j of dy[f, j] * rows[j, i], with this core's block of cols written
+                    // transposed, rows (OH OW, n): dy values broadcast, rows loaded as vectors (the 8 x 32 block).
+                    Im2rowBlock(x, block, s, r0, n);
+                    if (Wide) MatmulRowsB512(dy, block, DWeight + r0, 0, s.F, n, pixels, pixels, 1, n, s.ColRows, add);
+                    else MatmulRowsB(dy, block, DWeight + r0, 0, s.F, n, pixels, pixels, 1, n, s.ColRows, add);
+                }
+                else
+                {
+                    // A few rows of cols (a first layer: C k k small): dot products of dy rows and cols rows, each OH OW long.
+                    for (int r = r0; r < r1; r++) Im2colRow(x, Cols + (long)r * pixels, s, r);
+                    if (Wide) MatmulDots512(dy, block, DWeight + r0, 0, s.F, n, pixels, pixels, pixels, s.ColRows, add);
+                    else MatmulRows(dy, block, DWeight + r0, 0, s.F, n, pixels, pixels, 1, 1, pixels, s.ColRows, add);
+                }
+                if (!InputGradient) continue;
+                // cols[r, j] = sum over f of W[f, r] * dy[f, j]: a[i, q] = W[q, r0 + i], b = dy rows.
+                if (Wide) MatmulRowsB512(Weight + r0, dy, block, 0, n, pixels, s.F, 1, s.ColRows, pixels, pixels, false);
+                else MatmulRows(Weight + r0, dy, block, 0, n, pixels, s.F, 1, s.ColRows, pixels, 1, pixels, false);
+                for (int c = r0 / kk; c < r1 / kk; c++) Col2imPlane(Cols, DX + b * inImage, s, c);
+            }
         }
     }
 
-    /// <summary>Output pixels per panel: the 16 columns of the 4 x 16 matmul block.</summary>
-    const int PanelWidth = 16;
+    /// <summary>Output pixels per panel: the 32 columns of the 8 x 32 matmul block (two 16-column blocks in 256 bits).</summary>
+    const int PanelWidth = 32;
 
     /// <summary>The largest panel and tile the forward keeps on the stack (C k k and F up to these); larger layers take the plain path.</summary>
-    const int MaxPanelRows = 2048, MaxTileRows = 512;
+    const int MaxPanelRows = 1024, MaxTileRows = 512;
 
-    /// <summary>y_b (F, OH OW) = W (F, C k k) · im2col(x_b), 16 output pixels of one output row at a time.</summary>
+    /// <summary>
+    /// y_b (F, OH OW) = W (F, C k k) · im2col(x_b), 32 output pixels at a time. The pixels j0..j0+31 are counted
+    /// across the whole output plane (row after row), so a panel may span several output rows, and the tile's rows
+    /// land in y as one contiguous run per filter.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void PanelForwardImage(float* x, float* weight, float* y, ConvShape s)
+    static void PanelForwardImage(float* x, float* weight, float* y, ConvShape s, bool wide)
     {
-        int k = s.KernelSize, kk = k * k;
-        float* panel = stackalloc float[s.ColRows * PanelWidth];   // (C k k, 16)
-        float* tile = stackalloc float[s.F * PanelWidth];          // (F, 16)
-        for (int oy = 0; oy < s.OutH; oy++)
-            for (int ox0 = 0; ox0 < s.OutW; ox0 += PanelWidth)
+        float* panel = stackalloc float[s.ColRows * PanelWidth];   // (C k k, 32)
+        float* tile = stackalloc float[s.F * PanelWidth];          // (F, 32)
+        for (int j0 = 0; j0 < s.ColCols; j0 += PanelWidth)
+        {
+            int width = Math.Min(PanelWidth, s.ColCols - j0);
+            FillPanel(x, panel, s, j0, width);
+            if (wide) MatmulRowsB512(weight, panel, tile, 0, s.F, PanelWidth, s.ColRows, s.ColRows, 1, PanelWidth, PanelWidth, false);
+            else MatmulRowsB(weight, panel, tile, 0, s.F, PanelWidth, s.ColRows, s.ColRows, 1, PanelWidth, PanelWidth, false);
+            for (int f = 0; f < s.F; f++)
+                new ReadOnlySpan<float>(tile + f * PanelWidth, width).CopyTo(new Span<float>(y + (long)f * s.ColCols + j0, width));
+        }
+    }
+
+    /// <summary>
+    /// panel[r, t] = cols[r, j0 + t] for t &lt; width (0 past it): for each row r = (c k + ky) k + kx, the output rows
+    /// the pixels j0..j0+width-1 fall in, each a run of the shifted image row (0 where it lies in the padding).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void FillPanel(float* x, float* panel, ConvShape s, int j0, int width)
+    {
+        int k = s.KernelSize, oyFirst = j0 / s.OutW, oxFirst = j0 % s.OutW;
+        for (int r = 0, c = 0, ky = 0, kx = 0; r < s.ColRows; r++)
+        {
+            var (ox0, ox1) = Columns(s, kx);
+            float* dst = panel + (long)r * PanelWidth;
+            Vector256<float>.Zero.Store(dst); Vector256<float>.Zero.Store(dst + 8);
+            Vector256<float>.Zero.Store(dst + 16); Vector256<float>.Zero.Store(dst + 24);
+            for (int t = 0, oy = oyFirst, ox = oxFirst; t < width; oy++, ox = 0)
             {
-                int width = Math.Min(PanelWidth, s.OutW - ox0);
-                for (int r = 0; r < s.ColRows; r++)
-                {
-                    // panel[r, t] = x[c, oy + ky - p, ox0 + t + kx - p], 0 outside the image (and for t >= width).
-                    int c = r / kk, ky = r / k % k, kx = r % k, iy = oy + ky - s.Pad;
-                    float* dst = panel + (long)r * PanelWidth;
-                    Vector256<float>.Zero.Store(dst);
-                    Vector256<float>.Zero.Store(dst + 8);
-                    if (iy < 0 || iy >= s.H) continue;
-                    int shift = ox0 + kx - s.Pad;                        // x column of t = 0
-                    int t0 = Math.Max(0, -shift), t1 = Math.Min(width, s.W - shift);
-                    float* src = x + ((long)c * s.H + iy) * s.W + shift;
-                    for (int t = t0; t < t1; t++) dst[t] = src[t];
-                }
-                MatmulRowsB(weight, panel, tile, 0, s.F, PanelWidth, s.ColRows, s.ColRows, 1, PanelWidth, PanelWidth, false);
-                float* yp = y + (long)oy * s.OutW + ox0;
-                for (int f = 0; f < s.F; f++)
-                    new ReadOnlySpan<float>(tile + f * PanelWidth, width).CopyTo(new Span<float>(yp + (long)f * s.ColCols, width));
+                int run = Math.Min(width - t, s.OutW - ox);   // the pixels of output row oy: ox..ox+run-1
+                int iy = oy + ky - s.Pad, a = Math.Max(ox, ox0), b = Math.Min(ox + run, ox1);   // a..b: inside the image
+                if (iy >= 0 && iy < s.H && a < b)
+                    CopyRun(x + ((long)c * s.H + iy) * s.W + a + kx - s.Pad, dst + t + a - ox, b - a);
+                t += run;
             }
+            // The next r's (c, ky, kx), counted up instead of divided out.
+            kx++;
+            if (kx == k) { kx = 0; ky++; }
+            if (ky == k) { ky = 0; c++; }
+        }
+    }
+
+    /// <summary>dst[0..n) = src[0..n), 8 floats at a time, the last 1-7 by masked loads and stores (nothing past n is touched).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void CopyRun(float* src, float* dst, int n)
+    {
+        if (!Avx.IsSupported)
+        {
+            for (int j = 0; j < n; j++) dst[j] = src[j];
+            return;
+        }
+        int i = 0;
+        for (; i + 8 <= n; i += 8) Vector256.Load(src + i).Store(dst + i);
+        if (i < n)
+        {
+            var mask = TailMask(n - i);
+            Avx.MaskStore(dst + i, mask, Avx.MaskLoad(src + i, mask));
+        }
     }
 
     readonly Im2colWork _im2col = new();
@@ -214,6 +274,7 @@ public sealed unsafe partial class HostBackend
         }
         var w = _im2col;
         w.Backward = false;
+        w.Wide = version == MatmulVersion.HostAvx512;
         w.S = s;
         w.Rows = rows;
         w.X = Ptr(x);
@@ -237,16 +298,13 @@ public sealed unsafe partial class HostBackend
         w.Cols = Ptr(cols);
         long inImage = (long)s.C * s.H * s.W, outImage = (long)s.F * s.ColCols;
         int blocks = inputGradient ? s.C : s.ColRows;
-        long work = (long)s.F * s.ColRows * s.ColCols * (inputGradient ? 2 : 1);
-        int parts = work < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, blocks);
-        for (int b = 0; b < rows; b++)
-        {
-            w.Accumulate = accumulate || b > 0;   // image 0 writes dW, the others add to it (all do when accumulating micro-batches)
-            w.X = Ptr(x) + b * inImage;
-            w.Y = Ptr(dy) + b * outImage;
-            w.DX = inputGradient ? Ptr(dx) + b * inImage : null;
-            HostParallel.Run(w, parts);
-        }
+        long work = (long)rows * s.F * s.ColRows * s.ColCols * (inputGradient ? 2 : 1);
+        w.Accumulate = accumulate;
+        w.Rows = rows;
+        w.X = Ptr(x);
+        w.Y = Ptr(dy);
+        w.DX = inputGradient ? Ptr(dx) : null;
+        HostParallel.Run(w, work < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, blocks));
     }
 
     public void ChannelBias(ArrayView<float> y, ArrayView<float> bias, int rows, int channels, int plane)
@@ -399,25 +457,107 @@ public sealed unsafe partial class HostBackend
                 }
     }
 
-    /// <summary>Row r = (c k + ky) k + kx of cols, output rows oy0..oy1: for each, zeros, a copy of the shifted image row, zeros.</summary>
+    /// <summary>Row r = (c k + ky) k + kx of cols into dst (OH OW values): for each output row, the shifted image row, zeros where it lies in the padding.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Im2colRow(float* image, float* cols, ConvShape s, int r, int oy0, int oy1)
+    static void Im2colRow(float* image, float* dst, ConvShape s, int r)
     {
         int k = s.KernelSize, kx = r % k, ky = r / k % k, c = r / (k * k);
         var (ox0, ox1) = Columns(s, kx);
-        float* dst = cols + (long)r * s.OutH * s.OutW + (long)oy0 * s.OutW;
-        for (int oy = oy0; oy < oy1; oy++, dst += s.OutW)
+        for (int oy = 0; oy < s.OutH; oy++, dst += s.OutW)
         {
             int iy = oy + ky - s.Pad;
             if (iy < 0 || iy >= s.H || ox1 <= ox0)
             {
-                new Span<float>(dst, s.OutW).Clear();
+                ZeroRun(dst, s.OutW);
                 continue;
             }
-            new Span<float>(dst, ox0).Clear();
-            new ReadOnlySpan<float>(image + ((long)c * s.H + iy) * s.W + ox0 + kx - s.Pad, ox1 - ox0).CopyTo(new Span<float>(dst + ox0, ox1 - ox0));
-            new Span<float>(dst + ox1, s.OutW - ox1).Clear();
+            ZeroRun(dst, ox0);
+            CopyRun(image + ((long)c * s.H + iy) * s.W + ox0 + kx - s.Pad, dst + ox0, ox1 - ox0);
+            ZeroRun(dst + ox1, s.OutW - ox1);
         }
+    }
+
+    /// <summary>dst[0..n) = 0, 8 floats at a time, the last 1-7 by a masked store (a row is short: a Span call costs more than it).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void ZeroRun(float* dst, int n)
+    {
+        if (!Avx.IsSupported)
+        {
+            new Span<float>(dst, n).Clear();
+            return;
+        }
+        int i = 0;
+        for (; i + 8 <= n; i += 8) Vector256<float>.Zero.Store(dst + i);
+        if (i < n) Avx.MaskStore(dst + i, TailMask(n - i), Vector256<float>.Zero);
+    }
+
+    /// <summary>From this many rows of cols (C k k) on, the weight gradient multiplies transposed cols (<see cref="Im2rowBlock"/>).</summary>
+    const int Im2rowMinRows = 64;
+
+    /// <summary>
+    /// Rows r0..r0+n of cols, transposed into rows (OH OW, n): rows[j, i] = cols[r0 + i, j] (im2col's transpose,
+    /// "im2row"), so that the weight gradient can load n consecutive values of one pixel as a vector. Eight rows of cols
+    /// at a time are unfolded into a scratch (8, OH OW) on the stack, then written out as 8 x 8 transposed blocks.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Im2rowBlock(float* image, float* rows, ConvShape s, int r0, int n)
+    {
+        int pixels = s.ColCols;
+        float* eight = stackalloc float[8 * Math.Min(pixels, MaxIm2rowPixels)];
+        for (int i0 = 0; i0 < n; i0 += 8)
+        {
+            int m = Math.Min(8, n - i0);
+            if (pixels > MaxIm2rowPixels || m < 8 || !Avx.IsSupported)   // a large image or the last 1-7 rows: one value at a time
+            {
+                for (int i = i0; i < i0 + m; i++)
+                    for (int j = 0; j < pixels; j++) rows[(long)j * n + i] = Im2colValue(image, s, r0 + i, j);
+                continue;
+            }
+            for (int t = 0; t < 8; t++) Im2colRow(image, eight + t * pixels, s, r0 + i0 + t);
+            int j0 = 0;
+            for (; j0 + 8 <= pixels; j0 += 8) Transpose8x8(eight + j0, pixels, rows + (long)j0 * n + i0, n);
+            for (; j0 < pixels; j0++)
+                for (int t = 0; t < 8; t++) rows[(long)j0 * n + i0 + t] = eight[t * pixels + j0];
+        }
+    }
+
+    /// <summary>The most output pixels whose eight unfolded rows <see cref="Im2rowBlock"/> keeps on the stack (128 KB).</summary>
+    const int MaxIm2rowPixels = 4096;
+
+    /// <summary>cols[r, j] of one image: x[c, oy + ky - p, ox + kx - p], or 0 in the padding.</summary>
+    static float Im2colValue(float* image, ConvShape s, int r, int j)
+    {
+        int k = s.KernelSize, c = r / (k * k), iy = j / s.OutW + r / k % k - s.Pad, ix = j % s.OutW + r % k - s.Pad;
+        return iy >= 0 && iy < s.H && ix >= 0 && ix < s.W ? image[((long)c * s.H + iy) * s.W + ix] : 0f;
+    }
+
+    /// <summary>dst[u, t] = src[t, u] for an 8 x 8 block (rows src + t srcRow, dst + u dstRow): unpack, shuffle, swap halves.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Transpose8x8(float* src, int srcRow, float* dst, int dstRow)
+    {
+        var r0 = Vector256.Load(src); var r1 = Vector256.Load(src + srcRow);
+        var r2 = Vector256.Load(src + 2 * srcRow); var r3 = Vector256.Load(src + 3 * srcRow);
+        var r4 = Vector256.Load(src + 4 * srcRow); var r5 = Vector256.Load(src + 5 * srcRow);
+        var r6 = Vector256.Load(src + 6 * srcRow); var r7 = Vector256.Load(src + 7 * srcRow);
+        // Pairs of rows interleaved: t0 = [r0[0] r1[0] r0[1] r1[1] | r0[4] r1[4] r0[5] r1[5]], and so on.
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        // Four rows' values of one column per 128-bit half: u0 = [col 0 of r0..r3 | col 4 of r0..r3].
+        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        // Rows r0..r3 from the first of each pair, r4..r7 from the second: column u of the block, whole.
+        Avx.Permute2x128(u0, u4, 0x20).Store(dst);
+        Avx.Permute2x128(u1, u5, 0x20).Store(dst + dstRow);
+        Avx.Permute2x128(u2, u6, 0x20).Store(dst + 2 * dstRow);
+        Avx.Permute2x128(u3, u7, 0x20).Store(dst + 3 * dstRow);
+        Avx.Permute2x128(u0, u4, 0x31).Store(dst + 4 * dstRow);
+        Avx.Permute2x128(u1, u5, 0x31).Store(dst + 5 * dstRow);
+        Avx.Permute2x128(u2, u6, 0x31).Store(dst + 6 * dstRow);
+        Avx.Permute2x128(u3, u7, 0x31).Store(dst + 7 * dstRow);
     }
 
     /// <summary>Channel c of the image gradient: every column entry that came from it added back.</summary>
