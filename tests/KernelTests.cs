@@ -44,16 +44,21 @@ public sealed class KernelTests
     static IEnumerable<TestCaseData> BlockedCases() => MatmulCases(MatmulVersion.Blocked);
     static IEnumerable<TestCaseData> VectorCases() => MatmulCases(MatmulVersion.Vector);
     static IEnumerable<TestCaseData> HostCases() => HostBackend.Avx512
-        ? MatmulCases(MatmulVersion.HostSimd).Concat(MatmulCases(MatmulVersion.HostAvx512))
+        ? MatmulCases(MatmulVersion.HostSimd).Concat(MatmulCases(MatmulVersion.HostAvx512)).Concat(LongRows(MatmulVersion.HostAvx512))
         : MatmulCases(MatmulVersion.HostSimd);
 
-    static IEnumerable<TestCaseData> Avx512Cases() => HostBackend.Avx512 ? MatmulCases(MatmulVersion.HostAvx512) : [];
+    static IEnumerable<TestCaseData> Avx512Cases() => HostBackend.Avx512 ? MatmulCases(MatmulVersion.HostAvx512).Concat(LongRows(MatmulVersion.HostAvx512)) : [];
+
+    /// <summary>x·W^T with rows longer than host AVX-512 packs on the stack (k &gt; 1024): its dot products, as the conv net's fc1 (k = 3136) runs.</summary>
+    static IEnumerable<TestCaseData> LongRows(MatmulVersion version) =>
+        [new TestCaseData(version, Layout.Forward_A_BT, 9, 33, 1100), new TestCaseData(version, Layout.Forward_A_BT, 64, 7, 3136)];
 
     /// <summary>
     /// host AVX-512 against host SIMD, accumulating or not. Where b's rows are contiguous (dx, dW) every c[i, j] is the same
-    /// chain of fused multiply-adds in both: the very same bits. The forward's dot products (x·W^T) run 16 lanes instead of
-    /// 8, so their sums are grouped differently: the last bits may differ, within the matmul's tolerance (both versions are
-    /// also checked against the reference at every size).
+    /// chain of fused multiply-adds in both: the very same bits. The forward (x·W^T) is 8-lane dot products in host SIMD, and
+    /// in host AVX-512 one chain per output over packed columns of W (16-lane dot products for rows longer than 1024), so
+    /// its sums are grouped differently: the last bits may differ, within the matmul's tolerance (both versions are also
+    /// checked against the reference at every size).
     /// </summary>
     [TestCaseSource(nameof(Avx512Cases))]
     public void HostAvx512_AgreesWithHostSimd(MatmulVersion version, Layout layout, int m, int n, int p)

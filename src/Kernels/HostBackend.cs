@@ -53,7 +53,8 @@ public sealed unsafe partial class HostBackend : IBackend
         w.C = Ptr(c);
         (w.M, w.N, w.K, w.ARow, w.ACol, w.BRow, w.BCol, w.Accumulate) = (m, n, k, aRow, aCol, bRow, bCol, accumulate);
         w.Wide = version == MatmulVersion.HostAvx512;
-        HostParallel.Run(w, (long)m * n * k < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, (m + 3) / 4));
+        int blocks = w.Packed ? (n + 31) / 32 : (m + 3) / 4;   // the packed path splits columns, the others rows
+        HostParallel.Run(w, (long)m * n * k < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, blocks));
     }
 
     static void CheckVersion(MatmulVersion version)
@@ -67,16 +68,25 @@ public sealed unsafe partial class HostBackend : IBackend
     /// <summary>Whether this CPU runs 512-bit vectors (then <see cref="MatmulVersion.HostAvx512"/> is offered and the default).</summary>
     public static bool Avx512 => Avx512F.IsSupported && Vector512.IsHardwareAccelerated;
 
-    /// <summary>One matmul's arguments; each part computes a range of rows of c with the fitting path.</summary>
+    /// <summary>One matmul's arguments; each part computes a range of rows of c with the fitting path (a range of columns on the packed path).</summary>
     sealed class MatmulWork : HostParallel.IWork
     {
         public float* A, B, C;
         public int M, N, K, ARow, ACol, BRow, BCol;
         public bool Accumulate, Wide;
 
+        /// <summary>y = x·W^T with host AVX-512: b's columns packed into rows, see <see cref="MatmulPacked512"/>.</summary>
+        public bool Packed => Wide && ACol == 1 && BRow == 1 && BCol != 1 && K <= MaxPackedK;
+
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int part, int parts)
         {
+            if (Packed)
+            {
+                var (j0, j1) = HostParallel.Range(N, 32, part, parts);
+                MatmulPacked512(A, B, C, M, N, j0, j1, K, ARow, BCol, N, Accumulate);
+                return;
+            }
             var (i0, i1) = HostParallel.Range(M, 4, part, parts);
             if (Wide && BCol == 1) MatmulRowsB512(A, B, C, i0, i1, N, K, ARow, ACol, BRow, N, Accumulate);
             else if (Wide && ACol == 1 && BRow == 1) MatmulDots512(A, B, C, i0, i1, N, K, ARow, BCol, N, Accumulate);
@@ -198,6 +208,88 @@ public sealed unsafe partial class HostBackend : IBackend
         }
         if (wide < n) MatmulRowsB(a, b + wide, c + wide, i0, iEnd, n - wide, k, aRow, aCol, bRow, cRow, acc);
         if (iEnd < i1) MatmulRowsB(a, b, c, iEnd, i1, n, k, aRow, aCol, bRow, cRow, acc);
+    }
+
+    /// <summary>The longest rows (k) whose 32-column stripe <see cref="MatmulPacked512"/> packs on the stack (128 KB); longer take the dot products.</summary>
+    const int MaxPackedK = 1024;
+
+    /// <summary>
+    /// c[i, j] = sum_q a[i, q] * b[q, j] for all rows and columns j0..j1, a rows and b columns contiguous (y = x·W^T, where
+    /// b[q, j] = W[j, q]), with 512-bit vectors (host AVX-512). Dot products (<see cref="MatmulDots512"/>) read W's rows again
+    /// for every few rows of x, which streams all of W from L2 each time; instead, each stripe of 32 columns of b is packed
+    /// once into rows (k, 32) on the stack (32 rows of W turned into columns by 8 x 8 transposes), and the 8 x 32 blocks of
+    /// <see cref="MatmulRowsB512"/> multiply it, x values broadcast. Each c[i, j] is one chain of fused multiply-adds over
+    /// q in order (then + the old value with acc), whatever the block: results do not depend on how the work is split.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]   // the panel is written in full before it is read
+    static void MatmulPacked512(float* a, float* b, float* c, int m, int n, int j0, int j1, int k, int aRow, int bCol, int cRow, bool acc)
+    {
+        float* panel = stackalloc float[k * 32];   // (k, 32): the stripe's columns of b as rows
+        float* tile = stackalloc float[8 * 32];    // up to 8 rows of a stripe narrower than 32
+        for (int j = j0; j < j1; j += 32)
+        {
+            int width = Math.Min(32, n - j);
+            PackColumns(b + (long)j * bCol, panel, k, bCol, width);
+            if (width == 32)
+            {
+                StripeRows(a, panel, c + j, m, k, aRow, cRow, acc);
+                continue;
+            }
+            for (int i = 0; i < m; i += 8)   // the last stripe, narrower: 8 rows at a time through the tile
+            {
+                int rows = Math.Min(8, m - i);
+                StripeRows(a + (long)i * aRow, panel, tile, rows, k, aRow, 32, false);
+                for (int r = 0; r < rows; r++)
+                {
+                    float* ci = c + (long)(i + r) * cRow + j;
+                    for (int t = 0; t < width; t++) ci[t] = acc ? tile[r * 32 + t] + ci[t] : tile[r * 32 + t];
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// panel[q, t] = b[q, t] = bT[t bCol + q] for t &lt; width, 0 for t from width to 32: 8 x 8 transposes, eight rows of
+    /// the panel complete before the next eight (each panel line is written while it is in L1), single values at the edges.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void PackColumns(float* bT, float* panel, int k, int bCol, int width)
+    {
+        int k8 = k & ~7, w8 = width & ~7;
+        for (int q = 0; q < k8; q += 8)
+            for (int t = 0; t < w8; t += 8) Transpose8x8(bT + (long)t * bCol + q, bCol, panel + (long)q * 32 + t, 32);
+        for (int q = k8; q < k; q++)
+            for (int t = 0; t < w8; t++) panel[(long)q * 32 + t] = bT[(long)t * bCol + q];
+        for (int q = 0; q < k; q++)
+            for (int t = w8; t < 32; t++) panel[(long)q * 32 + t] = t < width ? bT[(long)t * bCol + q] : 0f;
+    }
+
+    /// <summary>Rows 0..m of c[:, 0..32] (+)= a · panel (k, 32): 8-row blocks, a 4-row block, then single rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void StripeRows(float* a, float* panel, float* c, int m, int k, int aRow, int cRow, bool acc)
+    {
+        int i = 0;
+        for (; i + 8 <= m; i += 8) Block8x32(a + (long)i * aRow, panel, c + (long)i * cRow, k, aRow, 1, 32, cRow, acc);
+        if (i + 4 <= m)
+        {
+            Block4x32(a + (long)i * aRow, panel, c + (long)i * cRow, k, aRow, 1, 32, cRow, acc);
+            i += 4;
+        }
+        for (; i < m; i++) Block1x32(a + (long)i * aRow, panel, c + (long)i * cRow, k, acc);
+    }
+
+    /// <summary>c[0, 0..32] (+)= a[0, :] · panel (k, 32), a's row contiguous.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void Block1x32(float* a, float* panel, float* c, int k, bool acc)
+    {
+        Vector512<float> c0 = default, c1 = default;
+        for (int q = 0; q < k; q++)
+        {
+            var v = Vector512.Create(a[q]);
+            c0 = Vector512.FusedMultiplyAdd(v, Vector512.Load(panel + (long)q * 32), c0);
+            c1 = Vector512.FusedMultiplyAdd(v, Vector512.Load(panel + (long)q * 32 + 16), c1);
+        }
+        Put2(c, acc, c0, c1);
     }
 
     /// <summary>c[0..8, 0..16] (+)= a[0..8, :] · b[:, 0..16]: one b vector and 8 broadcast a values feed 8 multiply-adds per q.</summary>

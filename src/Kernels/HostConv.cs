@@ -194,7 +194,7 @@ public sealed unsafe partial class HostBackend
     /// across the whole output plane (row after row), so a panel may span several output rows, and the tile's rows
     /// land in y as one contiguous run per filter.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]   // every panel and tile value is written before it is read
     static void PanelForwardImage(float* x, float* weight, float* y, ConvShape s, bool wide)
     {
         float* panel = stackalloc float[s.ColRows * PanelWidth];   // (C k k, 32)
@@ -499,7 +499,7 @@ public sealed unsafe partial class HostBackend
     /// "im2row"), so that the weight gradient can load n consecutive values of one pixel as a vector. Eight rows of cols
     /// at a time are unfolded into a scratch (8, OH OW) on the stack, then written out as 8 x 8 transposed blocks.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]   // each scratch row is written before it is read
     static void Im2rowBlock(float* image, float* rows, ConvShape s, int r0, int n)
     {
         int pixels = s.ColCols;
@@ -525,6 +525,7 @@ public sealed unsafe partial class HostBackend
     const int MaxIm2rowPixels = 4096;
 
     /// <summary>cols[r, j] of one image: x[c, oy + ky - p, ox + kx - p], or 0 in the padding.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static float Im2colValue(float* image, ConvShape s, int r, int j)
     {
         int k = s.KernelSize, c = r / (k * k), iy = j / s.OutW + r / k % k - s.Pad, ix = j % s.OutW + r % k - s.Pad;
