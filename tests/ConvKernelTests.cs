@@ -237,8 +237,8 @@ public sealed class ConvKernelTests
     [TestCase(3, 8, 9, 11, 13, 3, 1, true)]      // C k k = 72: im2row; 99 pixels = 3 panels + 3; F = 13 = 8 + 4 + 1 rows
     [TestCase(2, 32, 14, 14, 64, 3, 1, true)]    // the conv net's conv2
     [TestCase(2, 1, 28, 28, 32, 3, 1, false)]    // the conv net's conv1 (no dx: first layer): dot products
-    [TestCase(2, 7, 6, 5, 5, 5, 2, true)]        // C k k = 175 split in whole channels (4 + 3), 30 pixels: one short panel
-    [TestCase(1, 3, 5, 40, 9, 5, 0, false)]      // C k k = 75 split mid-channel (no dx), a single output row
+    [TestCase(2, 7, 6, 5, 5, 5, 2, true)]        // C k k = 175 split in whole channels (3 + 4), 30 pixels: one short panel
+    [TestCase(2, 3, 5, 40, 16, 5, 0, false)]     // C k k = 75 split mid-channel on 2 cores (no dx), a single output row
     [TestCase(2, 3, 4, 4, 3, 3, 1, true)]        // C k k = 27: dot products, with dx
     [TestCase(2, 120, 3, 5, 3, 3, 1, true)]      // C k k = 1080 > 1024: the forward's plain path
     [TestCase(2, 2, 4, 5, 520, 3, 1, true)]      // F = 520 > 512: the plain path too
@@ -320,8 +320,9 @@ public sealed class ConvKernelTests
             Add(Mismatch(db, refDb, Tol((long)rows * s.ColCols), 1e-5, what + ": db"));
         }
         // host AVX-512 computes the same chains of multiply-adds as host SIMD for y, dx and db: the very same bits. dW here
-        // comes from IBackend.Matmul in the dot-product layout (dy_b · cols^T), which host AVX-512 sums in 16 lanes, so its
-        // last bits may differ (it is checked against the reference above). The host's own Im2colBackward is tested in
+        // comes from IBackend.Matmul in the dot-product layout (dy_b · cols^T), which host AVX-512 sums in another order
+        // (one chain over packed columns, or 16 lanes for rows over 1024), so its last bits may differ (it is checked
+        // against the reference above). The host's own Im2colBackward is tested in
         // HostIm2colConv_MatchesReference_AndBothVersionsAgree.
         if (byVersion.TryGetValue(MatmulVersion.HostSimd, out var simd) && byVersion.TryGetValue(MatmulVersion.HostAvx512, out var wide))
             foreach (int t in new[] { 0, 1, 3 })

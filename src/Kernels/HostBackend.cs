@@ -14,11 +14,14 @@ namespace ScratchNet.Kernels;
 /// Matmul has two SIMD paths, picked from the strides, and a plain loop for any other layout:
 /// <code>
 /// b rows contiguous (bCol = 1):   c[i, :] = sum_q a[i, q] * b[q, :]      dx = dy·W and dW = dy^T·x
-///     4 rows x 16 columns of c in 8 vector registers; a values broadcast, b rows loaded as vectors.
+///     4 rows x 16 columns of c in 8 vector registers (host AVX-512: 8 rows x 32 columns in 16); a values
+///     broadcast, b rows loaded as vectors.
 /// a and b^T rows contiguous (aCol = 1, bRow = 1): c[i, j] = dot(a[i, :], b[:, j])    y = x·W^T
-///     4 x 4 dot products at once in 16 vector registers, summed across lanes at the end.
+///     4 x 4 dot products at once in 16 vector registers, summed across lanes at the end. Host AVX-512 instead
+///     packs 32 rows of W at a time into columns on the stack and runs the 8 x 32 blocks (MatmulPacked512).
 /// </code>
-/// Rows of c are split between the cores by <see cref="HostParallel"/>, which allocates nothing per call.
+/// Rows of c are split between the cores by <see cref="HostParallel"/> (columns on the packed path), which
+/// allocates nothing per call.
 /// Every method is marked AggressiveOptimization: .NET would otherwise run its first calls as quickly
 /// compiled, unoptimised code (tier 0), several times slower for vector loops.
 /// </summary>

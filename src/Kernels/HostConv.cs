@@ -165,7 +165,7 @@ public sealed unsafe partial class HostBackend
                     // transposed, rows (OH OW, n): dy values broadcast, rows loaded as vectors (the 8 x 32 block).
                     Im2rowBlock(x, block, s, r0, n);
                     if (Wide) MatmulRowsB512(dy, block, DWeight + r0, 0, s.F, n, pixels, pixels, 1, n, s.ColRows, add);
-                    else MatmulRowsB(dy, block, DWeight + r0, 0, s.F, n, pixels, pixels, 1, n, s.ColRows, add);
+                    else MatmulRows(dy, block, DWeight + r0, 0, s.F, n, pixels, pixels, 1, n, 1, s.ColRows, add);
                 }
                 else
                 {

@@ -53,7 +53,7 @@ public interface IBackend
     /// <summary>
     /// The im2col conv forward (see Conv2d), no bias: for each image b of x (B, C, H, W),
     /// cols (C k k, OH OW) = im2col(x_b), then y_b (F, OH OW) = weight (F, C k k) · cols. Here, those launches image
-    /// by image; the host backend gives each core its own images and unfolds 16 output pixels at a time (HostConv).
+    /// by image; the host backend gives each core its own images and unfolds 32 output pixels at a time (HostConv).
     /// </summary>
     void Im2colForward(MatmulVersion version, ArrayView<float> x, ArrayView<float> weight, ArrayView<float> cols, ArrayView<float> y, ConvShape s, int rows)
     {
