@@ -184,33 +184,26 @@ public sealed unsafe partial class HostBackend : IBackend
     /// <summary>
     /// <see cref="MatmulRowsB"/> with 512-bit vectors (--matmul host-avx512): 8 rows x 32 columns per block, two
     /// 16-lane vectors per row (16 accumulators: enough multiply-adds in flight to cover the FMA latency on both
-    /// pipes), then a 4-row block; then 16 columns in 8 x 16 blocks; what is left goes to the 256-bit code. Each c[i, j] is still one chain of fused
+    /// pipes), then 16 columns in 8 x 16 blocks; the rows and columns left go to the 256-bit code. Each c[i, j] is still one chain of fused
     /// multiply-adds over q in order, in one lane, so the results are bit-identical to the 256-bit version's.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void MatmulRowsB512(float* a, float* b, float* c, int i0, int i1, int n, int k, int aRow, int aCol, int bRow, int cRow, bool acc)
     {
-        int wide = n & ~31;   // columns in 32-wide blocks
-        int iEnd = i0 + (i1 - i0) / 4 * 4;   // rows in 8- and 4-row blocks
+        int wide = n & ~31;                  // columns in 32-wide blocks
+        int i8 = i0 + (i1 - i0) / 8 * 8;     // rows in 8-row blocks
         // Column stripe outer, row blocks inner: a stripe of b (k x 32) stays in the L1 cache while every row block
         // passes over it, instead of all of b streaming in again from L2 for each row block.
         for (int j = 0; j < wide; j += 32)
-        {
-            int i = i0;
-            for (; i + 8 <= iEnd; i += 8) Block8x32(a + (long)i * aRow, b + j, c + (long)i * cRow + j, k, aRow, aCol, bRow, cRow, acc);
-            if (i < iEnd) Block4x32(a + (long)i * aRow, b + j, c + (long)i * cRow + j, k, aRow, aCol, bRow, cRow, acc);
-        }
-        // 16 more columns, if there are, in 8 x 16 blocks; the columns and rows left after that: the 256-bit code, on the
-        // same chains.
-        int i8 = i0 + (i1 - i0) / 8 * 8;
-        if (n - wide >= 16)
+            for (int i = i0; i < i8; i += 8) Block8x32(a + (long)i * aRow, b + j, c + (long)i * cRow + j, k, aRow, aCol, bRow, cRow, acc);
+        if (n - wide >= 16)   // 16 more columns in 8 x 16 blocks
         {
             for (int i = i0; i < i8; i += 8) Block8x16(a + (long)i * aRow, b + wide, c + (long)i * cRow + wide, k, aRow, aCol, bRow, cRow, acc);
-            if (i8 < iEnd) MatmulRowsB(a, b + wide, c + wide, i8, iEnd, 16, k, aRow, aCol, bRow, cRow, acc);
             wide += 16;
         }
-        if (wide < n) MatmulRowsB(a, b + wide, c + wide, i0, iEnd, n - wide, k, aRow, aCol, bRow, cRow, acc);
-        if (iEnd < i1) MatmulRowsB(a, b, c, iEnd, i1, n, k, aRow, aCol, bRow, cRow, acc);
+        // The columns and rows the blocks leave: the 256-bit code, on the same chains.
+        if (wide < n) MatmulRowsB(a, b + wide, c + wide, i0, i8, n - wide, k, aRow, aCol, bRow, cRow, acc);
+        if (i8 < i1) MatmulRowsB(a, b, c, i8, i1, n, k, aRow, aCol, bRow, cRow, acc);
     }
 
     /// <summary>The longest rows (k) whose 32-column stripe <see cref="MatmulPacked512"/> packs on the stack (128 KB); longer take the dot products.</summary>
@@ -267,17 +260,12 @@ public sealed unsafe partial class HostBackend : IBackend
             for (int t = w8; t < 32; t++) panel[(long)q * 32 + t] = t < width ? bT[(long)t * bCol + q] : 0f;
     }
 
-    /// <summary>Rows 0..m of c[:, 0..32] (+)= a · panel (k, 32): 8-row blocks, a 4-row block, then single rows.</summary>
+    /// <summary>Rows 0..m of c[:, 0..32] (+)= a · panel (k, 32): 8-row blocks, then single rows.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void StripeRows(float* a, float* panel, float* c, int m, int k, int aRow, int cRow, bool acc)
     {
         int i = 0;
         for (; i + 8 <= m; i += 8) Block8x32(a + (long)i * aRow, panel, c + (long)i * cRow, k, aRow, 1, 32, cRow, acc);
-        if (i + 4 <= m)
-        {
-            Block4x32(a + (long)i * aRow, panel, c + (long)i * cRow, k, aRow, 1, 32, cRow, acc);
-            i += 4;
-        }
         for (; i < m; i++) Block1x32(a + (long)i * aRow, panel, c + (long)i * cRow, k, acc);
     }
 
@@ -356,29 +344,6 @@ public sealed unsafe partial class HostBackend : IBackend
         Put2(c, acc, c00, c01); Put2(c + cRow, acc, c10, c11); Put2(c + 2L * cRow, acc, c20, c21); Put2(c + 3L * cRow, acc, c30, c31);
         c += 4L * cRow;
         Put2(c, acc, c40, c41); Put2(c + cRow, acc, c50, c51); Put2(c + 2L * cRow, acc, c60, c61); Put2(c + 3L * cRow, acc, c70, c71);
-    }
-
-    /// <summary>c[0..4, 0..32] (+)= a[0..4, :] · b[:, 0..32]: the rows an 8-row block leaves.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void Block4x32(float* a, float* b, float* c, int k, int aRow, int aCol, int bRow, int cRow, bool acc)
-    {
-        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default, c30 = default, c31 = default;
-        for (int q = 0; q < k; q++)
-        {
-            float* bq = b + (long)q * bRow;
-            var b0 = Vector512.Load(bq);
-            var b1 = Vector512.Load(bq + 16);
-            long qa = (long)q * aCol;
-            var v = Vector512.Create(a[qa]);
-            c00 = Vector512.FusedMultiplyAdd(v, b0, c00); c01 = Vector512.FusedMultiplyAdd(v, b1, c01);
-            v = Vector512.Create(a[qa + aRow]);
-            c10 = Vector512.FusedMultiplyAdd(v, b0, c10); c11 = Vector512.FusedMultiplyAdd(v, b1, c11);
-            v = Vector512.Create(a[qa + 2L * aRow]);
-            c20 = Vector512.FusedMultiplyAdd(v, b0, c20); c21 = Vector512.FusedMultiplyAdd(v, b1, c21);
-            v = Vector512.Create(a[qa + 3L * aRow]);
-            c30 = Vector512.FusedMultiplyAdd(v, b0, c30); c31 = Vector512.FusedMultiplyAdd(v, b1, c31);
-        }
-        Put2(c, acc, c00, c01); Put2(c + cRow, acc, c10, c11); Put2(c + 2L * cRow, acc, c20, c21); Put2(c + 3L * cRow, acc, c30, c31);
     }
 
     /// <summary>Writes (or with acc adds) 32 results of one row of c: the finished chain, then + the old value.</summary>

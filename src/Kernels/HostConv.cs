@@ -205,8 +205,7 @@ public sealed unsafe partial class HostBackend
             FillPanel(x, panel, s, j0, width);
             if (wide) MatmulRowsB512(weight, panel, tile, 0, s.F, PanelWidth, s.ColRows, s.ColRows, 1, PanelWidth, PanelWidth, false);
             else MatmulRowsB(weight, panel, tile, 0, s.F, PanelWidth, s.ColRows, s.ColRows, 1, PanelWidth, PanelWidth, false);
-            for (int f = 0; f < s.F; f++)
-                new ReadOnlySpan<float>(tile + f * PanelWidth, width).CopyTo(new Span<float>(y + (long)f * s.ColCols + j0, width));
+            for (int f = 0; f < s.F; f++) CopyRun(tile + f * PanelWidth, y + (long)f * s.ColCols + j0, width);
         }
     }
 
@@ -222,8 +221,7 @@ public sealed unsafe partial class HostBackend
         {
             var (ox0, ox1) = Columns(s, kx);
             float* dst = panel + (long)r * PanelWidth;
-            Vector256<float>.Zero.Store(dst); Vector256<float>.Zero.Store(dst + 8);
-            Vector256<float>.Zero.Store(dst + 16); Vector256<float>.Zero.Store(dst + 24);
+            ZeroRun(dst, PanelWidth);
             for (int t = 0, oy = oyFirst, ox = oxFirst; t < width; oy++, ox = 0)
             {
                 int run = Math.Min(width - t, s.OutW - ox);   // the pixels of output row oy: ox..ox+run-1
@@ -296,7 +294,6 @@ public sealed unsafe partial class HostBackend
         w.Weight = Ptr(weight);
         w.DWeight = Ptr(dweight);
         w.Cols = Ptr(cols);
-        long inImage = (long)s.C * s.H * s.W, outImage = (long)s.F * s.ColCols;
         int blocks = inputGradient ? s.C : s.ColRows;
         long work = (long)rows * s.F * s.ColRows * s.ColCols * (inputGradient ? 2 : 1);
         w.Accumulate = accumulate;
