@@ -52,4 +52,34 @@ public sealed class RooflineTests
             Assert.That(row.GetProperty("bound").GetString(), Is.EqualTo("FMA peak").Or.Contains("L2").Or.Contains("DRAM").Or.Contains("L3"));
         }
     }
+
+    [Test]
+    public void Bench_BreaksTheStepIntoItsParts_InStepOrder()
+    {
+        var r = CliRunner.Run("bench", "--device", "host", "--repeats", "1", "--steps", "3", "--json");
+        Assert.That(r.ExitCode, Is.Zero, r.Stderr);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var breakdown = doc.RootElement.GetProperty("stepBreakdowns").EnumerateArray().Single();
+        Assert.That(breakdown.GetProperty("title").GetString(), Does.StartWith("784-128-10 Adam, batch 64"));
+        Assert.That(breakdown.GetProperty("steps").GetInt32(), Is.EqualTo(3));
+        var parts = breakdown.GetProperty("parts").EnumerateArray().ToList();
+        Assert.That(parts.Select(p => p.GetProperty("name").GetString()), Is.EqualTo(new[]
+        {
+            "fill batch (host)", "upload", "flatten forward", "fc1 forward", "relu1 forward", "fc2 forward", "loss",
+            "fc2 backward", "relu1 backward", "fc1 backward", "update", "readback",
+        }));
+        // The sum is of the parts' medians, each part's share is of that sum; timings themselves are not compared (a Debug build on a shared machine).
+        Assert.That(breakdown.GetProperty("sumUs").GetDouble(), Is.EqualTo(parts.Sum(p => p.GetProperty("medianUs").GetDouble())).Within(1e-6));
+        Assert.That(parts.Sum(p => p.GetProperty("share").GetDouble()), Is.EqualTo(100).Within(1e-6));
+        Assert.That(breakdown.GetProperty("unclockedUs").GetDouble(), Is.GreaterThan(0));
+        foreach (var p in parts)
+        {
+            Assert.That(p.GetProperty("minUs").GetDouble(), Is.LessThanOrEqualTo(p.GetProperty("medianUs").GetDouble()));
+            Assert.That(p.GetProperty("maxUs").GetDouble(), Is.GreaterThanOrEqualTo(p.GetProperty("medianUs").GetDouble()));
+        }
+        // fc1's product (64 x 128 x 784 multiply-adds) is split between the cores: one fork/join a step, where there are two cores.
+        double fc1 = parts.Single(p => p.GetProperty("name").GetString() == "fc1 forward").GetProperty("forkJoinsPerStep").GetDouble();
+        Assert.That(fc1, Is.EqualTo(HostParallel.Cores > 1 ? 1 : 0));
+        Assert.That(parts.Single(p => p.GetProperty("name").GetString() == "loss").GetProperty("forkJoinsPerStep").GetDouble(), Is.Zero);
+    }
 }

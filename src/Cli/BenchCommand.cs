@@ -156,6 +156,12 @@ public static class BenchCommand
                 { MinMs = adam.Min, MaxMs = adam.Max, BytesTouched = 4.0 * 7 * p });
         }
         var data = DatasetLoader.LoadEmbedded(null);
+        var breakdowns = new List<Breakdown>();
+        void AddBreakdown(Breakdown b)
+        {
+            breakdowns.Add(b);
+            if (!json) b.Write(stdout);
+        }
         foreach (int batch in new[] { 64, 1024 })
         {
             var config = new TrainConfig { BatchSize = batch };
@@ -182,8 +188,9 @@ public static class BenchCommand
             double median = samples[samples.Count / 2];
             Add(new Row("training step (end to end)", batch, session.MatmulName, 1000.0 * batch / median, median, "samples/s", $"784-128-10 Adam, {n} steps per repeat, host batching included")
                 { MinMs = 1000.0 * batch / samples[^1], MaxMs = 1000.0 * batch / samples[0] });
+            if (batch == 64) AddBreakdown(StepBreakdown(session, data.Train, Math.Max(steps, 2), $"784-128-10 Adam, batch 64, {session.MatmulName}"));
         }
-        if (layerConfig is not null) LayerRows(device, layerConfig, repeats, Add);
+        if (layerConfig is not null) LayerRows(device, layerConfig, repeats, Add, steps, AddBreakdown);
         if (json)
         {
             static double? N(double v) => double.IsNaN(v) ? null : v;
@@ -200,6 +207,11 @@ public static class BenchCommand
                     r.Operation, r.Batch, r.Version, medianMs = N(r.MedianMs), minMs = N(r.MinMs), maxMs = N(r.MaxMs), rate = N(r.Rate), r.Unit,
                     percent = r.Percent, bound = r.Bound.Length > 0 ? r.Bound : null, r.Note,
                 }),
+                stepBreakdowns = breakdowns.Select(b => new
+                {
+                    b.Title, b.Steps, b.SumUs, b.UnclockedUs, b.ForkJoinsPerStep,
+                    parts = b.Parts.Select(p => new { p.Name, p.MedianUs, p.MinUs, p.MaxUs, p.Share, p.ForkJoinsPerStep }),
+                }),
             }, TrainCommand.JsonOptions));
         }
         return Cli.ExitOk;
@@ -211,7 +223,7 @@ public static class BenchCommand
     /// Conv and Linear rows in GFLOP/s (forward 2 B x multiply-adds; backward the same for dW and again for dx when
     /// computed), the others in GB/s of bytes read and written.
     /// </summary>
-    static void LayerRows(ComputeDevice device, TrainConfig config, int repeats, Action<Row> add)
+    static void LayerRows(ComputeDevice device, TrainConfig config, int repeats, Action<Row> add, int steps, Action<Breakdown> addBreakdown)
     {
         const int batch = 64;
         var data = DatasetLoader.LoadEmbedded(null);
@@ -253,6 +265,8 @@ public static class BenchCommand
             var step = Time(session.Backend, repeats, () => session.TrainStep(labels, rows));
             add(new Row("training step (this model)", batch, version, step.Median, 1000.0 * batch / step.Median, "samples/s", $"{session.Network.Label}, Adam, batch already on the device")
                 { MinMs = step.Min, MaxMs = step.Max });
+            if (conv == ConvVersion.Im2col)
+                addBreakdown(StepBreakdown(session, data.Train, Math.Max(2, Math.Min(steps, 50)), $"{session.Network.Label}, Adam, batch {batch}, {version}"));
             // --recompute: the same step with each block's forward run again in backward; the difference is its price.
             if (Recompute.Recomputed(model.Layers).Count == 0) continue;
             using var again = new TrainingSession(device, c with { Recompute = true }, info);
@@ -263,6 +277,71 @@ public static class BenchCommand
                 $"{string.Join(" and ", Recompute.Recomputed(model.Layers).Select(b => model.Layers[b.First].Name + "'s block"))} again")
                 { MinMs = recomputed.Min, MaxMs = recomputed.Max });
         }
+    }
+
+    /// <summary>One part of a step in a <see cref="Breakdown"/>: median, fastest and slowest µs over the steps clocked, its share of
+    /// the sum of the parts' medians (%), and the host backend's fork/joins in it per step.</summary>
+    public sealed record BreakdownPart(string Name, double MedianUs, double MinUs, double MaxUs, double Share, double ForkJoinsPerStep);
+
+    /// <summary>
+    /// Where a training step's time goes: its parts in order, the sum of their medians, and beside it the median of the
+    /// same steps run without the clock, alternating with the clocked ones (the clock's own cost and the noise show as the
+    /// difference between the two).
+    /// </summary>
+    public sealed record Breakdown(string Title, int Steps, IReadOnlyList<BreakdownPart> Parts, double SumUs, double UnclockedUs, double ForkJoinsPerStep)
+    {
+        public void Write(TextWriter w)
+        {
+            w.WriteLine($"where a training step's time goes ({Title}; {Steps} steps clocked part by part, alternating with {Steps} unclocked):");
+            w.WriteLine($"  {"part",-24} {"median µs",10} {"min-max µs",17} {"share",7} {"fork/joins",11}");
+            foreach (var p in Parts)
+                w.WriteLine($"  {p.Name,-24} {p.MedianUs,10:0.0} {$"{p.MinUs:0.0}-{p.MaxUs:0.0}",17} {p.Share,6:0.0}% {p.ForkJoinsPerStep,11:0.##}");
+            w.WriteLine($"  {"sum of the parts",-24} {SumUs,10:0.0} {"",17} {100,6:0.0}% {ForkJoinsPerStep,11:0.##}");
+            w.WriteLine($"  {"whole step, unclocked",-24} {UnclockedUs,10:0.0}   (median; the same steps without the clock)");
+        }
+    }
+
+    /// <summary>
+    /// `steps` training steps on the session's batch size with the batches of `train`, every other one clocked part by part
+    /// (<see cref="StepClock"/>: filling the batch on the host, the upload, then the step's own parts), after a few unclocked
+    /// steps of warm-up; each part's median, and the median of the unclocked steps (fill, upload and step, timed whole).
+    /// </summary>
+    static Breakdown StepBreakdown(TrainingSession session, Dataset train, int steps, string title)
+    {
+        int batch = session.MicroBatch;
+        var loader = new BatchLoader(train, batch, shuffle: true, seed: 42);
+        var images = new float[batch * (int)session.Network.Input.Size];
+        var labels = new int[batch];
+        var clock = new StepClock(session.Backend);
+        var unclocked = new List<double>();
+        for (int s = -4; s < 2 * steps; s++)   // 4 warm-up steps, then clocked and unclocked in turn
+        {
+            bool clocked = s >= 0 && s % 2 == 0;
+            session.Clock = clocked ? clock : null;
+            session.Backend.Synchronize();
+            long start = Stopwatch.GetTimestamp();
+            if (clocked) clock.Start();
+            int rows = loader.Fill((s + 4) % loader.BatchesPerEpoch, images, labels);
+            session.Clock?.Lap("fill batch (host)");
+            session.Upload(images, labels, rows);
+            session.Clock?.Lap("upload");
+            session.TrainStep(labels, rows);
+            session.Backend.Synchronize();
+            if (s >= 0 && !clocked) unclocked.Add((Stopwatch.GetTimestamp() - start) * 1e6 / Stopwatch.Frequency);
+        }
+        session.Clock = null;
+        static double Median(List<double> v)
+        {
+            var sorted = v.Order().ToList();
+            return sorted[sorted.Count / 2];
+        }
+        double sum = clock.Parts.Sum(p => Median(p.Microseconds));
+        var parts = clock.Parts.Select(p =>
+        {
+            double median = Median(p.Microseconds);
+            return new BreakdownPart(p.Name, median, p.Microseconds.Min(), p.Microseconds.Max(), 100 * median / sum, (double)p.ForkJoins / clock.Steps);
+        }).ToList();
+        return new Breakdown(title, clock.Steps, parts, sum, Median(unclocked), parts.Sum(p => p.ForkJoinsPerStep));
     }
 
     /// <summary>Fastest, median and slowest milliseconds of `launch` over repeats, after one warm-up; each timing ends with a synchronize.</summary>

@@ -59,6 +59,13 @@ public static class HostParallel
     // never waits for a worker that is asleep: it runs the unclaimed parts itself.
     static long _ticket;
     static int _completed;     // parts 1..parts-1 finished in the current call
+    static long _forkJoins;
+
+    /// <summary>
+    /// Calls so far that split their work (parts &gt; 1): each hands parts to the workers and waits until every part is
+    /// done, a point where the cores wait for each other. `scratchnet bench` counts them per part of a training step.
+    /// </summary>
+    public static long ForkJoins => Volatile.Read(ref _forkJoins);
 
     /// <summary>Runs work.Run(part, parts) for every part in 0..parts-1 and returns when all are done.</summary>
     public static void Run(IWork work, int parts)
@@ -76,6 +83,7 @@ public static class HostParallel
             _parts = parts;
             Volatile.Write(ref _completed, 0);
             long generation = ++_generation;
+            _forkJoins++;
             Interlocked.Exchange(ref _ticket, (generation << 16) | 1);   // publishes the above; part 1 is the next to claim
             work.Run(0, parts);
             while (Claim(generation, parts) is int p)

@@ -113,6 +113,13 @@ public sealed class TrainingSession : IDisposable
     readonly int[] _foundInf = new int[1];
     static readonly int[] Zero = [0];
 
+    /// <summary>
+    /// When set, every step reports where its time goes (bench's step breakdown, see <see cref="StepClock"/>): the caller
+    /// starts the clock, and the step laps it after each layer's forward and backward (planned lifetimes; with eager
+    /// lifetimes forward and backward are one part each), the loss, the update and the readback.
+    /// </summary>
+    public StepClock? Clock { get; set; }
+
     /// <summary>The dataset on the device (--dataset-on-device), once placed; null when batches come from the host.</summary>
     public DeviceDataset? Dataset { get; private set; }
 
@@ -215,11 +222,12 @@ public sealed class TrainingSession : IDisposable
         }
         var ctx = accumulate ? _accumulating : Context;
         Tracker.Phase = "forward";
-        Model.Forward(ctx, Buffers, rows);
+        Model.Forward(ctx, Buffers, rows, Clock);
         Tracker.Phase = "loss";
         LossStep.Run(ctx, Buffers, rows, Model.Classes, meanRows, Scaler?.Scale ?? 1f);
+        Clock?.Lap("loss");
         Tracker.Phase = "backward";
-        Model.Backward(ctx, Buffers, rows);
+        Model.Backward(ctx, Buffers, rows, Clock);
     }
 
     /// <summary>The same in the eager lifetime mode: buffers made and freed as it goes (see <see cref="EagerStep"/>).</summary>
@@ -228,12 +236,15 @@ public sealed class TrainingSession : IDisposable
         var eager = _eager!;
         Tracker.Phase = "forward";
         eager.Forward(Context, rows, training: true);
+        Clock?.Lap("forward");
         Tracker.Phase = "loss";
         eager.BeforeLoss(rows);
         LossStep.Run(Context, Buffers, rows, Model.Classes, meanRows);
         eager.AfterLoss();
+        Clock?.Lap("loss");
         Tracker.Phase = "backward";
         Context = eager.Backward(accumulate ? Context with { Accumulate = true } : Context, rows) with { Accumulate = false };
+        Clock?.Lap("backward");
     }
 
     /// <summary>The optimizer step on the gradients backward left (summed over the micro-batches).</summary>
@@ -253,6 +264,7 @@ public sealed class TrainingSession : IDisposable
         Optimizer.Step(Backend, Model);
         Model.RefreshHalfCopy(Backend);
         if (_eager is not null) Context = _eager.AfterUpdate(Context);
+        Clock?.Lap("update");
     }
 
     /// <summary>The rows' loss sum and correct count, read back; in the eager mode the step's last buffers are then freed.</summary>
@@ -260,6 +272,7 @@ public sealed class TrainingSession : IDisposable
     {
         var result = _readback.LossAndCorrect(Buffers, labels, rows);
         _eager?.EndStep();
+        Clock?.Lap("readback");
         return result;
     }
 

@@ -77,21 +77,28 @@ public sealed class Model : IDisposable
         Parameters.CopyFrom(host);
     }
 
-    /// <summary>Forward pass for the first `rows` samples: every layer in order; the last one's output is the logits.</summary>
-    public void Forward(StepContext ctx, StepBuffers buffers, int rows)
+    /// <summary>
+    /// Forward pass for the first `rows` samples: every layer in order; the last one's output is the logits.
+    /// A clock (bench's step breakdown) is stopped after every layer.
+    /// </summary>
+    public void Forward(StepContext ctx, StepBuffers buffers, int rows, StepClock? clock = null)
     {
         for (int i = 0; i < Layers.Count; i++)
+        {
             if (ctx.Half is null) Layers[i].Forward(ctx, buffers.Layers[i], rows);
             else Layers[i].ForwardHalf(ctx, buffers.Layers[i], rows);
+            clock?.Lap("forward", Layers[i].Name);
+        }
     }
 
     /// <summary>
     /// Backward pass from the logits' gradient (written by <see cref="LossStep"/>) down to the first layer with
-    /// parameters. Every parameter's gradient is overwritten, so there is nothing to zero between steps.
+    /// parameters. Every parameter's gradient is overwritten, so there is nothing to zero between steps. A clock is
+    /// stopped after every layer.
     /// With --recompute, a block's forward runs again from its kept input just before the block's backward (its last
     /// layer's), to refill the buffers the blocks share (see <see cref="Recompute"/>).
     /// </summary>
-    public void Backward(StepContext ctx, StepBuffers buffers, int rows)
+    public void Backward(StepContext ctx, StepBuffers buffers, int rows, StepClock? clock = null)
     {
         for (int i = Layers.Count - 1; i >= FirstTrainable; i--)
         {
@@ -100,6 +107,7 @@ public sealed class Model : IDisposable
                     for (int j = block.First; j <= block.Last; j++) Layers[j].Forward(ctx, buffers.Layers[j], rows);
             if (ctx.Half is null) Layers[i].Backward(ctx, buffers.Layers[i], rows);
             else Layers[i].BackwardHalf(ctx, buffers.Layers[i], rows);
+            clock?.Lap("backward", Layers[i].Name);
         }
     }
 
