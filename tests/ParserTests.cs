@@ -195,6 +195,32 @@ public sealed class ParserTests
     }
 
     [Test]
+    public void Normalize_InVectors_IsTheScalarFormula_BitForBit()
+    {
+        // 32 pixels at a time, then the rest one by one (784 = 24 x 32 + 16; CIFAR's planes of 1024 have no rest):
+        // each value must be p * scale + shift with both roundings, as one pixel at a time gives it.
+        var r = new Random(11);
+        foreach (var info in DatasetInfo.All)
+        {
+            var n = new Normalizer(info);
+            float[] ss = n.ScaleShift();
+            var image = new byte[info.ImageSize];
+            r.NextBytes(image);
+            image[0] = 0;
+            image[^1] = 255;
+            var values = new float[info.ImageSize];
+            n.Normalize(image, values);
+            int plane = info.Height * info.Width;
+            for (int i = 0; i < image.Length; i++)
+            {
+                int c = i / plane;
+                float product = image[i] * ss[c];
+                Assert.That(BitConverter.SingleToInt32Bits(values[i]), Is.EqualTo(BitConverter.SingleToInt32Bits(product + ss[info.Channels + c])), $"{info.Name} value {i}");
+            }
+        }
+    }
+
+    [Test]
     public void BatchLoader_ShufflesSeededAndKeepsLastPartialBatch()
     {
         var pair = DatasetLoader.LoadEmbedded(null);

@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+
 namespace ScratchNet.Data;
 
 /// <summary>
@@ -25,7 +27,12 @@ public sealed class Normalizer
     /// <summary>The constants as one array: per-channel scale, then per-channel shift (what the gather kernel takes).</summary>
     public float[] ScaleShift() => [.. _scale, .. _shift];
 
-    /// <summary>Normalises one image's bytes into dest (same length).</summary>
+    /// <summary>
+    /// Normalises one image's bytes into dest (same length): dst = p * scale + shift, a multiply then an add (two
+    /// roundings, as the gather kernel does), 32 pixels at a time where the CPU has 256-bit vectors: the bytes widened
+    /// to 16 and then 32 bits, converted to float (exact: p &lt;= 255). It runs for every image of every batch, on
+    /// the training thread between steps.
+    /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public void Normalize(ReadOnlySpan<byte> image, Span<float> dest)
     {
@@ -34,7 +41,23 @@ public sealed class Normalizer
             float scale = _scale[c], shift = _shift[c];
             var src = image.Slice(c * _planeSize, _planeSize);
             var dst = dest.Slice(c * _planeSize, _planeSize);
-            for (int i = 0; i < src.Length; i++)
+            int i = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                var vscale = Vector256.Create(scale);
+                var vshift = Vector256.Create(shift);
+                for (; i + 32 <= src.Length; i += 32)
+                {
+                    var (lo, hi) = Vector256.Widen(Vector256.Create(src.Slice(i, 32)));        // 32 bytes -> 2 x 16 ushort
+                    var (a, b) = Vector256.Widen(lo);                                           // -> 4 x 8 uint
+                    var (e, f) = Vector256.Widen(hi);
+                    (Vector256.ConvertToSingle(a) * vscale + vshift).CopyTo(dst.Slice(i));
+                    (Vector256.ConvertToSingle(b) * vscale + vshift).CopyTo(dst.Slice(i + 8));
+                    (Vector256.ConvertToSingle(e) * vscale + vshift).CopyTo(dst.Slice(i + 16));
+                    (Vector256.ConvertToSingle(f) * vscale + vshift).CopyTo(dst.Slice(i + 24));
+                }
+            }
+            for (; i < src.Length; i++)
                 dst[i] = src[i] * scale + shift;
         }
     }

@@ -32,8 +32,15 @@ public sealed unsafe partial class HostBackend : IBackend
     /// <summary>host AVX-512 where the CPU has it (bit-identical results, see <see cref="MatmulRowsB512"/>), else host SIMD.</summary>
     public MatmulVersion DefaultMatmul => Avx512 ? MatmulVersion.HostAvx512 : MatmulVersion.HostSimd;
 
-    /// <summary>Work below about 64K multiply-adds stays on the calling thread: waking another costs more.</summary>
+    /// <summary>Work below about 64K multiply-adds (or values) stays on the calling thread: waking another costs more.</summary>
     const long ParallelThreshold = 65_536;
+
+    /// <summary>
+    /// A matmul below 256K multiply-adds stays on the calling thread. Splitting one costs a fork/join and hands half of c
+    /// to the other core's cache: the MLP's fc2 backward (dW 10 x 128 and dx 64 x 128, 82K multiply-adds each) took
+    /// 30 µs on both cores against 18 µs on one (`scratchnet bench --device host`, the step breakdown).
+    /// </summary>
+    const long MatmulParallelThreshold = 262_144;
 
     readonly MatmulWork _matmul = new();
     readonly AdamWork _adam = new();
@@ -57,7 +64,7 @@ public sealed unsafe partial class HostBackend : IBackend
         (w.M, w.N, w.K, w.ARow, w.ACol, w.BRow, w.BCol, w.Accumulate) = (m, n, k, aRow, aCol, bRow, bCol, accumulate);
         w.Wide = version == MatmulVersion.HostAvx512;
         int blocks = w.Packed ? (n + 31) / 32 : (m + 3) / 4;   // the packed path splits columns, the others rows
-        HostParallel.Run(w, (long)m * n * k < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, blocks));
+        HostParallel.Run(w, (long)m * n * k < MatmulParallelThreshold ? 1 : Math.Min(HostParallel.Cores, blocks));
     }
 
     static void CheckVersion(MatmulVersion version)
@@ -178,7 +185,22 @@ public sealed unsafe partial class HostBackend : IBackend
                 Avx.MaskStore(ci + 2 * cRow, mask, c2); Avx.MaskStore(ci + 3 * cRow, mask, c3);
             }
         }
-        if (i < i1) MatmulPlain(a, b, c, i, i1, n, k, aRow, aCol, bRow, 1, cRow, acc);
+        // The last 1-3 rows one at a time, 8 columns per vector (masked for a last group of 1-7): the same chains. (The
+        // plain loop here made the MLP's fc2 dW, 8 + 2 rows, take 16 µs, most of it in those 2 rows.)
+        for (; i < i1; i++)
+        {
+            float* ai = a + (long)i * aRow;
+            float* ci = c + (long)i * cRow;
+            for (int j = 0; j < n; j += 8)
+            {
+                var mask = TailMask(Math.Min(8, n - j));
+                Vector256<float> c0 = default;
+                for (int q = 0; q < k; q++)
+                    c0 = Vector256.FusedMultiplyAdd(Vector256.Create(ai[(long)q * aCol]), Avx.MaskLoad(b + (long)q * bRow + j, mask), c0);
+                if (acc) c0 += Avx.MaskLoad(ci + j, mask);
+                Avx.MaskStore(ci + j, mask, c0);
+            }
+        }
     }
 
     /// <summary>

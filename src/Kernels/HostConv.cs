@@ -60,6 +60,7 @@ public sealed unsafe partial class HostBackend
         HostParallel.Run(_plane, work < ParallelThreshold ? 1 : HostParallel.Cores);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Relu(ArrayView<float> y, int count)
     {
         float* p = Ptr(y);
@@ -360,6 +361,7 @@ public sealed unsafe partial class HostBackend
         for (; i < n; i++) y[i] += a * x[i];
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void AddScalar(float* y, float a, int n)
     {
         int i = 0;
@@ -580,6 +582,7 @@ public sealed unsafe partial class HostBackend
     }
 
     /// <summary>Sum of dy[b, f, :] over every image b: channel f's bias gradient.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static float ChannelSum(float* dy, int rows, int channels, int plane, int f)
     {
         var sum = 0f;
@@ -742,6 +745,7 @@ public sealed unsafe partial class HostBackend
     }
 
     /// <summary>Plane p of dx: zeros, then each window's gradient at the place of its maximum.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void MaxPoolBackwardPlane(float* dy, int* indices, float* dx, int h, int w, int size, int p)
     {
         int oh = h / size, ow = w / size;

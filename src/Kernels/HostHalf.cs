@@ -24,6 +24,7 @@ public sealed unsafe partial class HostBackend
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static ushort Store(float f, HalfFormat format) => HalfKernels.FromFloat(f, (int)format);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void ConvertToHalf(ArrayView<float> master, ArrayView<ushort> half, int count, HalfFormat format)
     {
         float* src = Ptr(master);
@@ -132,6 +133,7 @@ public sealed unsafe partial class HostBackend
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void BiasActivationHalf(ArrayView<ushort> y, ArrayView<ushort> bias, int rows, int n, bool relu, HalfFormat format)
     {
         ushort* py = Ptr(y), pb = Ptr(bias);
@@ -142,6 +144,7 @@ public sealed unsafe partial class HostBackend
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void ReluHalf(ArrayView<ushort> y, int count, HalfFormat format)
     {
         ushort* py = Ptr(y);
@@ -149,6 +152,7 @@ public sealed unsafe partial class HostBackend
             if (Load(py[i], format) < 0f) py[i] = 0;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void ReluBackwardHalf(ArrayView<ushort> dy, ArrayView<ushort> y, int count, HalfFormat format)
     {
         ushort* pd = Ptr(dy), py = Ptr(y);
@@ -156,6 +160,7 @@ public sealed unsafe partial class HostBackend
             if (!(Load(py[i], format) > 0f)) pd[i] = 0;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void BiasBackwardHalf(ArrayView<ushort> dy, ArrayView<float> dbias, int rows, int n, HalfFormat format, bool accumulate = false)
     {
         ushort* pd = Ptr(dy);
@@ -168,6 +173,7 @@ public sealed unsafe partial class HostBackend
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SoftmaxCrossEntropyHalf(ArrayView<ushort> logits, ArrayView<int> labels, ArrayView<float> losses, ArrayView<ushort> dlogits,
         int rows, int classes, int meanRows, float scale, HalfFormat format)
     {
@@ -191,6 +197,7 @@ public sealed unsafe partial class HostBackend
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void ArgmaxHalf(ArrayView<ushort> logits, ArrayView<int> predictions, int rows, int classes, HalfFormat format)
     {
         ushort* pl = Ptr(logits);
@@ -205,6 +212,7 @@ public sealed unsafe partial class HostBackend
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Unscale(ArrayView<float> grad, ArrayView<int> found, int count, float invScale)
     {
         float* pg = Ptr(grad);

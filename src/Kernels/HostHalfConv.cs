@@ -26,6 +26,7 @@ public sealed unsafe partial class HostBackend
         return (float*)Unsafe.AsPointer(ref t_scratch[0]);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void LoadAll(ushort* src, float* dst, long n, HalfFormat format)
     {
         for (long i = 0; i < n; i++) dst[i] = Load(src[i], format);
@@ -158,6 +159,7 @@ public sealed unsafe partial class HostBackend
         for (int i = 0; i < s.ColRows; i++) dw[i] = accumulate ? dw[i] + sums[i] : sums[i];
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void ChannelBiasBackwardHalf(ArrayView<ushort> dy, ArrayView<float> dbias, int rows, int channels, int plane, HalfFormat format, bool accumulate = false)
     {
         ushort* pd = Ptr(dy);
@@ -174,6 +176,7 @@ public sealed unsafe partial class HostBackend
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void MaxPoolForwardHalf(ArrayView<ushort> x, ArrayView<ushort> y, ArrayView<int> indices, int planes, int h, int w, int size, HalfFormat format)
     {
         ushort* px = Ptr(x), py = Ptr(y);
@@ -197,6 +200,7 @@ public sealed unsafe partial class HostBackend
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void MaxPoolBackwardHalf(ArrayView<ushort> dy, ArrayView<int> indices, ArrayView<ushort> dx, int planes, int h, int w, int size)
     {
         ushort* pdy = Ptr(dy), pdx = Ptr(dx);
