@@ -441,10 +441,13 @@ public sealed class ConvKernelTests
         }
     }
 
-    /// <summary>The per-channel bias and its gradient alone, on planes of 1, 35 and 784 values (7 x 13 x 784 is enough work for the host to use every core).</summary>
+    /// <summary>
+    /// The per-channel bias (with and without the ReLU after it) and its gradient alone, on planes of 1, 35 and 784 values
+    /// (7 x 13 x 784 is enough work for the host to use every core).
+    /// </summary>
     [Test]
     public void ChannelBias_AndItsGradient_MatchReference([Values("ilgpu", "host")] string backend, [Values(1, 7)] int rows,
-        [Values(1, 4, 7, 13)] int channels, [Values(1, 35, 784)] int plane)
+        [Values(1, 4, 7, 13)] int channels, [Values(1, 35, 784)] int plane, [Values] bool relu)
     {
         var (be, acc) = Get(backend);
         var r = new Random(rows * 1000 + channels * 10 + plane);
@@ -452,13 +455,16 @@ public sealed class ConvKernelTests
         using var by = acc.Allocate1D(y);
         using var bb = acc.Allocate1D(bias);
         using var gb = Garbage(acc, channels);
-        be.ChannelBias(by.View, bb.View, rows, channels, plane);
+        be.ChannelBias(by.View, bb.View, rows, channels, plane, relu);
         be.Synchronize();
         float[] got = by.GetAsArray1D();
         // As the reference sees it: a 1x1 conv (zero weights) from a (B, 1, plane, 1) zero image gives bias[f] all over (B, F, plane, 1).
         var s = new ConvShape(1, plane, 1, channels, 1, 0);
         float[] biasEverywhere = Reference.ConvForward(new float[rows * plane], new float[channels], bias, s, rows);
-        Check.Close(got, biasEverywhere.Select((b, i) => y[i] + b).ToArray(), 0, 0, "y + bias");
+        float[] expected = biasEverywhere.Select((b, i) => y[i] + b).ToArray();
+        if (relu) expected = expected.Select(v => Math.Max(0f, v)).ToArray();
+        Check.Close(got, expected, 0, 0, relu ? "max(y + bias, 0)" : "y + bias");
+        if (relu && got.Length >= 35) Assert.That(got.Count(v => v == 0), Is.GreaterThan(0).And.LessThan(got.Length), "some values cut at 0, not all");
         be.ChannelBiasBackward(by.View, gb.View, rows, channels, plane);
         be.Synchronize();
         Check.Close(gb.GetAsArray1D(), Reference.ConvBackwardBias(got, s, rows), Tol(rows * plane), 1e-5, "dbias");
@@ -664,6 +670,12 @@ public sealed class ConvKernelTests
         be.Synchronize();
         float[] dx = bdx.GetAsArray1D();
         Assert.That(dx, Is.EqualTo(Reference.MaxPoolBackward(dy, refIdx, planes, h, w, size)), "dx");
+
+        // The same with the backward of a ReLU before the pool (x taken as that ReLU's output): dx also 0 where x is not > 0.
+        using var bdxRelu = Garbage(acc, planes * h * w);
+        be.ReluMaxPoolBackward(bdy.View, bri.View, bx.View, bdxRelu.View, planes, h, w, size);
+        be.Synchronize();
+        Assert.That(bdxRelu.GetAsArray1D(), Is.EqualTo(Reference.ReluBackward(Reference.MaxPoolBackward(dy, refIdx, planes, h, w, size), x)), "relu + pool dx");
         Assert.That(dx.Count(v => v != 0), Is.LessThanOrEqualTo(outCount));
         for (int p = 0; p < planes; p++)
             for (int iy = 0; iy < h; iy++)

@@ -249,12 +249,23 @@ public static class BenchCommand
                 double macs = (double)batch * layer.MultiplyAddsPerSample;
                 double bytes = 4.0 * batch * (layer.In.Size + layer.Out.Size);
                 string shape = $"{layer.In} -> {layer.Out}";
-                var fwd = Time(session.Backend, repeats, () => layer.Forward(session.Context, io, rows));
-                add((macs > 0
-                    ? new Row($"{layer.Name} forward", batch, version, fwd.Median, 2 * macs / fwd.Median / 1e6, "GFLOP/s", $"{layer.Describe()} {shape}")
-                    : new Row($"{layer.Name} forward", batch, version, fwd.Median, bytes / fwd.Median / 1e6, "GB/s", $"{layer.Describe()} {shape}"))
-                    with { MinMs = fwd.Min, MaxMs = fwd.Max, BytesTouched = bytes });
+                // A fused ReLU has nothing left to do in that direction (see Relu): no timing, its row says where the work went.
+                if (layer is Relu { AppliedInBias: true })
+                    add(new Row($"{layer.Name} forward", batch, version, double.NaN, double.NaN, "GB/s", $"n/a: fused, applied in {model.Layers[i - 1].Name}'s bias pass"));
+                else
+                {
+                    var fwd = Time(session.Backend, repeats, () => layer.Forward(session.Context, io, rows));
+                    add((macs > 0
+                        ? new Row($"{layer.Name} forward", batch, version, fwd.Median, 2 * macs / fwd.Median / 1e6, "GFLOP/s", $"{layer.Describe()} {shape}")
+                        : new Row($"{layer.Name} forward", batch, version, fwd.Median, bytes / fwd.Median / 1e6, "GB/s", $"{layer.Describe()} {shape}"))
+                        with { MinMs = fwd.Min, MaxMs = fwd.Max, BytesTouched = bytes });
+                }
                 if (i < model.FirstTrainable) continue;
+                if (layer is Relu { MaskedByPool: true })
+                {
+                    add(new Row($"{layer.Name} backward", batch, version, double.NaN, double.NaN, "GB/s", $"n/a: fused, its mask applied in {model.Layers[i + 1].Name}'s backward"));
+                    continue;
+                }
                 var bwd = Time(session.Backend, repeats, () => layer.Backward(session.Context, io, rows));
                 double backMacs = io.InputGradient is null ? macs : 2 * macs;
                 add((macs > 0

@@ -205,15 +205,22 @@ public static class ConvKernels
         }
     }
 
-    /// <summary>Per-channel bias, in place: y[b, f, i] += bias[f] over the plane of `plane` = OH OW values.</summary>
+    /// <summary>
+    /// Per-channel bias, in place: y[b, f, i] += bias[f] over the plane of `plane` = OH OW values; with relu, then
+    /// y = max(y, 0) in the same pass (a ReLU right after the conv, see Training's Relu: the ReLU kernel's formula).
+    /// </summary>
     public static void ChannelBias(
         ArrayView<float> y,        // y: (B, F, OH OW), updated in place
         ArrayView<float> bias,     // bias: (F)
-        int rows, int channels, int plane)
+        int rows, int channels, int plane,
+        int relu)                  // 1: and the ReLU after it
     {
         int stride = Grid.DimX * Group.DimX;
         for (int i = Grid.GlobalIndex.X; i < rows * channels * plane; i += stride)
-            y[i] += bias[i / plane % channels];
+        {
+            float v = y[i] + bias[i / plane % channels];
+            y[i] = relu != 0 && v < 0f ? 0f : v;
+        }
     }
 
     /// <summary>Per-channel bias gradient: dbias[f] = sum over b and the plane of dy[b, f, i] (one loop iteration per channel, in order).</summary>

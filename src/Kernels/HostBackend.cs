@@ -623,20 +623,7 @@ public sealed unsafe partial class HostBackend : IBackend
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void ReluBackward(ArrayView<float> dy, ArrayView<float> y, int count)
-    {
-        float* pd = Ptr(dy), py = Ptr(y);
-        int i = 0;
-        if (Vector256.IsHardwareAccelerated)
-        {
-            for (; i + 8 <= count; i += 8)
-            {
-                var mask = Vector256.GreaterThan(Vector256.Load(py + i), Vector256<float>.Zero);
-                Vector256.BitwiseAnd(Vector256.Load(pd + i), mask).Store(pd + i);
-            }
-        }
-        for (; i < count; i++) pd[i] = py[i] > 0f ? pd[i] : 0f;
-    }
+    public void ReluBackward(ArrayView<float> dy, ArrayView<float> y, int count) => ReluMask(Ptr(dy), Ptr(y), count);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void BiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int n, bool accumulate = false)

@@ -15,7 +15,7 @@ namespace ScratchNet.Kernels;
 public sealed unsafe partial class HostBackend
 {
     /// <summary>Which operation a <see cref="PlaneWork"/> runs.</summary>
-    enum PlaneOp { ConvForward, ConvBackwardInput, ConvBackwardWeight, Im2col, Col2im, ChannelBias, ChannelBiasBackward, MaxPoolForward, MaxPoolBackward }
+    enum PlaneOp { ConvForward, ConvBackwardInput, ConvBackwardWeight, Im2col, Col2im, ChannelBias, ChannelBiasBackward, MaxPoolForward, MaxPoolBackward, ReluMaxPoolBackward }
 
     /// <summary>One plane-parallel operation's arguments (reused: a step allocates nothing).</summary>
     sealed class PlaneWork : HostParallel.IWork
@@ -27,6 +27,8 @@ public sealed unsafe partial class HostBackend
         public int Rows, Planes, H, W, Size, Plane, Channels;
         /// <summary>Gradient accumulation: the weight and bias gradients are added to, not overwritten.</summary>
         public bool Accumulate;
+        /// <summary>ChannelBias: and the ReLU after it (y = max(y + b, 0)).</summary>
+        public bool Relu;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int part, int parts)
@@ -41,10 +43,15 @@ public sealed unsafe partial class HostBackend
                     case PlaneOp.ConvBackwardWeight: ConvBackwardWeightFilter(X, Wt, Y, S, Rows, p, Accumulate); break;
                     case PlaneOp.Im2col: Im2colRow(X, Y + (long)p * S.ColCols, S, p); break;
                     case PlaneOp.Col2im: Col2imPlane(X, Y, S, p); break;
-                    case PlaneOp.ChannelBias: AddScalar(Y + (long)p * Plane, Wt[p % Channels], Plane); break;
+                    case PlaneOp.ChannelBias: AddScalar(Y + (long)p * Plane, Wt[p % Channels], Plane, Relu); break;
                     case PlaneOp.ChannelBiasBackward: Y[p] = Accumulate ? Y[p] + ChannelSum(X, Rows, Channels, Plane, p) : ChannelSum(X, Rows, Channels, Plane, p); break;
                     case PlaneOp.MaxPoolForward: MaxPoolPlane(X, Y, Indices, H, W, Size, p); break;
                     case PlaneOp.MaxPoolBackward: MaxPoolBackwardPlane(X, Indices, Y, H, W, Size, p); break;
+                    case PlaneOp.ReluMaxPoolBackward:
+                        // The plane of dx as above, then the ReLU's mask while it is still in L1: 0 where x is not > 0.
+                        MaxPoolBackwardPlane(X, Indices, Y, H, W, Size, p);
+                        ReluMask(Y + (long)p * H * W, Wt + (long)p * H * W, H * W);
+                        break;
                 }
             }
         }
@@ -305,10 +312,11 @@ public sealed unsafe partial class HostBackend
         HostParallel.Run(w, work < ParallelThreshold ? 1 : Math.Min(HostParallel.Cores, blocks));
     }
 
-    public void ChannelBias(ArrayView<float> y, ArrayView<float> bias, int rows, int channels, int plane)
+    public void ChannelBias(ArrayView<float> y, ArrayView<float> bias, int rows, int channels, int plane, bool relu = false)
     {
         _plane.Y = Ptr(y);
         _plane.Wt = Ptr(bias);
+        _plane.Relu = relu;
         _plane.Channels = channels;
         _plane.Plane = plane;
         RunPlanes(PlaneOp.ChannelBias, rows * channels, (long)rows * channels * plane);
@@ -347,6 +355,18 @@ public sealed unsafe partial class HostBackend
         RunPlanes(PlaneOp.MaxPoolBackward, planes, (long)planes * h * w);
     }
 
+    public void ReluMaxPoolBackward(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> x, ArrayView<float> dx, int planes, int h, int w, int size)
+    {
+        _plane.X = Ptr(dy);
+        _plane.Y = Ptr(dx);
+        _plane.Wt = Ptr(x);
+        _plane.Indices = Ptr(indices);
+        _plane.H = h;
+        _plane.W = w;
+        _plane.Size = size;
+        RunPlanes(PlaneOp.ReluMaxPoolBackward, planes, (long)planes * h * w);
+    }
+
     /// <summary>y[i] += a * x[i] for i in 0..n-1, in vectors of 8.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void Axpy(float a, float* x, float* y, int n)
@@ -361,16 +381,34 @@ public sealed unsafe partial class HostBackend
         for (; i < n; i++) y[i] += a * x[i];
     }
 
+    /// <summary>y[i] += a for i in 0..n-1, in vectors of 8; with relu, y[i] = max(y[i] + a, 0) (as <see cref="Relu"/> computes it).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void AddScalar(float* y, float a, int n)
+    static void AddScalar(float* y, float a, int n, bool relu)
     {
         int i = 0;
+        float floor = relu ? 0f : float.NegativeInfinity;   // max(v, -inf) = v: no ReLU
         if (Vector256.IsHardwareAccelerated)
         {
             var va = Vector256.Create(a);
-            for (; i + 8 <= n; i += 8) (Vector256.Load(y + i) + va).Store(y + i);
+            var vfloor = Vector256.Create(floor);
+            for (; i + 8 <= n; i += 8) Vector256.Max(Vector256.Load(y + i) + va, vfloor).Store(y + i);
         }
-        for (; i < n; i++) y[i] += a;
+        for (; i < n; i++)
+        {
+            float v = y[i] + a;
+            y[i] = v < floor ? floor : v;
+        }
+    }
+
+    /// <summary>The ReLU's backward on n values: dy[i] = y[i] &gt; 0 ? dy[i] : 0, in vectors of 8 (as <see cref="ReluBackward"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void ReluMask(float* dy, float* y, int n)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; i + 8 <= n; i += 8)
+                Vector256.BitwiseAnd(Vector256.Load(dy + i), Vector256.GreaterThan(Vector256.Load(y + i), Vector256<float>.Zero)).Store(dy + i);
+        for (; i < n; i++) dy[i] = y[i] > 0f ? dy[i] : 0f;
     }
 
     /// <summary>The output columns ox whose input column ox + kx - p lies inside the image: [ox0, ox1).</summary>

@@ -88,8 +88,8 @@ public interface IBackend
         }
     }
 
-    /// <summary>y (B, F, plane) += bias (F), in place.</summary>
-    void ChannelBias(ArrayView<float> y, ArrayView<float> bias, int rows, int channels, int plane);
+    /// <summary>y (B, F, plane) += bias (F), in place; with relu, then y = max(y, 0) in the same pass (the ReLU after a conv).</summary>
+    void ChannelBias(ArrayView<float> y, ArrayView<float> bias, int rows, int channels, int plane, bool relu = false);
 
     /// <summary>dbias (F) = sums of dy (B, F, plane) over B and the plane; with accumulate, dbias += them.</summary>
     void ChannelBiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int channels, int plane, bool accumulate = false);
@@ -99,6 +99,9 @@ public interface IBackend
 
     /// <summary>dx (B C planes of H x W) from dy and the indices of the maxima.</summary>
     void MaxPoolBackward(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx, int planes, int h, int w, int size);
+
+    /// <summary>The same and the backward of the ReLU before the pool in one pass: dx is also 0 where x (the pool's input, the ReLU's output) is not &gt; 0.</summary>
+    void ReluMaxPoolBackward(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> x, ArrayView<float> dx, int planes, int h, int w, int size);
 
     /// <summary>
     /// losses (B) and dlogits (B, classes) = d(mean loss)/d(logits) from logits (B, classes) and labels (B), the mean taken

@@ -29,10 +29,11 @@ public sealed class IlgpuBackend : IBackend
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int> _convForward, _convBackwardInput;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int, int> _convBackwardWeight;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ConvShape> _im2col, _col2im;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _channelBias;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int, int> _channelBias;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int, int> _channelBiasBackward;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int> _maxPoolForward;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int, int> _maxPoolBackward;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int> _reluMaxPoolBackward;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _biasActivation;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _reluBackward;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _biasBackward;
@@ -77,10 +78,11 @@ public sealed class IlgpuBackend : IBackend
         _convBackwardWeight = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ConvShape, int, int>(ConvKernels.DirectBackwardWeight);
         _im2col = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ConvShape>(ConvKernels.Im2col);
         _col2im = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ConvShape>(ConvKernels.Col2im);
-        _channelBias = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(ConvKernels.ChannelBias);
+        _channelBias = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int, int>(ConvKernels.ChannelBias);
         _channelBiasBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int, int>(ConvKernels.ChannelBiasBackward);
         _maxPoolForward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int>(PoolKernels.MaxPoolForward);
         _maxPoolBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int, int>(PoolKernels.MaxPoolBackward);
+        _reluMaxPoolBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int>(PoolKernels.ReluMaxPoolBackward);
         _biasActivation = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(LayerKernels.BiasActivation);
         _reluBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(LayerKernels.ReluBackward);
         _biasBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(LayerKernels.BiasBackward);
@@ -189,8 +191,8 @@ public sealed class IlgpuBackend : IBackend
     public void Col2im(ArrayView<float> dcols, ArrayView<float> dimage, ConvShape s) =>
         _col2im(Geometry((long)s.C * s.H * s.W), dcols, dimage, s);
 
-    public void ChannelBias(ArrayView<float> y, ArrayView<float> bias, int rows, int channels, int plane) =>
-        _channelBias(Geometry((long)rows * channels * plane), y, bias, rows, channels, plane);
+    public void ChannelBias(ArrayView<float> y, ArrayView<float> bias, int rows, int channels, int plane, bool relu = false) =>
+        _channelBias(Geometry((long)rows * channels * plane), y, bias, rows, channels, plane, relu ? 1 : 0);
 
     public void ChannelBiasBackward(ArrayView<float> dy, ArrayView<float> dbias, int rows, int channels, int plane, bool accumulate = false) =>
         _channelBiasBackward(Geometry(channels), dy, dbias, rows, channels, plane, accumulate ? 1 : 0);
@@ -200,6 +202,9 @@ public sealed class IlgpuBackend : IBackend
 
     public void MaxPoolBackward(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx, int planes, int h, int w, int size) =>
         _maxPoolBackward(Geometry((long)planes * h * w), dy, indices, dx, planes, h, w, size);
+
+    public void ReluMaxPoolBackward(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> x, ArrayView<float> dx, int planes, int h, int w, int size) =>
+        _reluMaxPoolBackward(Geometry((long)planes * h * w), dy, indices, x, dx, planes, h, w, size);
 
     /// <summary>dy (B, N) *= (y > 0), in place.</summary>
     public void ReluBackward(ArrayView<float> dy, ArrayView<float> y, int count) =>

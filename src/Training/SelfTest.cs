@@ -388,7 +388,12 @@ public static class SelfTest
             backend.ChannelBiasBackward(dy.View, gb.View, rows, f, plane);
             var sums = Enumerable.Range(0, f).Select(c => (float)Enumerable.Range(0, rows).Sum(b => Enumerable.Range(0, plane).Sum(i => (double)expected[(b * f + c) * plane + i]))).ToArray();
             var (_, e2, a2) = Reference.Compare(gb.ToArray(), sums, 1e-5, 1e-5);
-            yield return new SelfTestRow("conv bias add and its gradient", "(3, 5, 7x3)", Math.Max(a1, a2), "exact; 1e-5 + 1e-5 rel", e1 <= 0 && e2 <= 0);
+            // With the ReLU after the conv fused in (see Relu): max(y + bias, 0).
+            using var dyRelu = tracker.AllocateFrom("selftest.y.relu", y, MemoryCategory.Other);
+            backend.ChannelBias(dyRelu.View, db.View, rows, f, plane, relu: true);
+            var (_, e3, a3) = Reference.Compare(dyRelu.ToArray(), expected.Select(v => Math.Max(0f, v)).ToArray(), 0, 0);
+            yield return new SelfTestRow("conv bias add (+ ReLU) and its gradient", "(3, 5, 7x3)", Math.Max(a1, Math.Max(a2, a3)), "exact; 1e-5 + 1e-5 rel",
+                e1 <= 0 && e2 <= 0 && e3 <= 0);
         }
         {
             float[] v = Reference.RandomFloats(r, 1001);
@@ -410,8 +415,10 @@ public static class SelfTest
                 using var y = Garbage("selftest.y", outCount);
                 using var idx = tracker.Allocate<int>("selftest.idx", [outCount], MemoryCategory.Other);
                 using var gx = Garbage("selftest.gx", planes * h * w);
+                using var gxRelu = Garbage("selftest.gx.relu", planes * h * w);
                 backend.MaxPoolForward(dx.View, y.View, idx.View, planes, h, w, size);
                 backend.MaxPoolBackward(ddy.View, idx.View, gx.View, planes, h, w, size);
+                backend.ReluMaxPoolBackward(ddy.View, idx.View, dx.View, gxRelu.View, planes, h, w, size);   // x taken as a ReLU's output
                 var (refY, refIdx) = reference.MaxPool(x, planes, h, w, size);
                 var refDx = new float[x.Length];
                 int oPlane = (h / size) * (w / size);
@@ -419,10 +426,11 @@ public static class SelfTest
                 var (_, e1, a1) = Reference.Compare(y.ToArray(), refY, 0, 0);
                 var (_, e2, a2) = Reference.Compare(idx.ToArray().Select(i => (float)i).ToArray(), refIdx.Select(i => (float)i).ToArray(), 0, 0);
                 var (_, e3, a3) = Reference.Compare(gx.ToArray(), refDx, 0, 0);
-                err = Math.Max(err, Math.Max(a1, Math.Max(a2, a3)));
-                ok &= e1 <= 0 && e2 <= 0 && e3 <= 0;
+                var (_, e4, a4) = Reference.Compare(gxRelu.ToArray(), refDx.Select((g, i) => x[i] > 0 ? g : 0f).ToArray(), 0, 0);
+                err = Math.Max(err, Math.Max(Math.Max(a1, a4), Math.Max(a2, a3)));
+                ok &= e1 <= 0 && e2 <= 0 && e3 <= 0 && e4 <= 0;
             }
-            yield return new SelfTestRow("max-pool forward, indices, backward", "2x2 on 7x7, 3x3 on 9x5, ties", err, "exact", ok);
+            yield return new SelfTestRow("max-pool forward, indices, backward (+ ReLU)", "2x2 on 7x7, 3x3 on 9x5, ties", err, "exact", ok);
         }
     }
 

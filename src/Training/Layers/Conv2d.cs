@@ -37,6 +37,8 @@ public sealed class Conv2d : Layer
     public long WeightCount => (long)Shape.F * Shape.ColRows;
     public override long ParameterCount => WeightCount + Shape.F;
     public override long MultiplyAddsPerSample => (long)Shape.F * Shape.ColRows * Shape.ColCols;
+    /// <summary>A ReLU follows (float32): the bias pass applies it, y = max(conv + b, 0) (see <see cref="Relu"/>).</summary>
+    public bool ReluInBias { get; internal set; }
 
     /// <summary>This layer's weight and bias in a flat buffer: the float32 parameters or gradients, or the 16-bit weight copy.</summary>
     public ArrayView<T> Weight<T>(ArrayView<T> flat) where T : unmanaged => flat.SubView(Offset, WeightCount);
@@ -67,7 +69,7 @@ public sealed class Conv2d : Layer
         {
             be.Im2colForward(ctx.Matmul, io.Input.View, Weight(ctx.Parameters), io.Workspace!.View, io.Output.View, s, rows);
         }
-        be.ChannelBias(io.Output.View, Bias(ctx.Parameters), rows, s.F, s.ColCols);
+        be.ChannelBias(io.Output.View, Bias(ctx.Parameters), rows, s.F, s.ColCols, relu: ReluInBias);
     }
 
     public override void Backward(StepContext ctx, LayerBuffers io, int rows)

@@ -23,6 +23,8 @@ public sealed class Linear(string name, FeatureShape input, int outFeatures)
     public long WeightCount => (long)OutFeatures * InFeatures;
     public override long ParameterCount => WeightCount + OutFeatures;
     public override long MultiplyAddsPerSample => (long)InFeatures * OutFeatures;
+    /// <summary>A ReLU follows (float32): the bias pass applies it, y = max(x W^T + b, 0) (see <see cref="Relu"/>).</summary>
+    public bool ReluInBias { get; internal set; }
 
     /// <summary>This layer's weight and bias in a flat buffer: the float32 parameters or gradients, or the 16-bit weight copy.</summary>
     public ArrayView<T> Weight<T>(ArrayView<T> flat) where T : unmanaged => flat.SubView(Offset, WeightCount);
@@ -45,7 +47,7 @@ public sealed class Linear(string name, FeatureShape input, int outFeatures)
         int k = InFeatures, n = OutFeatures;
         // y (B, N) = x (B, K) · W^T (K, N): W is (N, K), so b[q, j] = W[j, q] -> bRow = 1, bCol = K.
         ctx.Backend.Matmul(ctx.Matmul, io.Input.View, Weight(ctx.Parameters), io.Output.View, rows, n, k, k, 1, 1, k);
-        ctx.Backend.BiasActivation(io.Output.View, Bias(ctx.Parameters), rows, n, relu: false);
+        ctx.Backend.BiasActivation(io.Output.View, Bias(ctx.Parameters), rows, n, relu: ReluInBias);
     }
 
     public override void Backward(StepContext ctx, LayerBuffers io, int rows)

@@ -18,6 +18,9 @@ public sealed class MaxPool2d(string name, FeatureShape input, int size)
     /// <summary>s: the window's side and its stride.</summary>
     public int Size { get; } = size;
 
+    /// <summary>A ReLU comes right before (float32): backward applies its mask too (see <see cref="Relu"/>).</summary>
+    public bool AfterRelu { get; internal set; }
+
     public override void Allocate(MemoryTracker tracker, LayerBuffers io, int batch, string outputName, bool outputGradient, ConvVersion conv)
     {
         io.Output = io.SharedOutput ?? tracker.Allocate<float>(outputName, Out.Batch(batch), MemoryCategory.Activation, Name);
@@ -30,8 +33,9 @@ public sealed class MaxPool2d(string name, FeatureShape input, int size)
 
     public override void Backward(StepContext ctx, LayerBuffers io, int rows)
     {
-        if (io.InputGradient is { } dx)
-            ctx.Backend.MaxPoolBackward(io.OutputGradient!.View, io.Indices!.View, dx.View, rows * In.C, In.H, In.W, Size);
+        if (io.InputGradient is not { } dx) return;
+        if (AfterRelu) ctx.Backend.ReluMaxPoolBackward(io.OutputGradient!.View, io.Indices!.View, io.Input.View, dx.View, rows * In.C, In.H, In.W, Size);
+        else ctx.Backend.MaxPoolBackward(io.OutputGradient!.View, io.Indices!.View, dx.View, rows * In.C, In.H, In.W, Size);
     }
 
     /// <summary>16-bit storage: NAME.out and NAME.out.grad as ushort (2 bytes a value); the indices stay int32.</summary>

@@ -89,6 +89,7 @@ public sealed record ModelSpec(string Text)
         if (!shape.Flat || shape.C != classes)
             throw new ArgumentException($"the stack ends with {shape}, but the dataset has {classes} classes: end it with linear:{classes}");
         if (layers.All(l => l.ParameterCount == 0)) throw new ArgumentException("the stack has no layer with parameters: nothing to train");
+        Relu.Fuse(layers);
         return layers;
     }
 
