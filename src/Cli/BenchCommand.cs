@@ -12,7 +12,7 @@ namespace ScratchNet.Cli;
 
 /// <summary>
 /// scratchnet bench: each kernel's time on the lesson's shapes (batch 64 and 1024), with GFLOP/s or GB/s,
-/// every matmul version side by side, and end-to-end training samples/s. Minimum, median and maximum over repeats,
+/// every matmul version side by side, end-to-end training samples/s, and a step taken apart (<see cref="StepBreakdown"/>). Minimum, median and maximum over repeats,
 /// after a warm-up launch (which also compiles the kernel). On a CPU device every rate is also shown as a share of
 /// the bound that applies (the roofline: <see cref="Roofline"/>, measured at the start of the run).
 /// </summary>
@@ -41,7 +41,7 @@ public static class BenchCommand
     ];
 
     public static string Help => HelpText.Format($"scratchnet bench [--device {ComputeDevice.ChoiceList}] [--repeats 7] [--steps 100] [--json]",
-        "Times each kernel on the lesson's shapes (batch 64 and 1024) with GFLOP/s or GB/s, every matmul version\nside by side, and end-to-end training samples/s.", Specs);
+        "Times each kernel on the lesson's shapes (batch 64 and 1024) with GFLOP/s or GB/s, every matmul version\nside by side, and end-to-end training samples/s; then takes one training step at batch 64 apart: each\npart's microseconds and fork/joins (docs/step-time.md).", Specs);
 
     public static int Run(string[] args, TextWriter stdout)
     {
@@ -89,7 +89,9 @@ public static class BenchCommand
                 }
             }
             rows.Add(r);
-            if (!json)
+            if (!json && double.IsNaN(r.MedianMs))   // not timed (n/a): the note says why
+                stdout.WriteLine($"  {r.Operation,-28} {r.Batch,6} {r.Version,-12} {"",13} {"",15} {"",10} {"",-9} {"",-18} {r.Note}");
+            else if (!json)
                 stdout.WriteLine($"  {r.Operation,-28} {r.Batch,6} {r.Version,-12} {r.MedianMs,10:0.000} ms {$"{r.MinMs:0.000}-{r.MaxMs:0.000}",15} {r.Rate,10:0.00} {r.Unit,-9} " +
                     $"{(r.Percent is double pc ? $"{pc,4:0}% of {r.Bound}" : ""),-18} {r.Note}");
         }
