@@ -8,6 +8,9 @@ namespace ScratchNet.Tests;
 [TestFixture]
 public sealed class RooflineTests
 {
+    /// <summary>One bench run for both bench tests (a whole bench in a Debug build takes seconds).</summary>
+    static readonly Lazy<CliRunner.Result> Bench = new(() => CliRunner.Run("bench", "--device", "host", "--repeats", "3", "--steps", "3", "--json"));
+
     static readonly Roofline.Limits Made = new([(128, 50), (256, 100)], L2GBs: 100, L3GBs: 50, DramGBs: 10, L2Bytes: 1 << 20, Cores: 2);
 
     [TestCase(1 << 20, 100.0, "L2")]
@@ -25,7 +28,7 @@ public sealed class RooflineTests
     [Test]
     public void Bench_MeasuresTheRoofline_AndPutsEveryRateAgainstItsBound()
     {
-        var r = CliRunner.Run("bench", "--device", "host", "--repeats", "3", "--steps", "2", "--json");
+        var r = Bench.Value;
         Assert.That(r.ExitCode, Is.Zero, r.Stderr);
         using var doc = JsonDocument.Parse(r.Stdout);
         var roof = doc.RootElement.GetProperty("roofline");
@@ -56,7 +59,7 @@ public sealed class RooflineTests
     [Test]
     public void Bench_BreaksTheStepIntoItsParts_InStepOrder()
     {
-        var r = CliRunner.Run("bench", "--device", "host", "--repeats", "1", "--steps", "3", "--json");
+        var r = Bench.Value;
         Assert.That(r.ExitCode, Is.Zero, r.Stderr);
         using var doc = JsonDocument.Parse(r.Stdout);
         var breakdown = doc.RootElement.GetProperty("stepBreakdowns").EnumerateArray().Single();

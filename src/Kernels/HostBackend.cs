@@ -36,9 +36,10 @@ public sealed unsafe partial class HostBackend : IBackend
     const long ParallelThreshold = 65_536;
 
     /// <summary>
-    /// A matmul below 256K multiply-adds stays on the calling thread. Splitting one costs a fork/join and hands half of c
-    /// to the other core's cache: the MLP's fc2 backward (dW 10 x 128 and dx 64 x 128, 82K multiply-adds each) took
-    /// 30 µs on both cores against 18 µs on one (`scratchnet bench --device host`, the step breakdown).
+    /// A vectorised matmul below 256K multiply-adds stays on the calling thread. Splitting one costs a fork/join and hands
+    /// half of c to the other core's cache: the MLP's fc2 backward (dW 10 x 128 and dx 64 x 128, 82K multiply-adds each)
+    /// took 30 µs on both cores against 18 µs on one (`scratchnet bench --device host`, the step breakdown). Without AVX
+    /// the plain loop runs, several times slower, and keeps the 64K threshold.
     /// </summary>
     const long MatmulParallelThreshold = 262_144;
 
@@ -64,7 +65,8 @@ public sealed unsafe partial class HostBackend : IBackend
         (w.M, w.N, w.K, w.ARow, w.ACol, w.BRow, w.BCol, w.Accumulate) = (m, n, k, aRow, aCol, bRow, bCol, accumulate);
         w.Wide = version == MatmulVersion.HostAvx512;
         int blocks = w.Packed ? (n + 31) / 32 : (m + 3) / 4;   // the packed path splits columns, the others rows
-        HostParallel.Run(w, (long)m * n * k < MatmulParallelThreshold ? 1 : Math.Min(HostParallel.Cores, blocks));
+        long threshold = Avx.IsSupported && Vector256.IsHardwareAccelerated ? MatmulParallelThreshold : ParallelThreshold;
+        HostParallel.Run(w, (long)m * n * k < threshold ? 1 : Math.Min(HostParallel.Cores, blocks));
     }
 
     static void CheckVersion(MatmulVersion version)

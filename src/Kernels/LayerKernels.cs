@@ -26,7 +26,8 @@ public static class LayerKernels
         }
     }
 
-    /// <summary>ReLU on its own, in place: <c>y[i] = max(y[i], 0)</c> (after a conv, or where no bias comes first).</summary>
+    /// <summary>ReLU on its own, in place: <c>y[i] = max(y[i], 0)</c>, where no bias pass comes just before it (after a
+    /// max-pool or flatten, or first in a stack); after Linear or Conv2d, float32 applies it in the bias pass (Training's Relu).</summary>
     public static void Relu(
         ArrayView<float> y,      // y: (count), updated in place
         int count)

@@ -17,6 +17,8 @@ namespace ScratchNet.Training;
 /// kernels; that wait also takes away the overlap of one part's launches with the next part's, so a clocked step on a
 /// GPU is a little slower than a plain one. On the host backend every call returns finished, and the clock only adds
 /// two timestamp reads per part.
+/// Parts are matched by their place in the step, so every clocked step must lap the same parts: with --accumulate N
+/// each micro-batch laps its own forward, loss, backward and readback (bench clocks steps without accumulation).
 /// </summary>
 public sealed class StepClock(IBackend backend)
 {

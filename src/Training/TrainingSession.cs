@@ -259,7 +259,11 @@ public sealed class TrainingSession : IDisposable
             Backend.Unscale(Model.Gradients.View, Buffers.FoundInf.View, (int)Model.ParameterCount, 1f / Scaler.Scale);
             Buffers.FoundInf.CopyTo(_foundInf);
             LastStepSkipped = !Scaler.Update(_foundInf[0] != 0);
-            if (LastStepSkipped) return;
+            if (LastStepSkipped)
+            {
+                Clock?.Lap("update");   // the unscale and the check were this step's update
+                return;
+            }
         }
         Optimizer.Step(Backend, Model);
         Model.RefreshHalfCopy(Backend);

@@ -5,7 +5,10 @@ namespace ScratchNet.Training;
 /// <summary>
 /// MaxPool2d with an s x s window and stride s (nn.MaxPool2d(s)): (B, C, H, W) -> (B, C, H/s, W/s), rounded down.
 /// Backward needs only where each maximum was, so the forward pass keeps those int32 indices (as PyTorch does)
-/// instead of its input. Kernels: <see cref="Kernels.PoolKernels"/>. Buffers it creates for a batch of B:
+/// instead of a copy of its input. After a ReLU (float32, <see cref="AfterRelu"/>) backward also applies the ReLU's
+/// mask, and for that reads its input (the ReLU's output, which backward keeps alive anyway: the ReLU's own backward
+/// would read it; under eager lifetimes it is freed only after that ReLU's turn in backward).
+/// Kernels: <see cref="Kernels.PoolKernels"/>. Buffers it creates for a batch of B:
 /// <code>
 /// Activation  NAME.out          (B, C, OH, OW)  the maxima
 /// Activation  NAME.indices      (B, C, OH, OW)  int32: where each maximum was in its plane, for backward
