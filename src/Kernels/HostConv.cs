@@ -344,27 +344,23 @@ public sealed unsafe partial class HostBackend
         RunPlanes(PlaneOp.MaxPoolForward, planes, (long)planes * h * w);
     }
 
-    public void MaxPoolBackward(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx, int planes, int h, int w, int size)
-    {
-        _plane.X = Ptr(dy);
-        _plane.Y = Ptr(dx);
-        _plane.Indices = Ptr(indices);
-        _plane.H = h;
-        _plane.W = w;
-        _plane.Size = size;
-        RunPlanes(PlaneOp.MaxPoolBackward, planes, (long)planes * h * w);
-    }
+    public void MaxPoolBackward(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx, int planes, int h, int w, int size) =>
+        PoolBackward(PlaneOp.MaxPoolBackward, dy, indices, null, dx, planes, h, w, size);
 
-    public void ReluMaxPoolBackward(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> x, ArrayView<float> dx, int planes, int h, int w, int size)
+    public void ReluMaxPoolBackward(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> x, ArrayView<float> dx, int planes, int h, int w, int size) =>
+        PoolBackward(PlaneOp.ReluMaxPoolBackward, dy, indices, Ptr(x), dx, planes, h, w, size);
+
+    /// <summary>Either pool backward: x (the pool's input) is read only by the ReLU's mask.</summary>
+    void PoolBackward(PlaneOp op, ArrayView<float> dy, ArrayView<int> indices, float* x, ArrayView<float> dx, int planes, int h, int w, int size)
     {
         _plane.X = Ptr(dy);
         _plane.Y = Ptr(dx);
-        _plane.Wt = Ptr(x);
+        _plane.Wt = x;
         _plane.Indices = Ptr(indices);
         _plane.H = h;
         _plane.W = w;
         _plane.Size = size;
-        RunPlanes(PlaneOp.ReluMaxPoolBackward, planes, (long)planes * h * w);
+        RunPlanes(op, planes, (long)planes * h * w);
     }
 
     /// <summary>y[i] += a * x[i] for i in 0..n-1, in vectors of 8.</summary>

@@ -32,8 +32,7 @@ public sealed class IlgpuBackend : IBackend
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int, int> _channelBias;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int, int> _channelBiasBackward;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int> _maxPoolForward;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int, int> _maxPoolBackward;
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int> _reluMaxPoolBackward;
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int, int> _maxPoolBackward;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _biasActivation;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _reluBackward;
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _biasBackward;
@@ -81,8 +80,7 @@ public sealed class IlgpuBackend : IBackend
         _channelBias = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int, int>(ConvKernels.ChannelBias);
         _channelBiasBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int, int>(ConvKernels.ChannelBiasBackward);
         _maxPoolForward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, int, int, int, int>(PoolKernels.MaxPoolForward);
-        _maxPoolBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int, int, int>(PoolKernels.MaxPoolBackward);
-        _reluMaxPoolBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int>(PoolKernels.ReluMaxPoolBackward);
+        _maxPoolBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int, int>(PoolKernels.MaxPoolBackward);
         _biasActivation = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(LayerKernels.BiasActivation);
         _reluBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(LayerKernels.ReluBackward);
         _biasBackward = _acc.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(LayerKernels.BiasBackward);
@@ -201,10 +199,10 @@ public sealed class IlgpuBackend : IBackend
         _maxPoolForward(Geometry((long)planes * (h / size) * (w / size)), x, y, indices, planes, h, w, size);
 
     public void MaxPoolBackward(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> dx, int planes, int h, int w, int size) =>
-        _maxPoolBackward(Geometry((long)planes * h * w), dy, indices, dx, planes, h, w, size);
+        _maxPoolBackward(Geometry((long)planes * h * w), dy, indices, dy, dx, planes, h, w, size, 0);   // x not read: dy stands in
 
     public void ReluMaxPoolBackward(ArrayView<float> dy, ArrayView<int> indices, ArrayView<float> x, ArrayView<float> dx, int planes, int h, int w, int size) =>
-        _reluMaxPoolBackward(Geometry((long)planes * h * w), dy, indices, x, dx, planes, h, w, size);
+        _maxPoolBackward(Geometry((long)planes * h * w), dy, indices, x, dx, planes, h, w, size, 1);
 
     /// <summary>dy (B, N) *= (y > 0), in place.</summary>
     public void ReluBackward(ArrayView<float> dy, ArrayView<float> y, int count) =>

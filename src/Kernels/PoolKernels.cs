@@ -43,11 +43,22 @@ public static class PoolKernels
         }
     }
 
+    /// <summary>
+    /// The backward above; with relu = 1 also the backward of the ReLU right before the pool, in the same pass (float32;
+    /// see Training's Relu): x is the pool's input, which is that ReLU's output, and a window's gradient passes only
+    /// where its maximum is &gt; 0 (the ReLU's mask at the one place the pool sends a gradient to; everywhere else dx is
+    /// 0 anyway):
+    /// <code>
+    /// dx[b, c, iy, ix] = dy[b, c, iy / s, ix / s] if (iy, ix) is the kept index of its window (and, with relu, x there &gt; 0), else 0
+    /// </code>
+    /// </summary>
     public static void MaxPoolBackward(
         ArrayView<float> dy,       // dy: (B, C, OH, OW)
         ArrayView<int> indices,    // indices: (B, C, OH, OW), from the forward pass
+        ArrayView<float> x,        // x: (B, C, H, W), the pool's input; read only when relu = 1
         ArrayView<float> dx,       // dx: (B, C, H, W), written (every element)
-        int planes, int h, int w, int size)
+        int planes, int h, int w, int size,
+        int relu)                  // 1: and the mask of the ReLU before the pool
     {
         int stride = Grid.DimX * Group.DimX;
         int oh = h / size, ow = w / size;
@@ -59,38 +70,7 @@ public static class PoolKernels
             if (oy < oh && ox < ow)
             {
                 int o = (plane * oh + oy) * ow + ox;
-                if (indices[o] == i) g = dy[o];
-            }
-            dx[idx] = g;
-        }
-    }
-
-    /// <summary>
-    /// MaxPoolBackward and the backward of the ReLU right before the pool, in one pass (float32; see Training's Relu):
-    /// x is the pool's input, which is that ReLU's output, and a window's gradient passes only where its maximum is &gt; 0
-    /// (the ReLU's mask at the one place the pool sends a gradient to; everywhere else dx is 0 anyway):
-    /// <code>
-    /// dx[b, c, iy, ix] = dy[b, c, iy / s, ix / s] if (iy, ix) is the kept index of its window and x[b, c, iy, ix] &gt; 0, else 0
-    /// </code>
-    /// </summary>
-    public static void ReluMaxPoolBackward(
-        ArrayView<float> dy,       // dy: (B, C, OH, OW)
-        ArrayView<int> indices,    // indices: (B, C, OH, OW), from the forward pass
-        ArrayView<float> x,        // x: (B, C, H, W), the pool's input (the ReLU's output)
-        ArrayView<float> dx,       // dx: (B, C, H, W), written (every element)
-        int planes, int h, int w, int size)
-    {
-        int stride = Grid.DimX * Group.DimX;
-        int oh = h / size, ow = w / size;
-        for (int idx = Grid.GlobalIndex.X; idx < planes * h * w; idx += stride)
-        {
-            int i = idx % (h * w), plane = idx / (h * w);
-            int oy = i / w / size, ox = i % w / size;
-            float g = 0f;
-            if (oy < oh && ox < ow)
-            {
-                int o = (plane * oh + oy) * ow + ox;
-                if (indices[o] == i && x[idx] > 0f) g = dy[o];
+                if (indices[o] == i && (relu == 0 || x[idx] > 0f)) g = dy[o];
             }
             dx[idx] = g;
         }
