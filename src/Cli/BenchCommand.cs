@@ -186,10 +186,9 @@ public static class BenchCommand
                 }
                 if (rep > 0) samples.Add(seen / clock.Elapsed.TotalSeconds);
             }
-            samples.Sort();
-            double median = samples[samples.Count / 2];
+            var (slowest, median, fastest) = Spread(samples);   // samples/s: the smallest rate is the slowest repeat
             Add(new Row("training step (end to end)", batch, session.MatmulName, 1000.0 * batch / median, median, "samples/s", $"784-128-10 Adam, {n} steps per repeat, host batching included")
-                { MinMs = 1000.0 * batch / samples[^1], MaxMs = 1000.0 * batch / samples[0] });
+                { MinMs = 1000.0 * batch / fastest, MaxMs = 1000.0 * batch / slowest });
             if (batch == 64) AddBreakdown(StepBreakdown(session, data.Train, Math.Max(steps, 2), $"784-128-10 Adam, batch 64, {session.MatmulName}"));
         }
         if (layerConfig is not null) LayerRows(device, layerConfig, repeats, Add, steps, AddBreakdown);
@@ -343,18 +342,11 @@ public static class BenchCommand
             if (s >= 0 && !clocked) unclocked.Add((Stopwatch.GetTimestamp() - start) * 1e6 / Stopwatch.Frequency);
         }
         session.Clock = null;
-        static double Median(List<double> v)
-        {
-            var sorted = v.Order().ToList();
-            return sorted[sorted.Count / 2];
-        }
-        double sum = clock.Parts.Sum(p => Median(p.Microseconds));
-        var parts = clock.Parts.Select(p =>
-        {
-            double median = Median(p.Microseconds);
-            return new BreakdownPart(p.Name, median, p.Microseconds.Min(), p.Microseconds.Max(), 100 * median / sum, (double)p.ForkJoins / clock.Steps);
-        }).ToList();
-        return new Breakdown(title, clock.Steps, parts, sum, Median(unclocked), parts.Sum(p => p.ForkJoinsPerStep));
+        var spreads = clock.Parts.Select(p => Spread([.. p.Microseconds])).ToList();   // a copy: the clock keeps its steps in order
+        double sum = spreads.Sum(t => t.Median);
+        var parts = clock.Parts.Select((p, i) =>
+            new BreakdownPart(p.Name, spreads[i].Median, spreads[i].Min, spreads[i].Max, 100 * spreads[i].Median / sum, (double)p.ForkJoins / clock.Steps)).ToList();
+        return new Breakdown(title, clock.Steps, parts, sum, Spread(unclocked).Median, parts.Sum(p => p.ForkJoinsPerStep));
     }
 
     /// <summary>Fastest, median and slowest milliseconds of `launch` over repeats, after one warm-up; each timing ends with a synchronize.</summary>
@@ -376,7 +368,13 @@ public static class BenchCommand
             backend.Synchronize();
             times.Add(t.Elapsed.TotalMilliseconds / inner);
         }
-        times.Sort();
-        return (times[0], times[times.Count / 2], times[^1]);
+        return Spread(times);
+    }
+
+    /// <summary>Smallest, median (the upper one of an even count) and largest of the values; sorts the list in place.</summary>
+    static (double Min, double Median, double Max) Spread(List<double> values)
+    {
+        values.Sort();
+        return (values[0], values[values.Count / 2], values[^1]);
     }
 }
